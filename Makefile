@@ -1,0 +1,43 @@
+# Tollgate's everyday commands. The README names two: make run, make test.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 30s
+
+.PHONY: run test bench lint fuzz image build
+
+## run: Tollgate on the embedded store with demo data, ready for grpcurl
+run:
+	$(GO) run ./cmd/tollgate serve --demo
+
+## test: every test, against real Postgres (installed and started if missing)
+test:
+	bash .ci/postgres.sh
+	$(GO) test -count=1 ./...
+
+## bench: Go benchmarks of the hot path
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## lint: formatting and vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## fuzz: run every fuzz target for FUZZTIME each
+fuzz:
+	bash .ci/postgres.sh
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+## build: the tollgate binary, static
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/tollgate ./cmd/tollgate
+
+## image: the container image (needs a Docker engine)
+image:
+	docker build --build-arg VERSION=$(VERSION) -t tollgate:$(VERSION) .

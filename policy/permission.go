@@ -1,0 +1,239 @@
+package policy
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+)
+
+// Action is what a request does to a dataset.
+type Action uint8
+
+// Actions, as bits so a set of them fits in one byte.
+const (
+	Read Action = 1 << iota
+	Write
+	Delete
+)
+
+// Actions is a set of Action.
+type Actions uint8
+
+var actionNames = [...]struct {
+	a    Action
+	name string
+}{{Read, "read"}, {Write, "write"}, {Delete, "delete"}}
+
+// ParseAction parses "read", "write" or "delete".
+func ParseAction(s string) (Action, bool) {
+	for _, n := range actionNames {
+		if n.name == s {
+			return n.a, true
+		}
+	}
+	return 0, false
+}
+
+// String returns the action's name.
+func (a Action) String() string {
+	for _, n := range actionNames {
+		if n.a == a {
+			return n.name
+		}
+	}
+	return "unknown"
+}
+
+// Has reports whether the set holds a.
+func (s Actions) Has(a Action) bool { return s&Actions(a) != 0 }
+
+// ParseActions parses a comma-separated list such as "read,write".
+func ParseActions(list string) (Actions, error) {
+	var s Actions
+	for name := range strings.SplitSeq(list, ",") {
+		a, ok := ParseAction(strings.TrimSpace(name))
+		if !ok {
+			return 0, Errorf(EInvalid, "%q is not an action (want read, write or delete)", name)
+		}
+		s |= Actions(a)
+	}
+	return s, nil
+}
+
+// Names returns the set's actions in the order read, write, delete.
+func (s Actions) Names() []string {
+	names := make([]string, 0, len(actionNames))
+	for _, n := range actionNames {
+		if s.Has(n.a) {
+			names = append(names, n.name)
+		}
+	}
+	return names
+}
+
+// MarshalJSON writes the set as a list of names.
+func (s Actions) MarshalJSON() ([]byte, error) { return json.Marshal(s.Names()) }
+
+// UnmarshalJSON reads a list of names.
+func (s *Actions) UnmarshalJSON(b []byte) error {
+	var names []string
+	if err := json.Unmarshal(b, &names); err != nil {
+		return Errorf(EInvalid, "actions must be a list of names: %v", err)
+	}
+	var out Actions
+	for _, n := range names {
+		a, ok := ParseAction(n)
+		if !ok {
+			return Errorf(EInvalid, "%q is not an action (want read, write or delete)", n)
+		}
+		out |= Actions(a)
+	}
+	*s = out
+	return nil
+}
+
+// Known APIs a token may be allowed to call. Import runs with the account's
+// full write power, so a token that may import may do nothing else.
+const (
+	APIData   = "data"
+	APIMaps   = "maps"
+	APISQL    = "sql"
+	APILDS    = "lds"
+	APIImport = "import"
+)
+
+var knownAPIs = []string{APIData, APIMaps, APISQL, APILDS, APIImport}
+
+// GrantType says what part of a connection a grant covers.
+type GrantType string
+
+// Grant types.
+const (
+	GrantTable GrantType = "table" // one table, or tables matching a wildcard
+	GrantQuery GrantType = "query" // one saved SQL query, whitespace-normalised
+	GrantAll   GrantType = "all"   // every source of the connection
+)
+
+// Grant lets a token use a source of a connection.
+type Grant struct {
+	Connection string    `json:"connection"`
+	Type       GrantType `json:"type"`
+	Source     string    `json:"source,omitempty"`
+}
+
+// String returns the grant in the command line's form, connection:type[:source].
+func (g Grant) String() string {
+	if g.Type == GrantAll {
+		return g.Connection + ":" + string(g.Type)
+	}
+	return g.Connection + ":" + string(g.Type) + ":" + g.Source
+}
+
+// ParseGrant parses connection:table:NAME, connection:query:SQL or
+// connection:all.
+func ParseGrant(s string) (Grant, error) {
+	parts := strings.SplitN(s, ":", 3)
+	if len(parts) < 2 {
+		return Grant{}, fieldError("grants", "%q: want connection:table:NAME, connection:query:SQL or connection:all", s)
+	}
+	g := Grant{Connection: parts[0], Type: GrantType(parts[1])}
+	if len(parts) == 3 {
+		g.Source = parts[2]
+	}
+	return g, g.normalize()
+}
+
+func (g *Grant) normalize() error {
+	if !validName(g.Connection, false) {
+		return fieldError("grants", "connection %q: want 1-128 letters, digits, '_', '-' or '.'", g.Connection)
+	}
+	switch g.Type {
+	case GrantAll:
+		if g.Source != "" {
+			return fieldError("grants", "an all-sources grant on %q takes no source", g.Connection)
+		}
+	case GrantTable:
+		if !validName(g.Source, true) {
+			return fieldError("grants", "table %q: want 1-128 letters, digits, '_', '-', '.' or '*'", g.Source)
+		}
+	case GrantQuery:
+		g.Source = NormalizeSQL(g.Source)
+		if g.Source == "" || len(g.Source) > maxQueryLen {
+			return fieldError("grants", "a saved query must be 1-%d bytes of SQL", maxQueryLen)
+		}
+	default:
+		return fieldError("grants", "%q is not a grant type (want table, query or all)", g.Type)
+	}
+	return nil
+}
+
+const maxQueryLen = 16 << 10
+
+// NormalizeSQL collapses every run of whitespace to one space and trims the
+// ends, so a saved query matches the same text however it was wrapped.
+func NormalizeSQL(q string) string { return strings.Join(strings.Fields(q), " ") }
+
+// validName reports whether s is a dataset, table or connection name:
+// 1-128 of [A-Za-z0-9_.-], and '*' where wildcards are allowed.
+func validName(s string, wildcard bool) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-', c == '.':
+		case c == '*' && wildcard:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// MatchName reports whether name matches pattern, where '*' in pattern
+// matches any run of characters (including none and including dots), so
+// "sales.*" matches "sales.q1" and "sales.q1.eu". It does not allocate.
+func MatchName(pattern, name string) bool {
+	// Classic greedy glob with one backtrack point: linear in practice.
+	p, n := 0, 0
+	star, mark := -1, 0
+	for n < len(name) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, n
+			p++
+		case p < len(pattern) && pattern[p] == name[n]:
+			p++
+			n++
+		case star >= 0:
+			p = star + 1
+			mark++
+			n = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
+
+// normalizeAPIs lower-cases, checks and de-duplicates a list of APIs.
+func normalizeAPIs(apis []string) ([]string, error) {
+	out := make([]string, 0, len(apis))
+	for _, a := range apis {
+		a = strings.ToLower(strings.TrimSpace(a))
+		if !slices.Contains(knownAPIs, a) {
+			return nil, fieldError("allowed_apis", "%q is not a known API (want one of %s)", a, strings.Join(knownAPIs, ", "))
+		}
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) > 1 && slices.Contains(out, APIImport) {
+		return nil, fieldError("allowed_apis", "a token with the import API may hold no other API")
+	}
+	return out, nil
+}

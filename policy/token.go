@@ -1,0 +1,271 @@
+package policy
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Token is an API token's record: who it belongs to, what it may do and the
+// restrictions on where it may be used from. Its value is never stored; only
+// its Hash and a display Prefix are.
+type Token struct {
+	ID        string     `json:"id"`
+	AccountID string     `json:"account_id"`
+	UserID    string     `json:"user_id,omitempty"` // "" when no user owns it
+	Kind      Kind       `json:"kind"`
+	Nickname  string     `json:"nickname"`
+	Prefix    string     `json:"prefix"`
+	Enabled   bool       `json:"enabled"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	Permissions
+	Restrictions
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
+// Permissions is what a token may do. Secret tokens have every permission.
+type Permissions struct {
+	// Core allows reading core data.
+	Core bool `json:"core"`
+	// Premium allows premium data, if the account subscribes to it.
+	Premium bool `json:"premium"`
+	// Datasets maps a dataset name or wildcard pattern ("sales.*") to the
+	// actions allowed on it. A request may act on a dataset when any
+	// matching pattern allows the action.
+	Datasets map[string]Actions `json:"datasets"`
+	// APIs lists the APIs the token may call; empty means every API but
+	// import, which must be granted alone.
+	APIs []string `json:"allowed_apis"`
+	// Grants lists the sources of connections the token may use.
+	Grants []Grant `json:"grants"`
+}
+
+// Restrictions narrow where and how often a token may be used.
+type Restrictions struct {
+	// Domains lists allowed Referer/Origin patterns; empty means any.
+	Domains []string `json:"allowed_domains"`
+	// IPs lists allowed caller ranges in CIDR form; empty means any.
+	IPs []string `json:"allowed_ips"`
+	// Signed requires every request to carry an HMAC signature.
+	Signed bool `json:"signed_requests"`
+	// CreditLimit caps the credits the token may spend per period; nil
+	// means no cap beyond the account's quota.
+	CreditLimit *int64 `json:"credit_limit"`
+	// RateLimit caps the token's request rate; nil means no cap.
+	RateLimit *RateLimit `json:"rate_limit"`
+}
+
+// RateLimit is a token bucket: RPS requests per second on average, up to
+// Burst at once.
+type RateLimit struct {
+	RPS   int64 `json:"rps"`
+	Burst int64 `json:"burst"`
+}
+
+// Limits on list sizes keep a token's policy small enough to cache a million
+// of them and to evaluate in microseconds.
+const (
+	maxListLen     = 100
+	maxNicknameLen = 100
+)
+
+// NewToken returns a token of the given kind with the defaults a user
+// expects: enabled, a generated nickname, core read for publishable tokens
+// and every permission for secret ones.
+func NewToken(accountID string, k Kind) *Token {
+	t := &Token{
+		ID:        NewID("tok"),
+		AccountID: accountID,
+		Kind:      k,
+		Enabled:   true,
+	}
+	t.Nickname = "tk_" + t.ID[len("tok_"):len("tok_")+8]
+	t.Core = true
+	if k == Secret {
+		t.Premium = true
+	}
+	return t
+}
+
+// Normalize validates every field and rewrites lists in canonical form
+// (lower-cased APIs, canonical domain patterns and CIDRs, no duplicates). It
+// returns an *Error naming the first field at fault; on error the token may
+// be partly rewritten and must not be stored.
+func (t *Token) Normalize() error {
+	if t.Kind != Publishable && t.Kind != Secret {
+		return fieldError("kind", "want publishable or secret")
+	}
+	t.Nickname = strings.TrimSpace(t.Nickname)
+	if err := checkText("nickname", t.Nickname, maxNicknameLen); err != nil {
+		return err
+	}
+	if t.Nickname == "" {
+		return fieldError("nickname", "must not be empty")
+	}
+	if t.Kind == Secret {
+		if len(t.Datasets) > 0 || len(t.APIs) > 0 || len(t.Grants) > 0 || !t.Core || !t.Premium {
+			return fieldError("kind", "secret tokens have full access to their account; use a publishable token to narrow permissions")
+		}
+	}
+	if err := t.Permissions.normalize(); err != nil {
+		return err
+	}
+	return t.Restrictions.normalize()
+}
+
+func (p *Permissions) normalize() error {
+	if p.Datasets == nil {
+		p.Datasets = map[string]Actions{}
+	}
+	if len(p.Datasets) > maxListLen {
+		return fieldError("datasets", "at most %d entries", maxListLen)
+	}
+	for name, acts := range p.Datasets {
+		if !validName(name, true) {
+			return fieldError("datasets", "%q: want 1-128 letters, digits, '_', '-', '.' or '*'", name)
+		}
+		if acts == 0 || acts&^Actions(Read|Write|Delete) != 0 {
+			return fieldError("datasets", "%q: give at least one of read, write, delete", name)
+		}
+	}
+	if len(p.APIs) > maxListLen || len(p.Grants) > maxListLen {
+		return fieldError("allowed_apis", "at most %d entries", maxListLen)
+	}
+	apis, err := normalizeAPIs(p.APIs)
+	if err != nil {
+		return err
+	}
+	p.APIs = apis
+	grants := make([]Grant, 0, len(p.Grants))
+	for _, g := range p.Grants {
+		if err := g.normalize(); err != nil {
+			return err
+		}
+		if !slices.Contains(grants, g) {
+			grants = append(grants, g)
+		}
+	}
+	p.Grants = grants
+	return nil
+}
+
+func (r *Restrictions) normalize() error {
+	if len(r.Domains) > maxListLen {
+		return fieldError("allowed_domains", "at most %d entries", maxListLen)
+	}
+	domains := make([]string, 0, len(r.Domains))
+	for _, d := range r.Domains {
+		p, err := ParseDomainPattern(strings.TrimSpace(d))
+		if err != nil {
+			return fieldError("allowed_domains", "%q: %v", d, err)
+		}
+		if s := p.String(); !slices.Contains(domains, s) {
+			domains = append(domains, s)
+		}
+	}
+	r.Domains = domains
+	if len(r.IPs) > maxListLen {
+		return fieldError("allowed_ips", "at most %d entries", maxListLen)
+	}
+	set, err := ParseIPSet(r.IPs)
+	if err != nil {
+		return fieldError("allowed_ips", "%v", err)
+	}
+	r.IPs = make([]string, 0, set.Len())
+	for _, s := range set.Strings() {
+		if !slices.Contains(r.IPs, s) {
+			r.IPs = append(r.IPs, s)
+		}
+	}
+	if r.CreditLimit != nil && *r.CreditLimit < 0 {
+		return fieldError("credit_limit", "must not be negative")
+	}
+	if rl := r.RateLimit; rl != nil {
+		if rl.RPS < 1 || rl.RPS > 1_000_000 {
+			return fieldError("rate_limit", "rps must be between 1 and 1000000")
+		}
+		if rl.Burst == 0 {
+			rl.Burst = rl.RPS
+		}
+		if rl.Burst < 1 || rl.Burst > 10_000_000 {
+			return fieldError("rate_limit", "burst must be between 1 and 10000000")
+		}
+	}
+	return nil
+}
+
+// checkText rejects over-long text, invalid UTF-8 and control characters.
+func checkText(field, s string, max int) error {
+	if len(s) > max {
+		return fieldError(field, "must be at most %d bytes", max)
+	}
+	if !utf8.ValidString(s) {
+		return fieldError(field, "must be valid UTF-8")
+	}
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return fieldError(field, "must not contain control characters")
+	}
+	return nil
+}
+
+// Expired reports whether the token's expiry has passed at now.
+func (t *Token) Expired(now time.Time) bool {
+	return t.ExpiresAt != nil && !now.Before(*t.ExpiresAt)
+}
+
+// TokenPatch is a partial update: nil fields are left alone. For the
+// nullable fields (ExpiresAt, CreditLimit, RateLimit) a non-nil outer
+// pointer to a nil value clears the field.
+type TokenPatch struct {
+	Nickname    *string
+	Enabled     *bool
+	ExpiresAt   **time.Time
+	Core        *bool
+	Premium     *bool
+	Datasets    *map[string]Actions
+	APIs        *[]string
+	Grants      *[]Grant
+	Domains     *[]string
+	IPs         *[]string
+	Signed      *bool
+	CreditLimit **int64
+	RateLimit   **RateLimit
+}
+
+// Apply copies the patch's set fields into t. Call Normalize afterwards.
+func (p *TokenPatch) Apply(t *Token) {
+	set(&t.Nickname, p.Nickname)
+	set(&t.Enabled, p.Enabled)
+	set(&t.ExpiresAt, p.ExpiresAt)
+	set(&t.Core, p.Core)
+	set(&t.Premium, p.Premium)
+	if p.Datasets != nil {
+		t.Datasets = maps.Clone(*p.Datasets)
+	}
+	if p.APIs != nil {
+		t.APIs = slices.Clone(*p.APIs)
+	}
+	if p.Grants != nil {
+		t.Grants = slices.Clone(*p.Grants)
+	}
+	if p.Domains != nil {
+		t.Domains = slices.Clone(*p.Domains)
+	}
+	if p.IPs != nil {
+		t.IPs = slices.Clone(*p.IPs)
+	}
+	set(&t.Signed, p.Signed)
+	set(&t.CreditLimit, p.CreditLimit)
+	set(&t.RateLimit, p.RateLimit)
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
