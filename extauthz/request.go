@@ -1,0 +1,273 @@
+package extauthz
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/tollgate/tollgate/policy"
+)
+
+// TokenSource is one place a request may carry its token.
+type TokenSource string
+
+// Token sources, in the default order.
+const (
+	SourceQueryToken  TokenSource = "token"         // ?token=
+	SourceQueryAPIKey TokenSource = "api_key"       // ?api_key=
+	SourceBearer      TokenSource = "authorization" // Authorization: Bearer …
+	SourceAPIKey      TokenSource = "x-api-key"     // X-API-Key: …
+)
+
+// DefaultTokenSources is the order tokens are looked for in.
+func DefaultTokenSources() []TokenSource {
+	return []TokenSource{SourceQueryToken, SourceQueryAPIKey, SourceBearer, SourceAPIKey}
+}
+
+// ParseTokenSources parses a comma-separated list of sources.
+func ParseTokenSources(s string) ([]TokenSource, error) {
+	var out []TokenSource
+	for name := range strings.SplitSeq(s, ",") {
+		src := TokenSource(strings.TrimSpace(strings.ToLower(name)))
+		switch src {
+		case SourceQueryToken, SourceQueryAPIKey, SourceBearer, SourceAPIKey:
+			out = append(out, src)
+		default:
+			return nil, fmt.Errorf("token source %q: want token, api_key, authorization or x-api-key", name)
+		}
+	}
+	return out, nil
+}
+
+// Limits on what is read from a request. Envoy bounds headers at 60 KiB by
+// default; these keep one hostile request from costing more than that.
+const (
+	maxQueryParams = 10_000
+	maxSQLLen      = 64 << 10
+	maxCost        = 1_000_000
+)
+
+// errRoute reports a route whose configuration (context_extensions or a
+// route rule) Tollgate cannot use: the operator's mistake, not the caller's.
+var errRoute = errors.New("route configuration")
+
+// headers reads request headers from either of Envoy's encodings: the
+// headers map, or header_map when Envoy is set to send raw headers.
+type headers struct{ http *authv3.AttributeContext_HttpRequest }
+
+func (h headers) get(name string) string {
+	if v, ok := h.http.GetHeaders()[name]; ok {
+		return v
+	}
+	for _, hv := range h.http.GetHeaderMap().GetHeaders() {
+		if hv.GetKey() == name {
+			if v := hv.GetValue(); v != "" {
+				return v
+			}
+			return string(hv.GetRawValue())
+		}
+	}
+	return ""
+}
+
+// readRequest lifts what a decision needs out of a CheckRequest.
+func (s *Server) readRequest(cr *authv3.CheckRequest, req *policy.Request) error {
+	attrs := cr.GetAttributes()
+	httpReq := attrs.GetRequest().GetHttp()
+	h := headers{httpReq}
+	path, query, _ := strings.Cut(httpReq.GetPath(), "?")
+
+	s.readToken(h, query, req)
+	req.Referer = h.get("referer")
+	req.Origin = h.get("origin")
+	req.FromBrowser = req.Origin != "" || h.get("sec-fetch-site") != ""
+	req.IP = s.clientIP(attrs, h)
+
+	req.Cost = 1
+	ext := attrs.GetContextExtensions()
+	if hasRouteKeys(ext) {
+		if err := applyRoute(req, ext); err != nil {
+			return err
+		}
+	} else if s.cfg.Routes != nil {
+		if err := s.cfg.Routes.apply(req, httpReq.GetMethod(), path); err != nil {
+			return err
+		}
+	}
+	if req.Action == 0 {
+		req.Action = actionFromMethod(httpReq.GetMethod())
+	}
+	req.GrantFree = s.grantFree(req.API)
+	if req.API == policy.APISQL && req.Source == "" {
+		if q, ok := queryParam(query, "q"); ok && len(q) <= maxSQLLen {
+			req.Source = policy.NormalizeSQL(q)
+		}
+	}
+	return nil
+}
+
+// readToken finds the token in the configured places. The first found is
+// the token; a different one anywhere else is a conflict.
+func (s *Server) readToken(h headers, query string, req *policy.Request) {
+	for _, src := range s.cfg.TokenSources {
+		var vals [2]string // a query parameter may repeat: look at two
+		n := 0
+		switch src {
+		case SourceQueryToken, SourceQueryAPIKey:
+			n = queryParams(query, string(src), vals[:])
+		case SourceBearer:
+			if v, ok := bearer(h.get("authorization")); ok {
+				vals[0], n = v, 1
+			}
+		case SourceAPIKey:
+			if v := strings.TrimSpace(h.get("x-api-key")); v != "" {
+				vals[0], n = v, 1
+			}
+		}
+		for _, v := range vals[:n] {
+			switch {
+			case v == "":
+			case req.Token == "":
+				req.Token = v
+			case v != req.Token:
+				req.TokenConflict = true
+			}
+		}
+	}
+}
+
+// bearer returns the credentials of an "Authorization: Bearer …" header.
+func bearer(v string) (string, bool) {
+	const prefix = "bearer "
+	if len(v) <= len(prefix) || !strings.EqualFold(v[:len(prefix)], prefix) {
+		return "", false
+	}
+	return strings.TrimSpace(v[len(prefix):]), true
+}
+
+// queryParams stores up to len(dst) values of the query parameter name and
+// returns how many it stored. It reads the raw query without building a map:
+// this runs on every request.
+func queryParams(query, name string, dst []string) int {
+	n := 0
+	for i := 0; query != "" && i < maxQueryParams && n < len(dst); i++ {
+		var pair string
+		pair, query, _ = strings.Cut(query, "&")
+		k, v, _ := strings.Cut(pair, "=")
+		if k != name {
+			continue
+		}
+		if strings.ContainsAny(v, "%+") {
+			u, err := url.QueryUnescape(v)
+			if err != nil {
+				// An undecodable value cannot be a token; keep it as sent so
+				// that the format check refuses it.
+				u = v
+			}
+			v = u
+		}
+		dst[n] = v
+		n++
+	}
+	return n
+}
+
+func queryParam(query, name string) (string, bool) {
+	var v [1]string
+	n := queryParams(query, name, v[:])
+	return v[0], n == 1
+}
+
+// clientIP returns the caller's address: the TCP peer, or with trusted
+// proxies in front, the x-forwarded-for entry that many hops from the right.
+func (s *Server) clientIP(attrs *authv3.AttributeContext, h headers) netip.Addr {
+	if hops := s.cfg.TrustedHops; hops > 0 {
+		xff := h.get("x-forwarded-for")
+		for i := 1; xff != ""; i++ {
+			var entry string
+			if j := strings.LastIndexByte(xff, ','); j >= 0 {
+				xff, entry = xff[:j], xff[j+1:]
+			} else {
+				xff, entry = "", xff
+			}
+			if i == hops {
+				return parseAddr(strings.TrimSpace(entry))
+			}
+		}
+		// Fewer entries than trusted hops: the request skipped a proxy that
+		// should have been there, so its address is unknown.
+		return netip.Addr{}
+	}
+	sock := attrs.GetSource().GetAddress().GetSocketAddress()
+	return parseAddr(sock.GetAddress())
+}
+
+// parseAddr parses an address, unmapping IPv4-in-IPv6 and dropping a zone.
+func parseAddr(s string) netip.Addr {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		if ap, err2 := netip.ParseAddrPort(s); err2 == nil {
+			a = ap.Addr()
+		} else {
+			return netip.Addr{}
+		}
+	}
+	return a.Unmap().WithZone("")
+}
+
+func actionFromMethod(m string) policy.Action {
+	switch m {
+	case "POST", "PUT", "PATCH":
+		return policy.Write
+	case "DELETE":
+		return policy.Delete
+	}
+	return policy.Read
+}
+
+// routeKeys are the context_extensions Tollgate reads.
+var routeKeys = [...]string{"api", "dataset", "connection", "source", "tier", "action", "cost"}
+
+func hasRouteKeys(ext map[string]string) bool {
+	for _, k := range routeKeys {
+		if _, ok := ext[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// applyRoute reads what the request is from the route's settings.
+func applyRoute(req *policy.Request, ext map[string]string) error {
+	req.API, req.Dataset = ext["api"], ext["dataset"]
+	req.Connection, req.Source = ext["connection"], ext["source"]
+	return parseRouteFields(req, ext["tier"], ext["action"], ext["cost"])
+}
+
+func parseRouteFields(req *policy.Request, tier, action, cost string) error {
+	t, ok := policy.ParseTier(tier)
+	if !ok {
+		return fmt.Errorf("%w: tier %.40q: want core or premium", errRoute, tier)
+	}
+	req.Tier = t
+	if action != "" {
+		a, ok := policy.ParseAction(action)
+		if !ok {
+			return fmt.Errorf("%w: action %.40q: want read, write or delete", errRoute, action)
+		}
+		req.Action = a
+	}
+	if cost != "" {
+		c, err := strconv.ParseInt(cost, 10, 64)
+		if err != nil || c < 0 || c > maxCost {
+			return fmt.Errorf("%w: cost %.40q: want a whole number from 0 to %d", errRoute, cost, maxCost)
+		}
+		req.Cost = c
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+// Package extauthz is Tollgate's Envoy ext_authz v3 gRPC server: it turns
+// each CheckRequest into a policy.Request, asks the policy for a decision,
+// and turns the decision into an allow or a deny Envoy can act on.
+package extauthz
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tollgate/tollgate/policy"
+)
+
+// Decider decides requests: *policy.Decider.
+type Decider interface {
+	Decide(ctx context.Context, req *policy.Request) (policy.Decision, error)
+}
+
+// Config shapes how requests are read and answered.
+type Config struct {
+	// TokenSources is where tokens are looked for, in order.
+	TokenSources []TokenSource
+	// TrustedHops is how many proxies in front of Envoy append to
+	// x-forwarded-for; 0 means the TCP peer Envoy saw is the caller.
+	TrustedHops int
+	// Routes describe requests whose route sets no context_extensions.
+	Routes *Routes
+	// GrantFreeAPIs need no grant on a connection's sources (e.g. lds).
+	GrantFreeAPIs []string
+	// StripCredentials removes the token from what the upstream receives.
+	StripCredentials bool
+	// DryRun decides and reports as usual but lets every request through.
+	DryRun bool
+	// DenyLogLevel is the level of the one log line written per deny.
+	DenyLogLevel slog.Level
+}
+
+// Observer hears of every Check: its decision, or the error that stopped
+// one, and how long it took. Metrics hang off it.
+type Observer func(d policy.Decision, err error, elapsed time.Duration)
+
+// Server implements envoy.service.auth.v3.Authorization.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	decider Decider
+	cfg     Config
+	log     *slog.Logger
+	observe Observer
+}
+
+// NewServer returns a Server. observe may be nil.
+func NewServer(d Decider, cfg Config, log *slog.Logger, observe Observer) *Server {
+	if len(cfg.TokenSources) == 0 {
+		cfg.TokenSources = DefaultTokenSources()
+	}
+	if observe == nil {
+		observe = func(policy.Decision, error, time.Duration) {}
+	}
+	return &Server{decider: d, cfg: cfg, log: log, observe: observe}
+}
+
+// Check answers one authorization request. A deny is a CheckResponse; an
+// error means Tollgate could not decide, and Envoy's failure_mode_allow
+// says what happens then.
+func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	var req policy.Request
+	if err := s.readRequest(cr, &req); err != nil {
+		s.observe(policy.Decision{}, err, time.Since(start))
+		s.log.Error("check: unusable route configuration", "err", err)
+		return nil, status.Error(codes.FailedPrecondition, "tollgate: "+err.Error())
+	}
+	d, err := s.decider.Decide(ctx, &req)
+	if err != nil {
+		s.observe(d, err, time.Since(start))
+		code := codes.Unavailable
+		if policy.ErrorCode(err) == policy.EInternal && !errors.Is(err, context.DeadlineExceeded) {
+			code = codes.Internal
+		}
+		s.log.Error("check: cannot decide", "err", err)
+		return nil, status.Error(code, "tollgate: cannot decide: "+err.Error())
+	}
+	var resp *authv3.CheckResponse
+	switch {
+	case d.Allow:
+		resp = s.allowResponse(d, cr, nil)
+	case s.cfg.DryRun:
+		resp = s.allowResponse(d, cr, []*corev3.HeaderValueOption{overwrite(HeaderDryRun, string(d.Code))})
+	default:
+		resp = s.deniedResponse(d)
+	}
+	if !d.Allow {
+		s.logDeny(ctx, &req, d)
+	}
+	s.observe(d, nil, time.Since(start))
+	return resp, nil
+}
+
+// logDeny writes one line per deny. It never logs the token or the path
+// (whose query may hold one).
+func (s *Server) logDeny(ctx context.Context, req *policy.Request, d policy.Decision) {
+	if !s.log.Enabled(ctx, s.cfg.DenyLogLevel) {
+		return
+	}
+	s.log.Log(ctx, s.cfg.DenyLogLevel, "deny",
+		"code", d.Code, "token_id", d.TokenID, "account_id", d.AccountID, "ip", req.IP,
+		"api", req.API, "dataset", req.Dataset, "dry_run", s.cfg.DryRun)
+}
+
+func (s *Server) grantFree(api string) bool {
+	return api != "" && slices.Contains(s.cfg.GrantFreeAPIs, api)
+}

@@ -1,0 +1,286 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"weak"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// Store is what the cache needs from storage: one round trip per miss.
+type Store interface {
+	// TokenByHash returns the token whose live key has hash h, and its
+	// account. It returns an error wrapping ErrNotFound when no live key
+	// has that hash, and must honour ctx's deadline.
+	TokenByHash(ctx context.Context, h Hash) (*Token, *Account, error)
+}
+
+// CacheConfig are the cache's tunables. Every one can change at run time
+// (see Cache.Configure).
+type CacheConfig struct {
+	// Size bounds the cached token policies.
+	Size int
+	// TTL is how long a cached policy is used before it is read again.
+	// Notifications evict changed tokens at once; the TTL bounds the damage
+	// of one that was lost.
+	TTL time.Duration
+	// NegativeSize bounds the remembered unknown tokens.
+	NegativeSize int
+	// NegativeTTL is how long an unknown token is remembered as unknown, so
+	// that guessing does not hammer the database.
+	NegativeTTL time.Duration
+	// MaxStaleness is how old a cached policy may grow while the store
+	// cannot be reached before it stops being used.
+	MaxStaleness time.Duration
+	// StoreTimeout bounds one look-up.
+	StoreTimeout time.Duration
+}
+
+// Validate reports the first unusable setting.
+func (c CacheConfig) Validate() error {
+	switch {
+	case c.Size < 1:
+		return errors.New("cache-size must be at least 1")
+	case c.NegativeSize < 1:
+		return errors.New("negative-cache-size must be at least 1")
+	case c.TTL <= 0:
+		return errors.New("cache-ttl must be > 0")
+	case c.NegativeTTL <= 0:
+		return errors.New("negative-cache-ttl must be > 0")
+	case c.MaxStaleness < c.TTL:
+		return errors.New("max-staleness must be at least cache-ttl")
+	case c.StoreTimeout <= 0:
+		return errors.New("store-timeout must be > 0")
+	}
+	return nil
+}
+
+// Cache holds compiled policies by token hash in an LRU, with a TTL, a
+// separate negative cache for unknown tokens, one store query per key at a
+// time (singleflight), and eviction on notification. When the store fails,
+// it keeps serving what it has, up to MaxStaleness old.
+type Cache struct {
+	store    Store
+	now      func() time.Time
+	cfg      atomic.Pointer[CacheConfig]
+	entries  *lru.Cache[Hash, entry]
+	negative *lru.Cache[Hash, int64]
+	loads    singleflight.Group
+
+	// gen counts invalidations. A load that sees it move while it queried
+	// may hold data older than the change, so it is not cached.
+	gen atomic.Uint64
+
+	accMu    sync.Mutex
+	accounts map[string]weak.Pointer[accountRef]
+
+	stats struct {
+		hits, misses, negativeHits, evictions, staleServed atomic.Uint64
+		loadErrors, invalidations                          atomic.Uint64
+	}
+}
+
+// entry is a cached policy and when it was read, in unix nanoseconds.
+type entry struct {
+	Policy
+	loaded int64
+}
+
+// accountRef is shared by every cached policy of one account, so a change
+// to the account makes all of them stale at once, without a scan.
+type accountRef struct{ stale atomic.Bool }
+
+// NewCache returns an empty cache over store.
+func NewCache(store Store, cfg CacheConfig, now func() time.Time) (*Cache, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	entries, err := lru.New[Hash, entry](cfg.Size)
+	if err != nil {
+		return nil, err
+	}
+	negative, err := lru.New[Hash, int64](cfg.NegativeSize)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{store: store, now: now, entries: entries, negative: negative, accounts: map[string]weak.Pointer[accountRef]{}}
+	c.cfg.Store(&cfg)
+	return c, nil
+}
+
+// Configure applies new tunables to a running cache. Shrinking evicts the
+// least recently used entries.
+func (c *Cache) Configure(cfg CacheConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	c.entries.Resize(cfg.Size)
+	c.negative.Resize(cfg.NegativeSize)
+	c.cfg.Store(&cfg)
+	return nil
+}
+
+// Config returns the tunables in effect.
+func (c *Cache) Config() CacheConfig { return *c.cfg.Load() }
+
+// Get returns the policy of the token whose value hashes to h. It returns
+// an error wrapping ErrNotFound for an unknown token, and another error only
+// when the store failed and nothing usable was cached.
+func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
+	cfg := c.cfg.Load()
+	now := c.now().UnixNano()
+	e, cached := c.entries.Get(h)
+	if cached && !e.account.stale.Load() && now-e.loaded < int64(cfg.TTL) {
+		c.stats.hits.Add(1)
+		return e.Policy, nil
+	}
+	if !cached {
+		if at, ok := c.negative.Get(h); ok && now-at < int64(cfg.NegativeTTL) {
+			c.stats.negativeHits.Add(1)
+			return Policy{}, ErrNotFound
+		}
+	}
+	c.stats.misses.Add(1)
+	p, err := c.load(ctx, h, cfg)
+	if err == nil || errors.Is(err, ErrNotFound) {
+		return p, err
+	}
+	c.stats.loadErrors.Add(1)
+	// The store failed: a policy that merely outlived its TTL is still the
+	// best answer, up to the staleness bound. One known to have changed is
+	// not.
+	if cached && !e.account.stale.Load() && now-e.loaded < int64(cfg.MaxStaleness) {
+		c.stats.staleServed.Add(1)
+		return e.Policy, nil
+	}
+	return Policy{}, err
+}
+
+// load reads a policy from the store, once for all concurrent callers.
+func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, error) {
+	ch := c.loads.DoChan(string(h[:]), func() (any, error) {
+		gen := c.gen.Load()
+		// The query serves every caller waiting on it, so no one caller's
+		// cancellation may cut it short.
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.StoreTimeout)
+		defer cancel()
+		t, a, err := c.store.TokenByHash(qctx, h)
+		now := c.now().UnixNano()
+		if errors.Is(err, ErrNotFound) {
+			if c.gen.Load() == gen {
+				c.negative.Add(h, now)
+				c.entries.Remove(h)
+			}
+			return Policy{}, err
+		}
+		if err != nil {
+			return Policy{}, fmt.Errorf("load token policy: %w", err)
+		}
+		p, err := Compile(t, a)
+		if err != nil {
+			return Policy{}, &Error{Code: EInternal, Message: "compile token policy: " + err.Error(), Err: err}
+		}
+		p.account = c.accountRef(a.ID)
+		if c.gen.Load() == gen {
+			if c.entries.Add(h, entry{Policy: p, loaded: now}) {
+				c.stats.evictions.Add(1)
+			}
+			c.negative.Remove(h)
+		}
+		return p, nil
+	})
+	select {
+	case r := <-ch:
+		p, _ := r.Val.(Policy)
+		return p, r.Err
+	case <-ctx.Done():
+		return Policy{}, &Error{Code: EUnavailable, Message: "token look-up abandoned", Err: ctx.Err()}
+	}
+}
+
+// accountRef returns the live reference shared by the cached policies of an
+// account, making one if there is none. The map holds it weakly: when the
+// last policy of an account leaves the cache, the reference and its map
+// entry go too.
+func (c *Cache) accountRef(id string) *accountRef {
+	c.accMu.Lock()
+	defer c.accMu.Unlock()
+	if w, ok := c.accounts[id]; ok {
+		if r := w.Value(); r != nil && !r.stale.Load() {
+			return r
+		}
+	}
+	r := &accountRef{}
+	c.accounts[id] = weak.Make(r)
+	runtime.AddCleanup(r, c.forgetAccount, id)
+	return r
+}
+
+func (c *Cache) forgetAccount(id string) {
+	c.accMu.Lock()
+	defer c.accMu.Unlock()
+	if w, ok := c.accounts[id]; ok && w.Value() == nil {
+		delete(c.accounts, id)
+	}
+}
+
+// Invalidate forgets the token key with hash h, known or unknown.
+func (c *Cache) Invalidate(h Hash) {
+	c.gen.Add(1)
+	c.stats.invalidations.Add(1)
+	c.entries.Remove(h)
+	c.negative.Remove(h)
+}
+
+// InvalidateAccount forgets every cached policy of an account.
+func (c *Cache) InvalidateAccount(id string) {
+	c.gen.Add(1)
+	c.stats.invalidations.Add(1)
+	c.accMu.Lock()
+	defer c.accMu.Unlock()
+	if w, ok := c.accounts[id]; ok {
+		if r := w.Value(); r != nil {
+			r.stale.Store(true)
+		}
+		delete(c.accounts, id)
+	}
+}
+
+// InvalidateAll forgets everything: for when changes may have been missed.
+func (c *Cache) InvalidateAll() {
+	c.gen.Add(1)
+	c.stats.invalidations.Add(1)
+	c.entries.Purge()
+	c.negative.Purge()
+	c.accMu.Lock()
+	defer c.accMu.Unlock()
+	for id, w := range c.accounts {
+		if r := w.Value(); r != nil {
+			r.stale.Store(true)
+		}
+		delete(c.accounts, id)
+	}
+}
+
+// CacheStats are counters since the cache was made, and its current size.
+type CacheStats struct {
+	Hits, Misses, NegativeHits, Evictions, StaleServed, LoadErrors, Invalidations uint64
+	Entries, NegativeEntries                                                      int
+}
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() CacheStats {
+	return CacheStats{
+		Hits: c.stats.hits.Load(), Misses: c.stats.misses.Load(), NegativeHits: c.stats.negativeHits.Load(),
+		Evictions: c.stats.evictions.Load(), StaleServed: c.stats.staleServed.Load(),
+		LoadErrors: c.stats.loadErrors.Load(), Invalidations: c.stats.invalidations.Load(),
+		Entries: c.entries.Len(), NegativeEntries: c.negative.Len(),
+	}
+}

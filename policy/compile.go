@@ -1,0 +1,161 @@
+package policy
+
+import (
+	"fmt"
+	"time"
+)
+
+// Policy is a token's policy compiled for evaluation: what the cache holds,
+// one per token key. It is built once, when the token is loaded, so that a
+// decision only compares precomputed values. It is kept small and low in
+// pointers: a million of them must not make the garbage collector's work
+// grow with them. Tokens with no list restrictions (most) carry no rules at
+// all.
+type Policy struct {
+	TokenID, AccountID string
+	expires            int64 // unix nanoseconds; 0 means never
+	creditLimit        int64 // -1 means none
+	accountQuota       int64 // -1 means none
+	rateRPS, rateBurst int64 // 0 means no rate limit
+	kind               Kind
+	flags              policyFlags
+	apis               apiSet
+	account            *accountRef // marked stale when the account changes
+	rules              *rules      // nil when the token has no list restrictions
+}
+
+type policyFlags uint8
+
+const (
+	flagEnabled policyFlags = 1 << iota
+	flagCore
+	flagPremium
+	flagSigned
+	flagAccountPremium
+)
+
+// apiSet is a set of the known APIs, one bit each; empty means every API
+// but import.
+type apiSet uint8
+
+func apiBit(name string) apiSet {
+	switch name {
+	case APIData:
+		return 1 << 0
+	case APIMaps:
+		return 1 << 1
+	case APISQL:
+		return 1 << 2
+	case APILDS:
+		return 1 << 3
+	case APIImport:
+		return 1 << 4
+	}
+	return 0
+}
+
+// rules are a token's list restrictions, compiled.
+type rules struct {
+	domains  []DomainPattern
+	ips      IPSet
+	datasets []datasetRule
+	grants   []Grant
+}
+
+type datasetRule struct {
+	pattern string
+	actions Actions
+	literal bool // no wildcard: compare with ==
+}
+
+// Compile builds the evaluable form of a token and its account. It fails
+// only on data that validation would have refused (say, a row edited by
+// hand), so that such a token is denied rather than half-enforced.
+func Compile(t *Token, a *Account) (Policy, error) {
+	p := Policy{
+		TokenID:      t.ID,
+		AccountID:    t.AccountID,
+		kind:         t.Kind,
+		creditLimit:  -1,
+		accountQuota: -1,
+	}
+	if t.Kind != Publishable && t.Kind != Secret {
+		return Policy{}, fmt.Errorf("token %s: unknown kind", t.ID)
+	}
+	if t.ExpiresAt != nil {
+		p.expires = t.ExpiresAt.UnixNano()
+	}
+	if t.CreditLimit != nil {
+		p.creditLimit = *t.CreditLimit
+	}
+	if a.CreditQuota != nil {
+		p.accountQuota = *a.CreditQuota
+	}
+	if t.RateLimit != nil {
+		p.rateRPS, p.rateBurst = t.RateLimit.RPS, t.RateLimit.Burst
+	}
+	for _, f := range []struct {
+		on   bool
+		flag policyFlags
+	}{{t.Enabled, flagEnabled}, {t.Core, flagCore}, {t.Premium, flagPremium}, {t.Signed, flagSigned}, {a.Premium, flagAccountPremium}} {
+		if f.on {
+			p.flags |= f.flag
+		}
+	}
+	for _, name := range t.APIs {
+		b := apiBit(name)
+		if b == 0 {
+			return Policy{}, fmt.Errorf("token %s: unknown API %q", t.ID, name)
+		}
+		p.apis |= b
+	}
+	if len(t.Domains)+len(t.IPs)+len(t.Datasets)+len(t.Grants) == 0 {
+		return p, nil
+	}
+	r := &rules{datasets: make([]datasetRule, 0, len(t.Datasets)), grants: t.Grants}
+	for _, d := range t.Domains {
+		dp, err := ParseDomainPattern(d)
+		if err != nil {
+			return Policy{}, fmt.Errorf("token %s: allowed domain %q: %w", t.ID, d, err)
+		}
+		r.domains = append(r.domains, dp)
+	}
+	var err error
+	if r.ips, err = ParseIPSet(t.IPs); err != nil {
+		return Policy{}, fmt.Errorf("token %s: allowed IPs: %w", t.ID, err)
+	}
+	for pattern, acts := range t.Datasets {
+		r.datasets = append(r.datasets, datasetRule{pattern: pattern, actions: acts, literal: !containsStar(pattern)})
+	}
+	p.rules = r
+	return p, nil
+}
+
+func containsStar(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '*' {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Policy) has(f policyFlags) bool { return p.flags&f != 0 }
+
+// Kind returns the token's kind.
+func (p *Policy) Kind() Kind { return p.kind }
+
+// CreditLimit returns the token's credit limit per period, if it has one.
+func (p *Policy) CreditLimit() (int64, bool) { return p.creditLimit, p.creditLimit >= 0 }
+
+// AccountQuota returns the account's credit quota per period, if it has one.
+func (p *Policy) AccountQuota() (int64, bool) { return p.accountQuota, p.accountQuota >= 0 }
+
+// RateLimit returns the token's rate limit, if it has one.
+func (p *Policy) RateLimit() (rps, burst int64, ok bool) { return p.rateRPS, p.rateBurst, p.rateRPS > 0 }
+
+// SignedRequests reports whether the token requires signed requests.
+func (p *Policy) SignedRequests() bool { return p.has(flagSigned) }
+
+// expired reports whether the token has expired at now.
+func (p *Policy) expired(now time.Time) bool { return p.expires != 0 && now.UnixNano() >= p.expires }

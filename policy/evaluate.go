@@ -1,0 +1,148 @@
+package policy
+
+import (
+	"fmt"
+	"time"
+)
+
+// EvalOptions are the operator's choices that shape a decision.
+type EvalOptions struct {
+	// AllowSecretInBrowser lets secret tokens through when the request
+	// bears a browser's marks. Off by default: a secret token seen in a
+	// browser has leaked.
+	AllowSecretInBrowser bool
+}
+
+// Evaluate applies the token's rules to the request, in a fixed order, and
+// stops at the first that fails: enabled → not expired → secret token in a
+// browser → IP → Referer/Origin → API → tier → dataset → source grant. It
+// does no I/O and does not allocate when it allows.
+func (p *Policy) Evaluate(req *Request, now time.Time, opt EvalOptions) Decision {
+	d := p.evaluate(req, now, opt)
+	d.TokenID, d.AccountID, d.Kind = p.TokenID, p.AccountID, p.kind
+	if d.Code == "" {
+		d.Allow, d.Cost = true, req.Cost
+	}
+	return d
+}
+
+func (p *Policy) evaluate(req *Request, now time.Time, opt EvalOptions) Decision {
+	if !p.has(flagEnabled) {
+		return deny(CodeTokenDisabled, "this token is disabled")
+	}
+	if p.expired(now) {
+		return deny(CodeTokenExpired, "this token has expired")
+	}
+	secret := p.kind == Secret
+	if secret && req.FromBrowser && !opt.AllowSecretInBrowser {
+		return deny(CodeSecretTokenInBrowser, "secret tokens must not be used from a browser; use a publishable token, and roll this secret token: it has leaked")
+	}
+	if r := p.rules; r != nil {
+		if r.ips.Len() > 0 && !r.ips.Contains(req.IP) {
+			return deny(CodeIPDenied, "requests from this IP address are not allowed for this token")
+		}
+		if len(r.domains) > 0 {
+			if d, ok := r.checkDomains(req); !ok {
+				return d
+			}
+		}
+	}
+	if req.API != "" && !secret {
+		switch bit := apiBit(req.API); {
+		case p.apis == 0 && req.API == APIImport:
+			return deny(CodeAPIDenied, "the import API must be granted to a token explicitly")
+		case p.apis != 0 && p.apis&bit == 0:
+			return deny(CodeAPIDenied, fmt.Sprintf("this token may not call the %.40s API", req.API))
+		}
+	}
+	switch req.Tier {
+	case TierPremium:
+		if !p.has(flagAccountPremium) {
+			return deny(CodeTierDenied, "premium data needs a premium subscription on this account")
+		}
+		if !p.has(flagPremium) {
+			return deny(CodeTierDenied, "this token may not read premium data")
+		}
+	case TierCore:
+		if !p.has(flagCore) {
+			return deny(CodeTierDenied, "this token may not read core data")
+		}
+	}
+	if secret {
+		return Decision{}
+	}
+	if req.Dataset != "" && !p.rules.allowsDataset(req.Dataset, req.Action) {
+		return deny(CodeDatasetDenied, fmt.Sprintf("this token may not %s dataset %.100q", req.Action, req.Dataset))
+	}
+	if req.Connection != "" && !req.GrantFree && !p.rules.allowsSource(req.Connection, req.Source, req.Action) {
+		return deny(CodeSourceDenied, fmt.Sprintf("this token has no grant for this source of connection %.100q", req.Connection))
+	}
+	return Decision{}
+}
+
+// checkDomains matches the Referer, else the Origin, against the allowed
+// domains.
+func (r *rules) checkDomains(req *Request) (Decision, bool) {
+	header := req.Referer
+	if header == "" {
+		header = req.Origin
+	}
+	if header == "" {
+		return deny(CodeRefererDenied, "this token is restricted to certain domains and the request has no Referer or Origin header"), false
+	}
+	o, err := ParseOrigin(header)
+	if err != nil {
+		return deny(CodeRefererDenied, "the Referer or Origin header is not a valid http(s) URL"), false
+	}
+	for i := range r.domains {
+		if r.domains[i].Match(o) {
+			return Decision{}, true
+		}
+	}
+	return deny(CodeRefererDenied, "this token may not be used from this domain"), false
+}
+
+// allowsDataset reports whether any dataset rule matching name allows act.
+// A token with no rules has no dataset permissions.
+func (r *rules) allowsDataset(name string, act Action) bool {
+	if r == nil {
+		return false
+	}
+	for i := range r.datasets {
+		d := &r.datasets[i]
+		if !d.actions.Has(act) {
+			continue
+		}
+		if (d.literal && d.pattern == name) || (!d.literal && MatchName(d.pattern, name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowsSource reports whether a grant covers the source of connection for
+// act. An all-sources grant allows any action; table and query grants allow
+// reading.
+func (r *rules) allowsSource(conn, source string, act Action) bool {
+	if r == nil {
+		return false
+	}
+	for _, g := range r.grants {
+		if g.Connection != conn {
+			continue
+		}
+		switch g.Type {
+		case GrantAll:
+			return true
+		case GrantTable:
+			if act == Read && source != "" && MatchName(g.Source, source) {
+				return true
+			}
+		case GrantQuery:
+			if act == Read && source != "" && g.Source == source {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,63 @@
+package policy
+
+import "net/netip"
+
+// Tier is the class of data a request reads.
+type Tier uint8
+
+// Tiers. A request that names no tier reads no tiered data.
+const (
+	TierNone Tier = iota
+	TierCore
+	TierPremium
+)
+
+// ParseTier parses "core" or "premium"; "" is TierNone.
+func ParseTier(s string) (Tier, bool) {
+	switch s {
+	case "":
+		return TierNone, true
+	case "core":
+		return TierCore, true
+	case "premium":
+		return TierPremium, true
+	}
+	return TierNone, false
+}
+
+// String returns the tier's name.
+func (t Tier) String() string {
+	switch t {
+	case TierCore:
+		return "core"
+	case TierPremium:
+		return "premium"
+	}
+	return ""
+}
+
+// Request is what a decision looks at, already lifted out of the transport's
+// encoding. Only Token is required; empty fields are not checked.
+type Request struct {
+	// Token is the token value the request carried, "" if none.
+	Token string
+	// TokenConflict is set when the request carried two different tokens.
+	TokenConflict bool
+	// IP is the caller's address; invalid when it could not be determined.
+	IP netip.Addr
+	// Referer and Origin are the raw header values.
+	Referer, Origin string
+	// FromBrowser is set when the request bears a browser's marks (an Origin
+	// or Sec-Fetch-Site header).
+	FromBrowser bool
+	// API, Dataset, Connection and Source name what the request uses.
+	API, Dataset, Connection, Source string
+	// Tier is the class of data read.
+	Tier Tier
+	// Action is what the request does to its dataset or source.
+	Action Action
+	// Cost is the credits the request spends when allowed.
+	Cost int64
+	// GrantFree is set when the API needs no grant on a connection's sources.
+	GrantFree bool
+}

@@ -1,0 +1,123 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/store"
+)
+
+// metrics are the server's Prometheus series, on a registry of its own.
+type metrics struct {
+	reg *prometheus.Registry
+	// decisions has one counter per result and code, resolved up front so
+	// that counting a decision is an atomic add, not a label look-up.
+	decisions   map[policy.Code]prometheus.Counter
+	checkErrors prometheus.Counter
+	checkTime   prometheus.Observer
+	storeTime   prometheus.Observer
+	storeErrors prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_check_decisions_total", Help: "Check decisions by result and deny code.",
+	}, []string{"result", "code"})
+	m := &metrics{
+		reg:       reg,
+		decisions: map[policy.Code]prometheus.Counter{"": decisions.WithLabelValues("allow", "")},
+		checkErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_check_errors_total", Help: "Checks answered with a gRPC error: Tollgate could not decide.",
+		}),
+	}
+	for _, c := range policy.DenyCodes() {
+		m.decisions[c] = decisions.WithLabelValues("deny", string(c))
+	}
+	checkTime := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "tollgate_check_duration_seconds", Help: "Time to answer a Check, inside Tollgate.",
+		Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1},
+	})
+	storeTime := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "tollgate_store_duration_seconds", Help: "Time of policy store queries (cache misses).",
+		Buckets: []float64{250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1, 2.5},
+	}, []string{"op"})
+	storeErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_store_errors_total", Help: "Failed policy store queries.",
+	}, []string{"op"})
+	m.checkTime, m.storeTime, m.storeErrors = checkTime, storeTime.WithLabelValues("token_by_hash"), storeErrors.WithLabelValues("token_by_hash")
+
+	reg.MustRegister(decisions, m.checkErrors, checkTime, storeTime, storeErrors)
+	return m
+}
+
+// follow registers the series read from the cache and the watcher, which
+// are built after the metrics because the cache's store reports to them.
+func (m *metrics) follow(cache *policy.Cache, w *store.Watcher, cfg *Config) {
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	cc := cache.Config()
+	m.reg.MustRegister(
+		counter("tollgate_cache_hits_total", "Cache hits, including remembered unknown tokens.", func() uint64 { s := cache.Stats(); return s.Hits + s.NegativeHits }),
+		counter("tollgate_cache_misses_total", "Cache misses (store look-ups).", func() uint64 { return cache.Stats().Misses }),
+		counter("tollgate_cache_evictions_total", "Entries pushed out of the cache by its size bound.", func() uint64 { return cache.Stats().Evictions }),
+		counter("tollgate_cache_stale_served_total", "Policies served past their TTL because the store failed.", func() uint64 { return cache.Stats().StaleServed }),
+		gauge("tollgate_cache_entries", "Token policies cached.", func() float64 { return float64(cache.Stats().Entries) }),
+		counter("tollgate_invalidations_total", "Policy changes received (notifications and change-log catch-up).", w.Received),
+		counter("tollgate_listener_reconnects_total", "Times the notification connection was re-established.", w.Reconnects),
+		gauge("tollgate_listener_connected", "1 while policy change notifications flow.", func() float64 {
+			if w.Connected() {
+				return 1
+			}
+			return 0
+		}),
+		counter("tollgate_change_poll_errors_total", "Failed reads of the change log.", w.PollErrors),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_config_info", Help: "The tunables in effect (always 1).",
+			ConstLabels: prometheus.Labels{
+				"cache_size": strconv.Itoa(cc.Size), "cache_ttl": cc.TTL.String(),
+				"negative_cache_size": strconv.Itoa(cc.NegativeSize), "negative_cache_ttl": cc.NegativeTTL.String(),
+				"max_staleness": cc.MaxStaleness.String(), "store_timeout": cc.StoreTimeout.String(),
+				"resync_interval": cfg.ResyncInterval.String(), "dry_run": strconv.FormatBool(cfg.ExtAuthz.DryRun),
+			},
+		}, func() float64 { return 1 }),
+	)
+}
+
+// observe is the extauthz.Observer.
+func (m *metrics) observe(d policy.Decision, err error, elapsed time.Duration) {
+	m.checkTime.Observe(elapsed.Seconds())
+	if err != nil {
+		m.checkErrors.Inc()
+		return
+	}
+	if c, ok := m.decisions[d.Code]; ok {
+		c.Inc()
+	}
+}
+
+// timedStore times the store's look-ups for the metrics.
+type timedStore struct {
+	policy.Store
+	m *metrics
+}
+
+func (s timedStore) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *policy.Account, error) {
+	start := time.Now()
+	t, a, err := s.Store.TokenByHash(ctx, h)
+	s.m.storeTime.Observe(time.Since(start).Seconds())
+	if err != nil && policy.ErrorCode(err) != policy.ENotFound {
+		s.m.storeErrors.Inc()
+	}
+	return t, a, err
+}

@@ -1,0 +1,290 @@
+// Package server assembles a running Tollgate: the policy store, the cache
+// and its change watcher, the ext_authz gRPC server and the HTTP endpoints
+// for health and metrics. The command line builds a Config and calls Run;
+// end-to-end tests start the same Server on port 0.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/tollgate/tollgate/extauthz"
+	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/store"
+)
+
+// Config is everything a server needs. Defaults come from DefaultConfig;
+// the command line overrides them from the environment and flags.
+type Config struct {
+	GRPCAddr string
+	HTTPAddr string
+	// DatabaseURL is the policy store; "" means the embedded default.
+	DatabaseURL string
+	// ListenDatabaseURL is where the LISTEN connection goes, when the pool
+	// goes through a transaction-pooling proxy; "" means DatabaseURL.
+	ListenDatabaseURL string
+	DBMaxConns        int
+	// Migrate runs migrations at start. The embedded store always migrates.
+	Migrate bool
+
+	Cache policy.CacheConfig
+	// ResyncInterval is how often the change log is read to catch up on
+	// missed notifications.
+	ResyncInterval time.Duration
+
+	ExtAuthz extauthz.Config
+	// RouteRules is the path of a route-rules file; "" for none.
+	RouteRules           string
+	AllowSecretInBrowser bool
+	// Reflection turns on gRPC server reflection, so grpcurl works.
+	Reflection bool
+	// DrainDelay is how long the server keeps answering after it reports
+	// NOT_SERVING, so that Envoy notices before connections close.
+	DrainDelay      time.Duration
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	return Config{
+		GRPCAddr:   ":9191",
+		HTTPAddr:   ":8181",
+		DBMaxConns: 10,
+		Cache: policy.CacheConfig{
+			Size:         500_000,
+			TTL:          5 * time.Minute,
+			NegativeSize: 100_000,
+			NegativeTTL:  10 * time.Second,
+			MaxStaleness: 15 * time.Minute,
+			StoreTimeout: 2 * time.Second,
+		},
+		ResyncInterval: 30 * time.Second,
+		ExtAuthz: extauthz.Config{
+			TokenSources:     extauthz.DefaultTokenSources(),
+			StripCredentials: true,
+			GrantFreeAPIs:    []string{policy.APILDS},
+			DenyLogLevel:     slog.LevelInfo,
+		},
+		Reflection:      true,
+		DrainDelay:      0,
+		ShutdownTimeout: 15 * time.Second,
+	}
+}
+
+// Validate reports the first unusable setting, in words a person can act on.
+func (c *Config) Validate() error {
+	if err := c.Cache.Validate(); err != nil {
+		return fmt.Errorf("invalid config: %w", err)
+	}
+	switch {
+	case c.GRPCAddr == "":
+		return errors.New("invalid config: grpc-addr must be set")
+	case c.HTTPAddr == "":
+		return errors.New("invalid config: http-addr must be set")
+	case c.ResyncInterval <= 0:
+		return errors.New("invalid config: resync-interval must be > 0")
+	case c.ExtAuthz.TrustedHops < 0:
+		return errors.New("invalid config: xff-trusted-hops must be >= 0")
+	case c.DBMaxConns < 1:
+		return errors.New("invalid config: db-max-conns must be >= 1")
+	case c.ShutdownTimeout <= 0:
+		return errors.New("invalid config: shutdown-timeout must be > 0")
+	}
+	return nil
+}
+
+// Server is a running Tollgate.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	db       *store.DB
+	cache    *policy.Cache
+	watcher  *store.Watcher
+	metrics  *metrics
+	grpc     *grpc.Server
+	health   *health.Server
+	http     *http.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	draining atomic.Bool
+}
+
+// New opens the store and binds the listeners; Run serves.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log}
+	if err := s.openStore(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.build(); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	var err error
+	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("listen on grpc-addr %s: %w", cfg.GRPCAddr, err)
+	}
+	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		s.grpcLis.Close()
+		s.db.Close()
+		return nil, fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
+	}
+	return s, nil
+}
+
+func (s *Server) openStore(ctx context.Context) error {
+	db, err := store.Open(ctx, s.cfg.DatabaseURL, store.Options{MaxConns: s.cfg.DBMaxConns})
+	if err != nil {
+		return err
+	}
+	if s.cfg.Migrate || db.Dialect() == store.SQLite {
+		if _, err := db.Migrate(ctx); err != nil {
+			db.Close()
+			return err
+		}
+	}
+	cur, latest, err := db.SchemaVersion(ctx)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	if cur < latest {
+		db.Close()
+		return fmt.Errorf("the database schema is at version %d and this tollgate needs %d: run 'tollgate migrate' or serve --migrate", cur, latest)
+	}
+	s.db = db
+	return nil
+}
+
+// build wires the cache, the watcher, the Check server and the endpoints.
+func (s *Server) build() error {
+	ea := s.cfg.ExtAuthz
+	if s.cfg.RouteRules != "" {
+		routes, err := extauthz.LoadRoutes(s.cfg.RouteRules)
+		if err != nil {
+			return err
+		}
+		ea.Routes = routes
+	}
+	m := newMetrics()
+	var err error
+	s.cache, err = policy.NewCache(timedStore{Store: s.db, m: m}, s.cfg.Cache, time.Now)
+	if err != nil {
+		return fmt.Errorf("invalid config: %w", err)
+	}
+	poll := s.cfg.ResyncInterval
+	if s.db.Dialect() == store.SQLite {
+		// No NOTIFY: the change log is the only path, and changes must
+		// show within a second.
+		poll = min(poll, 250*time.Millisecond)
+	}
+	listenURL := s.cfg.ListenDatabaseURL
+	if listenURL == "" {
+		listenURL = s.cfg.DatabaseURL
+	}
+	s.watcher = s.db.NewWatcher(s.cache, store.WatchConfig{ListenURL: listenURL, PollInterval: poll}, s.log)
+	m.follow(s.cache, s.watcher, &s.cfg)
+	s.metrics = m
+
+	decider := policy.NewDecider(s.cache, time.Now, policy.EvalOptions{AllowSecretInBrowser: s.cfg.AllowSecretInBrowser})
+	s.grpc = grpc.NewServer()
+	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(decider, ea, s.log, m.observe))
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	if s.cfg.Reflection {
+		reflection.Register(s.grpc)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		// Readiness does not follow the database: with it down, cached
+		// tokens still pass, and taking every replica out would turn a
+		// partial outage into a total one.
+		if s.draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return nil
+}
+
+// GRPCAddr returns the address the gRPC server listens on.
+func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
+
+// HTTPAddr returns the address the HTTP endpoints listen on.
+func (s *Server) HTTPAddr() net.Addr { return s.httpLis.Addr() }
+
+// Cache returns the policy cache, for tuning at run time.
+func (s *Server) Cache() *policy.Cache { return s.cache }
+
+// Run serves until ctx ends, then shuts down in order: health reports
+// NOT_SERVING, in-flight Checks finish, the HTTP server stops, and the
+// database closes last.
+func (s *Server) Run(ctx context.Context) error {
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { s.watcher.Run(watchCtx) })
+
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
+	go func() {
+		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.log.Info("serving", "grpc", s.GRPCAddr().String(), "http", s.HTTPAddr().String(), "store", s.db.Dialect())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	s.log.Info("shutting down")
+	s.draining.Store(true)
+	s.health.Shutdown()
+	time.Sleep(s.cfg.DrainDelay)
+
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(s.cfg.ShutdownTimeout):
+		s.log.Warn("in-flight checks did not finish in time; stopping")
+		s.grpc.Stop()
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if herr := s.http.Shutdown(shutCtx); herr != nil && err == nil {
+		err = fmt.Errorf("shut down http: %w", herr)
+	}
+	stopWatch()
+	wg.Wait()
+	if cerr := s.db.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close store: %w", cerr)
+	}
+	return err
+}

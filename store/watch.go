@@ -1,0 +1,234 @@
+package store
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/lib/pq"
+
+	"github.com/tollgate/tollgate/policy"
+)
+
+// Invalidator is told what changed: the policy cache.
+type Invalidator interface {
+	Invalidate(h policy.Hash)
+	InvalidateAccount(id string)
+	InvalidateAll()
+}
+
+// WatchConfig tunes a Watcher.
+type WatchConfig struct {
+	// ListenURL is the Postgres URL for the LISTEN connection. It must be a
+	// direct session connection (not a transaction-pooling PgBouncer).
+	ListenURL string
+	// PollInterval is how often the change log is read to catch anything a
+	// notification missed; on SQLite, which has no NOTIFY, it is the only
+	// path and should be well under a second.
+	PollInterval time.Duration
+	// Retention is how long logged changes are kept before pruning.
+	Retention time.Duration
+}
+
+// Watcher relays policy changes to an Invalidator: at once through
+// Postgres notifications, and from the change log on every poll, so a
+// notification lost to a dropped connection is caught up on.
+type Watcher struct {
+	db  *DB
+	inv Invalidator
+	cfg WatchConfig
+	log *slog.Logger
+
+	connected  atomic.Bool
+	reconnects atomic.Uint64
+	received   atomic.Uint64
+	pollErrors atomic.Uint64
+	last       int64 // newest change applied from the log; owned by Run
+}
+
+// recheckWindow is how far back each poll re-reads the Postgres log. A
+// sequence number is taken when a change is written, not when it commits,
+// so a change can commit after a higher one was already read; the window
+// catches it. Re-applying a change only evicts once more.
+const recheckWindow = 10 * time.Second
+
+// NewWatcher returns a Watcher; Run starts it.
+func (db *DB) NewWatcher(inv Invalidator, cfg WatchConfig, log *slog.Logger) *Watcher {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 30 * time.Second
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = time.Hour
+	}
+	return &Watcher{db: db, inv: inv, cfg: cfg, log: log}
+}
+
+// Connected reports whether notifications are flowing (always false on
+// SQLite, which has none).
+func (w *Watcher) Connected() bool { return w.connected.Load() }
+
+// Reconnects counts how often the notification connection was re-made.
+func (w *Watcher) Reconnects() uint64 { return w.reconnects.Load() }
+
+// Received counts the changes applied, from notifications and the log.
+func (w *Watcher) Received() uint64 { return w.received.Load() }
+
+// PollErrors counts failed reads of the change log.
+func (w *Watcher) PollErrors() uint64 { return w.pollErrors.Load() }
+
+// Run relays changes until ctx ends. It starts from the newest logged
+// change: whatever came before is already in the store the cache reads.
+func (w *Watcher) Run(ctx context.Context) {
+	for {
+		last, err := w.db.LastChange(ctx)
+		if err == nil {
+			w.last = last
+			break
+		}
+		w.log.Warn("watch: reading the change log failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	var notify <-chan *pq.Notification
+	if w.db.dialect == Postgres {
+		l := pq.NewListener(w.cfg.ListenURL, 100*time.Millisecond, 5*time.Second, w.event)
+		defer l.Close()
+		if err := l.Listen(NotifyChannel); err != nil {
+			// The listener retries by itself and re-listens on reconnect.
+			w.log.Warn("watch: LISTEN failed; retrying in the background", "err", err)
+		}
+		notify = l.Notify
+	}
+	poll := time.NewTicker(w.cfg.PollInterval)
+	defer poll.Stop()
+	prune := time.NewTicker(max(w.cfg.Retention/10, time.Minute))
+	defer prune.Stop()
+	lastPoll := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case n := <-notify:
+			if n == nil {
+				// The connection was re-made: notifications sent while it
+				// was down are lost, so read them from the log.
+				w.catchUp(ctx, time.Since(lastPoll))
+				lastPoll = time.Now()
+				continue
+			}
+			w.apply(n.Extra)
+		case <-poll.C:
+			w.catchUp(ctx, time.Since(lastPoll))
+			lastPoll = time.Now()
+		case <-prune.C:
+			if err := w.db.pruneChanges(ctx, w.cfg.Retention); err != nil {
+				w.log.Warn("watch: pruning the change log failed", "err", err)
+			}
+		}
+	}
+}
+
+// event follows the listener's connection state.
+func (w *Watcher) event(ev pq.ListenerEventType, err error) {
+	switch ev {
+	case pq.ListenerEventConnected:
+		w.connected.Store(true)
+	case pq.ListenerEventReconnected:
+		w.connected.Store(true)
+		w.reconnects.Add(1)
+		w.log.Info("watch: notification connection re-established")
+	case pq.ListenerEventDisconnected:
+		w.connected.Store(false)
+		w.log.Warn("watch: notification connection lost; cached policies may lag until it returns", "err", err)
+	case pq.ListenerEventConnectionAttemptFailed:
+		w.connected.Store(false)
+	}
+}
+
+func (w *Watcher) apply(s string) {
+	c, err := ParseChange(s)
+	if err != nil {
+		w.log.Warn("watch: ignoring a malformed change", "err", err)
+		return
+	}
+	w.relay(c)
+}
+
+func (w *Watcher) relay(c Change) {
+	w.received.Add(1)
+	if c.AccountID != "" {
+		w.inv.InvalidateAccount(c.AccountID)
+		return
+	}
+	w.inv.Invalidate(c.Hash)
+}
+
+// catchUp applies the changes logged since the last poll. If the log no
+// longer reaches back that far, or cannot be read, everything cached is
+// dropped: a miss costs a query, a missed revocation costs a breach.
+func (w *Watcher) catchUp(ctx context.Context, since time.Duration) {
+	changes, gap, err := w.db.changesSince(ctx, w.last, since+recheckWindow)
+	if err != nil {
+		w.pollErrors.Add(1)
+		w.log.Warn("watch: reading the change log failed", "err", err)
+		return
+	}
+	if gap {
+		w.log.Warn("watch: the change log was pruned past what this replica saw; dropping the whole cache")
+		w.inv.InvalidateAll()
+	}
+	for _, c := range changes {
+		w.relay(c)
+		w.last = max(w.last, c.Seq)
+	}
+}
+
+// changesSince returns changes after seq, plus (on Postgres) those logged
+// in the last window, and whether changes after seq were pruned unseen.
+func (db *DB) changesSince(ctx context.Context, seq int64, window time.Duration) ([]Change, bool, error) {
+	q := `SELECT seq, change FROM policy_changes WHERE seq > ? ORDER BY seq`
+	args := []any{seq}
+	if db.dialect == Postgres {
+		q = `SELECT seq, change FROM policy_changes
+			WHERE seq > ? OR at > clock_timestamp() - make_interval(secs => ?) ORDER BY seq`
+		args = append(args, window.Seconds())
+	}
+	var rows []struct {
+		Seq    int64  `db:"seq"`
+		Change string `db:"change"`
+	}
+	if err := db.db.SelectContext(ctx, &rows, db.db.Rebind(q), args...); err != nil {
+		return nil, false, wrapErr("read changes", err)
+	}
+	var oldest int64
+	if err := db.db.GetContext(ctx, &oldest, `SELECT COALESCE(MIN(seq), 0) FROM policy_changes`); err != nil {
+		return nil, false, wrapErr("read changes", err)
+	}
+	out := make([]Change, 0, len(rows))
+	for _, r := range rows {
+		c, err := ParseChange(r.Change)
+		if err != nil {
+			continue
+		}
+		c.Seq = r.Seq
+		out = append(out, c)
+	}
+	return out, seq > 0 && oldest > seq+1, nil
+}
+
+// pruneChanges deletes logged changes older than retention.
+func (db *DB) pruneChanges(ctx context.Context, retention time.Duration) error {
+	cutoff := db.Now().UTC().Add(-retention)
+	q := `DELETE FROM policy_changes WHERE at < ?`
+	arg := any(cutoff)
+	if db.dialect == SQLite {
+		// The log's default timestamp is SQLite's own text form.
+		arg = cutoff.Format("2006-01-02 15:04:05.000")
+	}
+	_, err := db.db.ExecContext(ctx, db.db.Rebind(q), arg)
+	return wrapErr("prune changes", err)
+}
