@@ -58,7 +58,9 @@ var errRoute = errors.New("route configuration")
 
 // headers reads request headers from either of Envoy's encodings: the
 // headers map, or header_map when Envoy is set to send raw headers.
-type headers struct{ http *authv3.AttributeContext_HttpRequest }
+type headers struct {
+	http *authv3.AttributeContext_HttpRequest
+}
 
 func (h headers) get(name string) string {
 	if v, ok := h.http.GetHeaders()[name]; ok {

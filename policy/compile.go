@@ -152,7 +152,9 @@ func (p *Policy) CreditLimit() (int64, bool) { return p.creditLimit, p.creditLim
 func (p *Policy) AccountQuota() (int64, bool) { return p.accountQuota, p.accountQuota >= 0 }
 
 // RateLimit returns the token's rate limit, if it has one.
-func (p *Policy) RateLimit() (rps, burst int64, ok bool) { return p.rateRPS, p.rateBurst, p.rateRPS > 0 }
+func (p *Policy) RateLimit() (rps, burst int64, ok bool) {
+	return p.rateRPS, p.rateBurst, p.rateRPS > 0
+}
 
 // SignedRequests reports whether the token requires signed requests.
 func (p *Policy) SignedRequests() bool { return p.has(flagSigned) }
