@@ -1,14 +1,21 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
 
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
@@ -16,76 +23,203 @@ import (
 	"github.com/tollgate/tollgate/store"
 )
 
+// serveSettings are serve's flags, over a server.Config. They are bound to
+// a fresh flag set every time the configuration is resolved, so a reload
+// goes through exactly the same path as the start.
+type serveSettings struct {
+	cfg                                                     server.Config
+	demo                                                    bool
+	configFile                                              string
+	tokenSources, grantFree, logLevel, logFormat, denyLevel string
+}
+
+func newServeSettings() *serveSettings { return &serveSettings{cfg: server.DefaultConfig()} }
+
+func (st *serveSettings) bind(f *pflag.FlagSet) {
+	cfg := &st.cfg
+	f.StringVar(&st.configFile, "config", "", "YAML file of settings (keys are flag names); re-read on SIGHUP and when it changes")
+	f.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "ext_authz gRPC listen address")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address for /healthz, /readyz and /metrics")
+	f.StringVar(&cfg.ListenDatabaseURL, "listen-database-url", "", "direct Postgres URL for LISTEN when --database-url goes through a transaction pooler (default: --database-url)")
+	f.IntVar(&cfg.DBMaxConns, "db-max-conns", cfg.DBMaxConns, "most open connections in the store's pool (plus one for LISTEN)")
+	f.BoolVar(&cfg.Migrate, "migrate", false, "migrate the database before serving")
+	f.BoolVar(&st.demo, "demo", false, "seed a demo account with a publishable and a secret token, and print how to try them")
+	f.IntVar(&cfg.Cache.Size, "cache-size", cfg.Cache.Size, "token policies cached (about 400 bytes each) [reloadable]")
+	f.DurationVar(&cfg.Cache.TTL, "cache-ttl", cfg.Cache.TTL, "how long a cached policy is used before it is read again; changes evict at once, this bounds a lost notification [reloadable]")
+	f.IntVar(&cfg.Cache.NegativeSize, "negative-cache-size", cfg.Cache.NegativeSize, "unknown tokens remembered [reloadable]")
+	f.DurationVar(&cfg.Cache.NegativeTTL, "negative-cache-ttl", cfg.Cache.NegativeTTL, "how long an unknown token is remembered as unknown [reloadable]")
+	f.DurationVar(&cfg.Cache.MaxStaleness, "max-staleness", cfg.Cache.MaxStaleness, "while the store is down, cached policies up to this old keep serving [reloadable]")
+	f.DurationVar(&cfg.Cache.StoreTimeout, "store-timeout", cfg.Cache.StoreTimeout, "deadline of one store look-up (a cache miss); keep it below Envoy's check timeout [reloadable]")
+	f.DurationVar(&cfg.ResyncInterval, "resync-interval", cfg.ResyncInterval, "how often the change log is read to catch up on missed notifications")
+	f.StringVar(&st.tokenSources, "token-sources", "token,api_key,authorization,x-api-key", "where tokens are looked for, in order: token and api_key query parameters, Authorization: Bearer, X-API-Key")
+	f.IntVar(&cfg.ExtAuthz.TrustedHops, "xff-trusted-hops", 0, "proxies in front of Envoy that append to x-forwarded-for; 0 uses the TCP peer Envoy saw")
+	f.StringVar(&cfg.RouteRules, "route-rules", "", "YAML file mapping method and path templates to api/dataset/tier/action/cost, for routes without context_extensions")
+	f.StringVar(&st.grantFree, "grant-free-apis", strings.Join(cfg.ExtAuthz.GrantFreeAPIs, ","), "APIs that need no grant on a connection's sources")
+	f.BoolVar(&cfg.ExtAuthz.StripCredentials, "strip-credentials", true, "remove the token (authorization, x-api-key, ?token, ?api_key) before the request reaches the upstream")
+	f.BoolVar(&cfg.AllowSecretInBrowser, "allow-secret-in-browser", false, "let secret tokens through from browsers (requests with Origin or Sec-Fetch-Site)")
+	f.BoolVar(&cfg.ExtAuthz.DryRun, "dry-run", false, "decide and log as usual, but allow every request (for rolling out in front of live traffic)")
+	f.StringVar(&st.denyLevel, "deny-log-level", "info", "level of the log line written for each deny: debug, info, warn or error")
+	f.StringVar(&st.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&st.logFormat, "log-format", "json", "json or text")
+	f.BoolVar(&cfg.Reflection, "reflection", cfg.Reflection, "gRPC server reflection (for grpcurl)")
+	f.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM, keep answering this long after reporting NOT_SERVING")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM, wait this long for in-flight checks")
+}
+
+// finish turns the settings kept as text into the config.
+func (st *serveSettings) finish(databaseURL string) error {
+	var err error
+	if st.cfg.ExtAuthz.TokenSources, err = extauthz.ParseTokenSources(st.tokenSources); err != nil {
+		return fmt.Errorf("token-sources: %w", err)
+	}
+	if st.cfg.ExtAuthz.DenyLogLevel, err = parseLevel(st.denyLevel); err != nil {
+		return fmt.Errorf("deny-log-level: %w", err)
+	}
+	st.cfg.ExtAuthz.GrantFreeAPIs = splitList(st.grantFree)
+	st.cfg.DatabaseURL = databaseURL
+	return st.cfg.Validate()
+}
+
 func (a *app) serveCmd() *cobra.Command {
-	cfg := server.DefaultConfig()
-	var demo bool
-	var tokenSources, grantFree, logLevel, logFormat, denyLevel string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the ext_authz gRPC server and its health and metrics endpoints",
 		Long: `Run the Envoy ext_authz v3 gRPC server (Authorization/Check) and the HTTP
 endpoints /healthz, /readyz and /metrics.
 
-Every flag can also be set through the environment as TOLLGATE_<FLAG>, upper
-case with underscores (--cache-ttl is TOLLGATE_CACHE_TTL). Flags win.`,
+Settings come from, in rising order of precedence: defaults, the --config
+file (YAML, keys are flag names), the environment (TOLLGATE_<FLAG>, upper
+case with underscores: --cache-ttl is TOLLGATE_CACHE_TTL), and flags.
+Settings marked [reloadable] take effect without a restart on SIGHUP or when
+the config file changes; others are reported as needing a restart.`,
 		Args: cobra.NoArgs,
-		PreRunE: func(cmd *cobra.Command, _ []string) error {
-			return envDefaults(cmd.Flags(), a.env.Getenv)
-		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			log, err := newLogger(a.env.Stderr, logLevel, logFormat)
-			if err != nil {
-				return err
-			}
-			if cfg.ExtAuthz.TokenSources, err = extauthz.ParseTokenSources(tokenSources); err != nil {
-				return fmt.Errorf("--token-sources: %w", err)
-			}
-			if cfg.ExtAuthz.DenyLogLevel, err = parseLevel(denyLevel); err != nil {
-				return fmt.Errorf("--deny-log-level: %w", err)
-			}
-			cfg.ExtAuthz.GrantFreeAPIs = splitList(grantFree)
-			cfg.DatabaseURL = a.databaseURL
-			if demo {
-				if err := a.seedDemo(ctx, cfg.GRPCAddr); err != nil {
-					return err
-				}
-			}
-			s, err := server.New(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
-			return s.Run(ctx)
+			return a.serve(cmd)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "ext_authz gRPC listen address")
-	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address for /healthz, /readyz and /metrics")
-	f.StringVar(&cfg.ListenDatabaseURL, "listen-database-url", "", "direct Postgres URL for LISTEN when --database-url goes through a transaction pooler (default: --database-url)")
-	f.IntVar(&cfg.DBMaxConns, "db-max-conns", cfg.DBMaxConns, "most open connections in the store's pool (plus one for LISTEN)")
-	f.BoolVar(&cfg.Migrate, "migrate", false, "migrate the database before serving")
-	f.BoolVar(&demo, "demo", false, "seed a demo account with a publishable and a secret token, and print how to try them")
-	f.IntVar(&cfg.Cache.Size, "cache-size", cfg.Cache.Size, "token policies cached (about 400 bytes each)")
-	f.DurationVar(&cfg.Cache.TTL, "cache-ttl", cfg.Cache.TTL, "how long a cached policy is used before it is read again (changes evict at once; this bounds a lost notification)")
-	f.IntVar(&cfg.Cache.NegativeSize, "negative-cache-size", cfg.Cache.NegativeSize, "unknown tokens remembered")
-	f.DurationVar(&cfg.Cache.NegativeTTL, "negative-cache-ttl", cfg.Cache.NegativeTTL, "how long an unknown token is remembered as unknown")
-	f.DurationVar(&cfg.Cache.MaxStaleness, "max-staleness", cfg.Cache.MaxStaleness, "while the store is down, cached policies up to this old keep serving")
-	f.DurationVar(&cfg.Cache.StoreTimeout, "store-timeout", cfg.Cache.StoreTimeout, "deadline of one store look-up (a cache miss)")
-	f.DurationVar(&cfg.ResyncInterval, "resync-interval", cfg.ResyncInterval, "how often the change log is read to catch up on missed notifications")
-	f.StringVar(&tokenSources, "token-sources", "token,api_key,authorization,x-api-key", "where tokens are looked for, in order: token and api_key query parameters, Authorization: Bearer, X-API-Key")
-	f.IntVar(&cfg.ExtAuthz.TrustedHops, "xff-trusted-hops", 0, "proxies in front of Envoy that append to x-forwarded-for; 0 uses the TCP peer Envoy saw")
-	f.StringVar(&cfg.RouteRules, "route-rules", "", "YAML file mapping method and path templates to api/dataset/tier/action/cost, for routes without context_extensions")
-	f.StringVar(&grantFree, "grant-free-apis", strings.Join(cfg.ExtAuthz.GrantFreeAPIs, ","), "APIs that need no grant on a connection's sources")
-	f.BoolVar(&cfg.ExtAuthz.StripCredentials, "strip-credentials", true, "remove the token (authorization, x-api-key, ?token, ?api_key) before the request reaches the upstream")
-	f.BoolVar(&cfg.AllowSecretInBrowser, "allow-secret-in-browser", false, "let secret tokens through from browsers (requests with Origin or Sec-Fetch-Site)")
-	f.BoolVar(&cfg.ExtAuthz.DryRun, "dry-run", false, "decide and log as usual, but allow every request (for rolling out in front of live traffic)")
-	f.StringVar(&denyLevel, "deny-log-level", "info", "level of the log line written for each deny: debug, info, warn or error")
-	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	f.StringVar(&logFormat, "log-format", "json", "json or text")
-	f.BoolVar(&cfg.Reflection, "reflection", cfg.Reflection, "gRPC server reflection (for grpcurl)")
-	f.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM, keep answering this long after reporting NOT_SERVING")
-	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM, wait this long for in-flight checks")
+	newServeSettings().bind(cmd.Flags())
 	return cmd
+}
+
+// resolve builds the settings from defaults, the config file, the
+// environment and the command line's flags, in that order.
+func (a *app) resolve(cmdline *pflag.FlagSet) (*serveSettings, error) {
+	st := newServeSettings()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	st.bind(fs)
+	given := map[string]string{}
+	cmdline.Visit(func(f *pflag.Flag) { given[f.Name] = f.Value.String() })
+	path := given["config"]
+	if path == "" {
+		path = a.env.Getenv("TOLLGATE_CONFIG")
+	}
+	if path != "" {
+		if err := applyConfigFile(fs, path); err != nil {
+			return nil, err
+		}
+	}
+	if err := envDefaults(fs, a.env.Getenv); err != nil {
+		return nil, err
+	}
+	for name, v := range given {
+		if err := fs.Set(name, v); err != nil {
+			return nil, fmt.Errorf("--%s: %w", name, err)
+		}
+	}
+	st.configFile = path
+	if err := st.finish(a.databaseURL); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (a *app) serve(cmd *cobra.Command) error {
+	ctx := cmd.Context()
+	st, err := a.resolve(cmd.Flags())
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(a.env.Stderr, st.logLevel, st.logFormat)
+	if err != nil {
+		return err
+	}
+	if st.demo {
+		if err := a.seedDemo(ctx, st.cfg.GRPCAddr); err != nil {
+			return err
+		}
+	}
+	s, err := server.New(ctx, st.cfg, log)
+	if err != nil {
+		return err
+	}
+	go a.reloadLoop(ctx, cmd.Flags(), st.configFile, s, log)
+	return s.Run(ctx)
+}
+
+// reloadLoop re-resolves the settings on SIGHUP and whenever the config
+// file's content changes (polled: Kubernetes swaps a mounted ConfigMap by
+// renaming a symlink, which file watches miss), and applies them.
+func (a *app) reloadLoop(ctx context.Context, cmdline *pflag.FlagSet, path string, s *server.Server, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	last, _ := os.ReadFile(path)
+	for {
+		why := "SIGHUP"
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		case <-tick.C:
+			if path == "" {
+				continue
+			}
+			cur, err := os.ReadFile(path)
+			if err != nil || bytes.Equal(cur, last) {
+				continue
+			}
+			last, why = cur, "config file changed"
+		}
+		st, err := a.resolve(cmdline)
+		if err != nil {
+			log.Error("reload refused; the settings in effect stay", "why", why, "err", err)
+			continue
+		}
+		restart := s.Reconfigure(st.cfg)
+		c := s.Cache().Config()
+		log.Info("reloaded", "why", why, "cache_size", c.Size, "cache_ttl", c.TTL, "negative_cache_size", c.NegativeSize,
+			"negative_cache_ttl", c.NegativeTTL, "max_staleness", c.MaxStaleness, "store_timeout", c.StoreTimeout,
+			"need_restart", restart)
+	}
+}
+
+// applyConfigFile sets flags from a YAML file whose keys are flag names.
+func applyConfigFile(fs *pflag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	var kv map[string]any
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.UseNumber()
+	if err := dec.Decode(&kv); err != nil {
+		return fmt.Errorf("config file %s: want a map of setting names to values: %w", path, err)
+	}
+	for k, v := range kv {
+		if k == "config" || fs.Lookup(k) == nil {
+			return fmt.Errorf("config file %s: unknown setting %q", path, k)
+		}
+		if err := fs.Set(k, fmt.Sprint(v)); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
 }
 
 // envDefaults sets every flag not given on the command line from its

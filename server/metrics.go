@@ -22,6 +22,20 @@ type metrics struct {
 	checkTime   prometheus.Observer
 	storeTime   prometheus.Observer
 	storeErrors prometheus.Counter
+	configInfo  *prometheus.GaugeVec
+}
+
+// configLabels are the tunables tollgate_config_info reports.
+var configLabels = []string{"cache_size", "cache_ttl", "negative_cache_size", "negative_cache_ttl",
+	"max_staleness", "store_timeout", "resync_interval", "dry_run"}
+
+// showConfig makes tollgate_config_info report the values in effect.
+func (m *metrics) showConfig(cfg *Config) {
+	cc := cfg.Cache
+	m.configInfo.Reset()
+	m.configInfo.WithLabelValues(strconv.Itoa(cc.Size), cc.TTL.String(), strconv.Itoa(cc.NegativeSize),
+		cc.NegativeTTL.String(), cc.MaxStaleness.String(), cc.StoreTimeout.String(),
+		cfg.ResyncInterval.String(), strconv.FormatBool(cfg.ExtAuthz.DryRun)).Set(1)
 }
 
 func newMetrics() *metrics {
@@ -37,6 +51,9 @@ func newMetrics() *metrics {
 			Name: "tollgate_check_errors_total", Help: "Checks answered with a gRPC error: Tollgate could not decide.",
 		}),
 	}
+	m.configInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_config_info", Help: "The tunables in effect (always 1).",
+	}, configLabels)
 	for _, c := range policy.DenyCodes() {
 		m.decisions[c] = decisions.WithLabelValues("deny", string(c))
 	}
@@ -66,7 +83,6 @@ func (m *metrics) follow(cache *policy.Cache, w *store.Watcher, cfg *Config) {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	cc := cache.Config()
 	m.reg.MustRegister(
 		counter("tollgate_cache_hits_total", "Cache hits, including remembered unknown tokens.", func() uint64 { s := cache.Stats(); return s.Hits + s.NegativeHits }),
 		counter("tollgate_cache_misses_total", "Cache misses (store look-ups).", func() uint64 { return cache.Stats().Misses }),
@@ -82,16 +98,9 @@ func (m *metrics) follow(cache *policy.Cache, w *store.Watcher, cfg *Config) {
 			return 0
 		}),
 		counter("tollgate_change_poll_errors_total", "Failed reads of the change log.", w.PollErrors),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tollgate_config_info", Help: "The tunables in effect (always 1).",
-			ConstLabels: prometheus.Labels{
-				"cache_size": strconv.Itoa(cc.Size), "cache_ttl": cc.TTL.String(),
-				"negative_cache_size": strconv.Itoa(cc.NegativeSize), "negative_cache_ttl": cc.NegativeTTL.String(),
-				"max_staleness": cc.MaxStaleness.String(), "store_timeout": cc.StoreTimeout.String(),
-				"resync_interval": cfg.ResyncInterval.String(), "dry_run": strconv.FormatBool(cfg.ExtAuthz.DryRun),
-			},
-		}, func() float64 { return 1 }),
+		m.configInfo,
 	)
+	m.showConfig(cfg)
 }
 
 // observe is the extauthz.Observer.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,6 +122,7 @@ type Server struct {
 	grpcLis  net.Listener
 	httpLis  net.Listener
 	draining atomic.Bool
+	mu       sync.Mutex // serialises Reconfigure
 }
 
 // New opens the store and binds the listeners; Run serves.
@@ -237,6 +239,40 @@ func (s *Server) HTTPAddr() net.Addr { return s.httpLis.Addr() }
 
 // Cache returns the policy cache, for tuning at run time.
 func (s *Server) Cache() *policy.Cache { return s.cache }
+
+// Reconfigure applies the settings that can change at run time (the
+// cache's sizes and durations) and returns the names of those that differ
+// but need a restart.
+func (s *Server) Reconfigure(cfg Config) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.cache.Configure(cfg.Cache); err != nil {
+		s.log.Error("reconfigure: cache settings refused", "err", err)
+		return nil
+	}
+	var restart []string
+	old := s.cfg
+	old.Cache = cfg.Cache
+	for name, changed := range map[string]bool{
+		"grpc-addr": old.GRPCAddr != cfg.GRPCAddr, "http-addr": old.HTTPAddr != cfg.HTTPAddr,
+		"database-url": old.DatabaseURL != cfg.DatabaseURL, "listen-database-url": old.ListenDatabaseURL != cfg.ListenDatabaseURL,
+		"db-max-conns": old.DBMaxConns != cfg.DBMaxConns, "resync-interval": old.ResyncInterval != cfg.ResyncInterval,
+		"route-rules": old.RouteRules != cfg.RouteRules, "dry-run": old.ExtAuthz.DryRun != cfg.ExtAuthz.DryRun,
+		"xff-trusted-hops":        old.ExtAuthz.TrustedHops != cfg.ExtAuthz.TrustedHops,
+		"strip-credentials":       old.ExtAuthz.StripCredentials != cfg.ExtAuthz.StripCredentials,
+		"allow-secret-in-browser": old.AllowSecretInBrowser != cfg.AllowSecretInBrowser,
+		"token-sources":           !slices.Equal(old.ExtAuthz.TokenSources, cfg.ExtAuthz.TokenSources),
+		"grant-free-apis":         !slices.Equal(old.ExtAuthz.GrantFreeAPIs, cfg.ExtAuthz.GrantFreeAPIs),
+	} {
+		if changed {
+			restart = append(restart, name)
+		}
+	}
+	slices.Sort(restart)
+	s.cfg.Cache = cfg.Cache
+	s.metrics.showConfig(&s.cfg)
+	return restart
+}
 
 // Run serves until ctx ends, then shuts down in order: health reports
 // NOT_SERVING, in-flight Checks finish, the HTTP server stops, and the

@@ -1,0 +1,138 @@
+package cli_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startServe runs "tollgate serve" on free ports and returns its HTTP
+// address once it serves, and the lines it logs.
+func startServe(t *testing.T, dir string, args ...string) (string, <-chan string, *exec.Cmd) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "TOLLGATE_DATABASE_URL=sqlite:"+filepath.Join(dir, "t.db"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("serve exited before serving")
+			}
+			var rec struct{ Msg, HTTP string }
+			if json.Unmarshal([]byte(l), &rec) == nil && rec.Msg == "serving" {
+				return rec.HTTP, lines, cmd
+			}
+		case <-deadline:
+			t.Fatal("serve did not start within 20s")
+		}
+	}
+}
+
+func metricsText(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// waitFor polls the metrics until want appears.
+func waitFor(t *testing.T, addr, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(metricsText(t, addr), want) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("metrics never showed %s", want)
+}
+
+func TestServeReloadsConfig(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "tollgate.yaml")
+	write := func(s string) {
+		if err := os.WriteFile(conf, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("cache-ttl: 1m\ncache-size: 1000\n")
+	addr, lines, cmd := startServe(t, dir, "--config", conf)
+	waitFor(t, addr, `cache_size="1000",cache_ttl="1m0s"`)
+
+	write("cache-ttl: 2m\ncache-size: 2000\n")
+	waitFor(t, addr, `cache_size="2000",cache_ttl="2m0s"`)
+
+	// A bad file is refused and the settings in effect stay.
+	write("cache-ttl: soon\n")
+	deadline := time.After(10 * time.Second)
+	for refused := false; !refused; {
+		select {
+		case l := <-lines:
+			refused = strings.Contains(l, "reload refused")
+		case <-deadline:
+			t.Fatal("no 'reload refused' log line for a bad config file")
+		}
+	}
+	if m := metricsText(t, addr); !strings.Contains(m, `cache_ttl="2m0s"`) {
+		t.Errorf("settings changed by a refused reload")
+	}
+
+	// SIGHUP re-reads the file.
+	write("cache-ttl: 3m\ncache-size: 2000\ngrpc-addr: 127.0.0.1:1\n")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, addr, `cache_ttl="3m0s"`)
+}
+
+func TestServeRefusesBadSettings(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(conf, []byte("cache-sizee: 10\n"), 0o600)
+	c := &cli{t: t, url: "sqlite:" + filepath.Join(dir, "t.db"), dir: dir}
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"unknown key": {[]string{"serve", "--config", conf}, `unknown setting "cache-sizee"`},
+		"zero ttl":    {[]string{"serve", "--cache-ttl", "0s"}, "cache-ttl must be > 0"},
+		"bad source":  {[]string{"serve", "--token-sources", "cookie"}, "token source"},
+		"no file":     {[]string{"serve", "--config", filepath.Join(dir, "missing.yaml")}, "config file"},
+	} {
+		if msg := c.fails(tc.args...); !strings.Contains(msg, tc.want) {
+			t.Errorf("%s: stderr %q, want it to mention %q", name, msg, tc.want)
+		}
+	}
+}
