@@ -1,0 +1,138 @@
+package extauthz_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tollgate/tollgate/extauthz"
+	"github.com/tollgate/tollgate/policy"
+)
+
+// benchStore holds one token, for benchmarks of the cache-hit path.
+type benchStore struct {
+	tok *policy.Token
+	acc *policy.Account
+	h   policy.Hash
+}
+
+func (s *benchStore) TokenByHash(_ context.Context, h policy.Hash) (*policy.Token, *policy.Account, error) {
+	if h != s.h {
+		return nil, nil, policy.ErrNotFound
+	}
+	return s.tok, s.acc, nil
+}
+
+// benchServer returns a Check server over a cache holding one restricted
+// token, and a request for it shaped as Envoy sends it.
+func benchServer(b *testing.B) (*extauthz.Server, *authv3.CheckRequest) {
+	b.Helper()
+	tok := policy.NewToken("acc_bench0000000000", policy.Publishable)
+	tok.Domains = []string{"example.com", "*.example.org"}
+	tok.IPs = []string{"10.0.0.0/8"}
+	tok.Datasets = map[string]policy.Actions{"prices": policy.Actions(policy.Read)}
+	if err := tok.Normalize(); err != nil {
+		b.Fatal(err)
+	}
+	value := policy.NewValue(policy.Publishable)
+	st := &benchStore{tok: tok, acc: &policy.Account{ID: tok.AccountID}, h: policy.HashValue(value)}
+	cache, err := policy.NewCache(st, policy.CacheConfig{Size: 1000, TTL: time.Hour, NegativeSize: 100,
+		NegativeTTL: time.Minute, MaxStaleness: time.Hour, StoreTimeout: time.Second}, time.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := policy.NewDecider(cache, time.Now, policy.EvalOptions{})
+	srv := extauthz.NewServer(d, extauthz.Config{StripCredentials: true}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	return srv, envoyRequest(value)
+}
+
+// envoyRequest is a CheckRequest as Envoy's ext_authz filter sends it.
+func envoyRequest(token string) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "10.1.2.3", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 53122}}}}},
+		Destination: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "10.0.0.9", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 8080}}}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Id: "8b0b6b5e-3b7e-4c8e-9b1e-2f1f0c6d1a77", Method: "GET", Host: "api.example.com",
+			Path: "/v1/prices/AAPL?token=" + token + "&range=1d", Scheme: "https", Protocol: "HTTP/1.1",
+			Headers: map[string]string{
+				":authority": "api.example.com", ":method": "GET", ":path": "/v1/prices/AAPL?token=" + token + "&range=1d",
+				":scheme": "https", "user-agent": "Mozilla/5.0", "accept": "application/json",
+				"referer": "https://www.example.org/dashboard", "x-forwarded-for": "10.1.2.3",
+				"x-forwarded-proto": "https", "x-request-id": "8b0b6b5e-3b7e-4c8e-9b1e-2f1f0c6d1a77",
+			},
+		}},
+		ContextExtensions: map[string]string{"api": "data", "dataset": "prices", "tier": "core", "cost": "1"},
+	}}
+}
+
+// BenchmarkCheck is Check on a cache hit, in process: the work Tollgate
+// adds on top of gRPC.
+func BenchmarkCheck(b *testing.B) {
+	srv, req := benchServer(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := srv.Check(ctx, req)
+			if err != nil || resp.GetOkResponse() == nil {
+				b.Fatalf("not allowed: %v %v", resp, err)
+			}
+		}
+	})
+}
+
+// noop is the baseline: an ext_authz server that allows at once.
+type noop struct{ authv3.UnimplementedAuthorizationServer }
+
+func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return &authv3.CheckResponse{Status: &rpcstatus.Status{}, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}, nil
+}
+
+// BenchmarkCheckGRPC compares Check over a real loopback gRPC connection
+// with the no-op baseline, in the same run.
+func BenchmarkCheckGRPC(b *testing.B) {
+	srv, req := benchServer(b)
+	for _, c := range []struct {
+		name string
+		impl authv3.AuthorizationServer
+	}{{"noop", noop{}}, {"tollgate", srv}} {
+		b.Run(c.name, func(b *testing.B) {
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			gs := grpc.NewServer()
+			authv3.RegisterAuthorizationServer(gs, c.impl)
+			go gs.Serve(lis)
+			defer gs.Stop()
+			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			client := authv3.NewAuthorizationClient(conn)
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := client.Check(context.Background(), req)
+					if err != nil || resp.GetOkResponse() == nil {
+						panic(fmt.Sprintf("not allowed: %v %v", resp, err))
+					}
+				}
+			})
+		})
+	}
+}
