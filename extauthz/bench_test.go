@@ -94,7 +94,9 @@ func BenchmarkCheck(b *testing.B) {
 }
 
 // noop is the baseline: an ext_authz server that allows at once.
-type noop struct{ authv3.UnimplementedAuthorizationServer }
+type noop struct {
+	authv3.UnimplementedAuthorizationServer
+}
 
 func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	return &authv3.CheckResponse{Status: &rpcstatus.Status{}, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}, nil
