@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/server"
@@ -30,6 +31,7 @@ type serveSettings struct {
 	cfg                                                     server.Config
 	demo                                                    bool
 	configFile                                              string
+	creditPeriod                                            string
 	tokenSources, grantFree, logLevel, logFormat, denyLevel string
 }
 
@@ -51,6 +53,13 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.DurationVar(&cfg.Cache.MaxStaleness, "max-staleness", cfg.Cache.MaxStaleness, "while the store is down, cached policies up to this old keep serving [reloadable]")
 	f.DurationVar(&cfg.Cache.StoreTimeout, "store-timeout", cfg.Cache.StoreTimeout, "deadline of one store look-up (a cache miss); keep it below Envoy's check timeout [reloadable]")
 	f.DurationVar(&cfg.ResyncInterval, "resync-interval", cfg.ResyncInterval, "how often the change log is read to catch up on missed notifications")
+	f.StringVar(&st.creditPeriod, "credit-period", string(cfg.Credits.Period), "credits count per calendar month, week, day or hour (UTC)")
+	f.Int64Var(&cfg.Credits.MaxBlock, "credit-block", cfg.Credits.MaxBlock, "most credits a replica reserves at once; blocks shrink near a limit (a replica killed outright loses at most one)")
+	f.DurationVar(&cfg.Credits.FlushInterval, "usage-flush-interval", cfg.Credits.FlushInterval, "how often usage history and unlimited spending are written")
+	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Used, "header-credits-used", cfg.ExtAuthz.CreditHeaders.Used, "response header with the credits used this period")
+	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Cost, "header-credits-cost", cfg.ExtAuthz.CreditHeaders.Cost, "response header with the request's cost")
+	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Limit, "header-credits-limit", cfg.ExtAuthz.CreditHeaders.Limit, "response header with the credit limit that applies")
+	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Remaining, "header-credits-remaining", cfg.ExtAuthz.CreditHeaders.Remaining, "response header with the credits left")
 	f.StringVar(&st.tokenSources, "token-sources", "token,api_key,authorization,x-api-key", "where tokens are looked for, in order: token and api_key query parameters, Authorization: Bearer, X-API-Key")
 	f.IntVar(&cfg.ExtAuthz.TrustedHops, "xff-trusted-hops", 0, "proxies in front of Envoy that append to x-forwarded-for; 0 uses the TCP peer Envoy saw")
 	f.StringVar(&cfg.RouteRules, "route-rules", "", "YAML file mapping method and path templates to api/dataset/tier/action/cost, for routes without context_extensions")
@@ -76,6 +85,9 @@ func (st *serveSettings) finish(databaseURL string) error {
 		return fmt.Errorf("deny-log-level: %w", err)
 	}
 	st.cfg.ExtAuthz.GrantFreeAPIs = splitList(st.grantFree)
+	if st.cfg.Credits.Period, err = credits.ParsePeriod(st.creditPeriod); err != nil {
+		return err
+	}
 	st.cfg.DatabaseURL = databaseURL
 	return st.cfg.Validate()
 }

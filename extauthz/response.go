@@ -3,7 +3,9 @@ package extauthz
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -26,14 +28,6 @@ const (
 	HeaderDryRun = "x-tollgate-dry-run-deny"
 )
 
-// httpStatus is the one table from deny codes to HTTP statuses.
-func httpStatus(c policy.Code) int {
-	if c.Unauthenticated() {
-		return http.StatusUnauthorized
-	}
-	return http.StatusForbidden
-}
-
 // The credentials the upstream must not see.
 var (
 	credentialHeaders = []string{"authorization", "x-api-key"}
@@ -49,6 +43,7 @@ func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, extra
 			overwrite(HeaderTokenID, d.TokenID),
 			overwrite(HeaderTokenKind, d.Kind.String()),
 		}, extra...),
+		ResponseHeadersToAdd: s.usageHeaders(d, nil),
 	}
 	if s.cfg.StripCredentials {
 		httpReq := cr.GetAttributes().GetRequest().GetHttp()
@@ -76,14 +71,20 @@ func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, extra
 // deniedResponse refuses the request with a status, a JSON body naming the
 // reason, and for 401s a WWW-Authenticate challenge.
 func (s *Server) deniedResponse(d policy.Decision) *authv3.CheckResponse {
-	status := httpStatus(d.Code)
+	status := d.Code.Status()
 	body, _ := json.Marshal(errorBody{Error: errorDetail{Code: d.Code, Message: d.Message}})
-	hdrs := []*corev3.HeaderValueOption{overwrite("content-type", "application/json")}
+	hdrs := s.usageHeaders(d, []*corev3.HeaderValueOption{overwrite("content-type", "application/json")})
 	grpcCode := codes.PermissionDenied
-	if status == http.StatusUnauthorized {
+	switch status {
+	case http.StatusUnauthorized:
 		grpcCode = codes.Unauthenticated
 		hdrs = append(hdrs, overwrite("www-authenticate",
 			`Bearer realm="tollgate", error="invalid_token", error_description="`+string(d.Code)+`"`))
+	case http.StatusTooManyRequests:
+		grpcCode = codes.ResourceExhausted
+		hdrs = append(hdrs, overwrite("retry-after", strconv.FormatInt(ceilSeconds(d.Usage.RetryAfter), 10)))
+	case http.StatusPaymentRequired:
+		grpcCode = codes.ResourceExhausted
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(grpcCode), Message: string(d.Code)},
@@ -94,6 +95,53 @@ func (s *Server) deniedResponse(d policy.Decision) *authv3.CheckResponse {
 		}},
 		DynamicMetadata: metadata(d),
 	}
+}
+
+// CreditHeaders name the response headers that tell callers where they
+// stand.
+type CreditHeaders struct {
+	Used, Cost, Limit, Remaining string
+}
+
+// DefaultCreditHeaders are the names used unless configured otherwise.
+func DefaultCreditHeaders() CreditHeaders {
+	return CreditHeaders{Used: "x-credits-used", Cost: "x-credits-cost", Limit: "x-credits-limit", Remaining: "x-credits-remaining"}
+}
+
+// usageHeaders appends the credit headers (and for rate-limited tokens the
+// IETF RateLimit fields) to hdrs, when the request was metered.
+func (s *Server) usageHeaders(d policy.Decision, hdrs []*corev3.HeaderValueOption) []*corev3.HeaderValueOption {
+	u := d.Usage
+	if !u.Metered {
+		return hdrs
+	}
+	names := s.cfg.CreditHeaders
+	hdrs = append(hdrs,
+		overwrite(names.Used, strconv.FormatInt(u.Used, 10)),
+		overwrite(names.Cost, strconv.FormatInt(d.Cost, 10)))
+	if rem, ok := u.Remaining(); ok {
+		hdrs = append(hdrs,
+			overwrite(names.Limit, strconv.FormatInt(u.Limit, 10)),
+			overwrite(names.Remaining, strconv.FormatInt(rem, 10)))
+	}
+	if u.RateRPS > 0 {
+		// draft-ietf-httpapi-ratelimit-headers: a policy of burst requests
+		// refilled at rps a second, and what is left of it.
+		hdrs = append(hdrs,
+			overwrite("ratelimit-policy", `"token";q=`+strconv.FormatInt(u.RateBurst, 10)+`;w=`+
+				strconv.FormatInt(max(1, (u.RateBurst+u.RateRPS-1)/u.RateRPS), 10)),
+			overwrite("ratelimit", `"token";r=`+strconv.FormatInt(u.RateRemaining, 10)+`;t=`+
+				strconv.FormatInt(ceilSeconds(u.RetryAfter), 10)))
+	}
+	return hdrs
+}
+
+// ceilSeconds rounds a wait up to whole seconds, as Retry-After wants.
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
 }
 
 type errorBody struct {

@@ -40,6 +40,8 @@ type Config struct {
 	DryRun bool
 	// DenyLogLevel is the level of the one log line written per deny.
 	DenyLogLevel slog.Level
+	// CreditHeaders name the headers that report credits to the caller.
+	CreditHeaders CreditHeaders
 }
 
 // Observer hears of every Check: its decision, or the error that stopped
@@ -59,6 +61,9 @@ type Server struct {
 func NewServer(d Decider, cfg Config, log *slog.Logger, observe Observer) *Server {
 	if len(cfg.TokenSources) == 0 {
 		cfg.TokenSources = DefaultTokenSources()
+	}
+	if cfg.CreditHeaders == (CreditHeaders{}) {
+		cfg.CreditHeaders = DefaultCreditHeaders()
 	}
 	if observe == nil {
 		observe = func(policy.Decision, error, time.Duration) {}

@@ -6,17 +6,29 @@ import (
 	"time"
 )
 
+// Meter charges requests against credits and rate limits. Settle is called
+// for every decision about a known token: it may turn an allow into a
+// deny (credits_exhausted, quota_exhausted, rate_limited) and fills in
+// d.Usage. A denied request is only counted, never charged.
+type Meter interface {
+	// Settle returns an error only when it cannot tell whether the request
+	// may spend (the store is down and nothing is held locally).
+	Settle(ctx context.Context, p *Policy, req *Request, d *Decision) error
+}
+
 // Decider answers requests: it checks the token's shape, finds its policy in
-// the cache and evaluates it.
+// the cache, evaluates it and has the meter charge it.
 type Decider struct {
 	cache *Cache
+	meter Meter
 	now   func() time.Time
 	opt   EvalOptions
 }
 
-// NewDecider returns a Decider over cache.
-func NewDecider(cache *Cache, now func() time.Time, opt EvalOptions) *Decider {
-	return &Decider{cache: cache, now: now, opt: opt}
+// NewDecider returns a Decider over cache. meter may be nil: nothing is
+// then counted or limited.
+func NewDecider(cache *Cache, meter Meter, now func() time.Time, opt EvalOptions) *Decider {
+	return &Decider{cache: cache, meter: meter, now: now, opt: opt}
 }
 
 // Decide returns the decision for req. A deny is a Decision, not an error:
@@ -39,5 +51,11 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
-	return p.Evaluate(req, d.now(), d.opt), nil
+	dec := p.Evaluate(req, d.now(), d.opt)
+	if d.meter != nil {
+		if err := d.meter.Settle(ctx, &p, req, &dec); err != nil {
+			return Decision{}, err
+		}
+	}
+	return dec, nil
 }

@@ -1,5 +1,7 @@
 package policy
 
+import "time"
+
 // Deny reasons. Each is stable: it appears in deny bodies, logs and metric
 // labels, and clients match on it.
 const (
@@ -16,6 +18,9 @@ const (
 	CodeTierDenied           Code = "tier_denied"
 	CodeDatasetDenied        Code = "dataset_denied"
 	CodeSourceDenied         Code = "source_denied"
+	CodeCreditsExhausted     Code = "credits_exhausted"
+	CodeQuotaExhausted       Code = "quota_exhausted"
+	CodeRateLimited          Code = "rate_limited"
 )
 
 // DenyCodes lists every deny reason, for metrics that want a series each.
@@ -23,8 +28,24 @@ func DenyCodes() []Code {
 	return []Code{
 		CodeTokenMissing, CodeTokenMalformed, CodeTokenUnknown, CodeTokenDisabled, CodeTokenExpired,
 		CodeTokenConflict, CodeSecretTokenInBrowser, CodeIPDenied, CodeRefererDenied, CodeAPIDenied,
-		CodeTierDenied, CodeDatasetDenied, CodeSourceDenied,
+		CodeTierDenied, CodeDatasetDenied, CodeSourceDenied, CodeCreditsExhausted, CodeQuotaExhausted,
+		CodeRateLimited,
 	}
+}
+
+// Status returns the HTTP status that goes with a deny code: 401 when the
+// caller did not prove who it is, 402 when it ran out of credits, 429 when
+// it is going too fast, 403 otherwise.
+func (c Code) Status() int {
+	switch {
+	case c.Unauthenticated():
+		return 401
+	case c == CodeCreditsExhausted || c == CodeQuotaExhausted:
+		return 402
+	case c == CodeRateLimited:
+		return 429
+	}
+	return 403
 }
 
 // Unauthenticated reports whether the code means the caller did not prove
@@ -49,6 +70,34 @@ type Decision struct {
 	Kind               Kind
 	// Cost is the credits an allowed request spends.
 	Cost int64
+	// Usage is where the token stands, when a Meter counted the request.
+	Usage Usage
+}
+
+// Usage tells a caller where it stands: credits this period and, when it
+// is rate limited, when to come back.
+type Usage struct {
+	// Metered is set when the fields below were filled in.
+	Metered bool
+	// Used is the credits spent this period, after this request.
+	Used int64
+	// Limit is the limit that applies (the token's, else the account's);
+	// -1 when none does.
+	Limit int64
+	// RateRPS and RateBurst describe the token's rate limit; 0 when none.
+	RateRPS, RateBurst int64
+	// RateRemaining is the requests that may still be made at once.
+	RateRemaining int64
+	// RetryAfter is how long to wait, for a rate-limited request.
+	RetryAfter time.Duration
+}
+
+// Remaining returns the credits left under Limit, if a limit applies.
+func (u Usage) Remaining() (int64, bool) {
+	if u.Limit < 0 {
+		return 0, false
+	}
+	return max(u.Limit-u.Used, 0), true
 }
 
 func deny(code Code, msg string) Decision { return Decision{Code: code, Message: msg} }

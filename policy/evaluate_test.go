@@ -28,7 +28,7 @@ func decide(t testing.TB, tok *policy.Token, acc *policy.Account, req policy.Req
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := policy.NewDecider(cache, c.now, opt).Decide(context.Background(), &req)
+	d, err := policy.NewDecider(cache, nil, c.now, opt).Decide(context.Background(), &req)
 	if err != nil {
 		t.Fatalf("decide: %v", err)
 	}
@@ -186,7 +186,7 @@ func BenchmarkDecide(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := policy.NewDecider(cache, time.Now, policy.EvalOptions{})
+	d := policy.NewDecider(cache, nil, time.Now, policy.EvalOptions{})
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		req := policy.Request{Token: v, IP: netip.MustParseAddr("10.1.2.3"), Referer: "https://app.example.net/dash/x?y=1",

@@ -23,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/store"
@@ -43,6 +44,8 @@ type Config struct {
 	Migrate bool
 
 	Cache policy.CacheConfig
+	// Credits tunes credit accounting and rate limits.
+	Credits credits.Config
 	// ResyncInterval is how often the change log is read to catch up on
 	// missed notifications.
 	ResyncInterval time.Duration
@@ -74,11 +77,13 @@ func DefaultConfig() Config {
 			StoreTimeout: 2 * time.Second,
 		},
 		ResyncInterval: 30 * time.Second,
+		Credits:        credits.DefaultConfig(),
 		ExtAuthz: extauthz.Config{
 			TokenSources:     extauthz.DefaultTokenSources(),
 			StripCredentials: true,
 			GrantFreeAPIs:    []string{policy.APILDS},
 			DenyLogLevel:     slog.LevelInfo,
+			CreditHeaders:    extauthz.DefaultCreditHeaders(),
 		},
 		Reflection:      true,
 		DrainDelay:      0,
@@ -115,6 +120,7 @@ type Server struct {
 	db       *store.DB
 	cache    *policy.Cache
 	watcher  *store.Watcher
+	meter    *credits.Meter
 	metrics  *metrics
 	grpc     *grpc.Server
 	health   *health.Server
@@ -205,7 +211,11 @@ func (s *Server) build() error {
 	m.follow(s.cache, s.watcher, &s.cfg)
 	s.metrics = m
 
-	decider := policy.NewDecider(s.cache, time.Now, policy.EvalOptions{AllowSecretInBrowser: s.cfg.AllowSecretInBrowser})
+	s.meter, err = credits.New(s.db, s.cfg.Credits, time.Now, s.log)
+	if err != nil {
+		return fmt.Errorf("invalid config: %w", err)
+	}
+	decider := policy.NewDecider(s.cache, s.meter, time.Now, policy.EvalOptions{AllowSecretInBrowser: s.cfg.AllowSecretInBrowser})
 	s.grpc = grpc.NewServer()
 	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(decider, ea, s.log, m.observe))
 	s.health = health.NewServer()
@@ -281,6 +291,11 @@ func (s *Server) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watcher.Run(watchCtx) })
+	// The meter outlives the gRPC server: it returns unspent credits and
+	// writes the last usage once no Check can spend any more.
+	meterCtx, stopMeter := context.WithCancel(context.WithoutCancel(ctx))
+	var meterDone sync.WaitGroup
+	meterDone.Go(func() { s.meter.Run(meterCtx) })
 
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
@@ -317,6 +332,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if herr := s.http.Shutdown(shutCtx); herr != nil && err == nil {
 		err = fmt.Errorf("shut down http: %w", herr)
 	}
+	stopMeter()
+	meterDone.Wait()
 	stopWatch()
 	wg.Wait()
 	if cerr := s.db.Close(); cerr != nil && err == nil {

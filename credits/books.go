@@ -1,0 +1,131 @@
+package credits
+
+import (
+	"context"
+	"time"
+
+	"github.com/tollgate/tollgate/store"
+)
+
+// Run keeps the books until ctx ends: every FlushInterval it writes usage,
+// adds what unlimited subjects spent, returns leases of finished periods,
+// and beats the replica heartbeat. When ctx ends it returns every unspent
+// lease and writes what is left, so a graceful stop loses nothing.
+func (m *Meter) Run(ctx context.Context) {
+	m.heartbeat(ctx)
+	tick := time.NewTicker(m.cfg.FlushInterval)
+	defer tick.Stop()
+	beat := time.NewTicker(max(m.cfg.ReplicaTTL/3, 100*time.Millisecond))
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.close()
+			return
+		case <-beat.C:
+			m.heartbeat(ctx)
+		case <-tick.C:
+			m.flush(ctx, false)
+		}
+	}
+}
+
+func (m *Meter) heartbeat(ctx context.Context) {
+	hctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
+	defer cancel()
+	n, err := m.store.Heartbeat(hctx, m.id, m.cfg.ReplicaTTL)
+	if err != nil {
+		m.log.Warn("credits: heartbeat failed; keeping the last replica count", "err", err)
+		return
+	}
+	m.replicas.Store(int64(n))
+}
+
+// close returns leases and writes usage with a fresh deadline: the
+// server's context is already done.
+func (m *Meter) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*m.cfg.StoreTimeout)
+	defer cancel()
+	m.flush(ctx, true)
+	if err := m.store.RemoveReplica(ctx, m.id); err != nil {
+		m.log.Warn("credits: leaving the replica list failed", "err", err)
+	}
+}
+
+// flush writes pending spending and usage. With all set (at shutdown) it
+// returns every lease; otherwise only those of finished periods and of
+// subjects idle for a while.
+func (m *Meter) flush(ctx context.Context, all bool) {
+	now := m.now()
+	current := m.cfg.Period.Start(now).Unix()
+	idle := now.Add(-10 * m.cfg.FlushInterval).Unix()
+	m.mu.Lock()
+	subjects := make(map[subjectKey]*subject, len(m.subjects))
+	for k, s := range m.subjects {
+		subjects[k] = s
+	}
+	batch := make([]store.DailyUsage, 0, len(m.usage))
+	for _, u := range m.usage {
+		batch = append(batch, *u)
+	}
+	clear(m.usage)
+	m.mu.Unlock()
+
+	for k, s := range subjects {
+		s.mu.Lock()
+		done := all || k.period != current || s.lastUsed < idle
+		var err error
+		if done {
+			err = m.settleLease(ctx, s, k.id, time.Unix(k.period, 0))
+		} else if s.pending != 0 {
+			var total int64
+			total, err = m.exchange(ctx, k.id, time.Unix(k.period, 0), s.pending)
+			if err == nil {
+				s.total, s.known, s.pending = total, true, 0
+			}
+		}
+		if err == nil && done && s.lease == 0 && s.pending == 0 {
+			// Lock order is s.mu then m.mu here; nothing takes them the
+			// other way round.
+			s.retired = true
+			m.mu.Lock()
+			delete(m.subjects, k)
+			m.mu.Unlock()
+		}
+		s.mu.Unlock()
+		if err != nil {
+			m.log.Warn("credits: writing spending failed; will retry", "subject", k.id, "err", err)
+		}
+	}
+	if err := m.store.RecordUsage(ctx, batch); err != nil {
+		m.log.Warn("credits: writing usage failed; will retry", "rows", len(batch), "err", err)
+		m.mu.Lock()
+		for _, u := range batch {
+			m.merge(u)
+		}
+		m.mu.Unlock()
+	}
+}
+
+// merge puts a batch row that could not be written back into the books.
+// Called with m.mu held.
+func (m *Meter) merge(u store.DailyUsage) {
+	k := usageKey{u.TokenID, u.Day}
+	cur, ok := m.usage[k]
+	if !ok {
+		cp := u
+		m.usage[k] = &cp
+		return
+	}
+	cur.Requests += u.Requests
+	cur.Credits += u.Credits
+	if u.LastUsed.After(cur.LastUsed) {
+		cur.LastUsed = u.LastUsed
+	}
+	for code, n := range u.Denials {
+		if cur.Denials == nil {
+			cur.Denials = map[string]int64{}
+		}
+		cur.Denials[code] += n
+	}
+}

@@ -1,0 +1,334 @@
+// Package credits charges allowed requests against each token's credit
+// limit and its account's quota, rate-limits tokens, and records usage.
+//
+// Postgres stays the source of truth without a write per request: each
+// replica reserves blocks of credits with one transaction and spends them
+// locally. A reservation never takes a subject past its limit, so however
+// many replicas spend at once, a token can never spend more than its limit.
+// Blocks shrink as the limit nears, so the last credits are shared out
+// rather than stranded in one replica's block. Unspent credits go back on
+// graceful shutdown; a replica killed outright leaves its unspent block
+// counted as used (the customer loses at most one block).
+package credits
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/store"
+)
+
+// Store is what the meter needs from storage: *store.DB.
+type Store interface {
+	Reserve(ctx context.Context, subject string, period time.Time, grant func(reserved int64) int64) (granted, total int64, err error)
+	AddCredits(ctx context.Context, subject string, period time.Time, n int64) (int64, error)
+	RecordUsage(ctx context.Context, batch []store.DailyUsage) error
+	Heartbeat(ctx context.Context, id string, ttl time.Duration) (int, error)
+	RemoveReplica(ctx context.Context, id string) error
+}
+
+// Config tunes a Meter.
+type Config struct {
+	// Period is how long credits count.
+	Period Period
+	// MaxBlock is the most credits one reservation takes.
+	MaxBlock int64
+	// FlushInterval is how often usage is written and leases are tidied.
+	FlushInterval time.Duration
+	// ReplicaTTL is how long a replica counts as alive after its last
+	// heartbeat; rate limits are split between the live replicas.
+	ReplicaTTL time.Duration
+	// StoreTimeout bounds one reservation.
+	StoreTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{Period: Month, MaxBlock: 1000, FlushInterval: 2 * time.Second, ReplicaTTL: 6 * time.Second, StoreTimeout: 2 * time.Second}
+}
+
+// Meter is the policy.Meter of one replica.
+type Meter struct {
+	store Store
+	cfg   Config
+	now   func() time.Time
+	log   *slog.Logger
+	id    string // this replica, for the heartbeat
+
+	mu       sync.Mutex
+	subjects map[subjectKey]*subject
+	usage    map[usageKey]*store.DailyUsage
+
+	buckets  *lru.Cache[string, *bucket]
+	replicas atomic.Int64
+}
+
+var _ policy.Meter = (*Meter)(nil)
+
+type subjectKey struct {
+	id     string // a token or account id
+	period int64  // unix seconds of the period's start
+}
+
+// subject is this replica's view of one token's or account's credits in
+// one period.
+type subject struct {
+	mu sync.Mutex
+	// limit is the limit the lease was taken under; -1 means the subject
+	// is only counted, never limited.
+	limit int64
+	// lease is reserved in the store and not yet spent here.
+	lease int64
+	// total is the period's reserved total after our last exchange.
+	total int64
+	// pending is spent and not yet added to the store (unlimited only).
+	pending int64
+	// known is set once total has been read.
+	known    bool
+	lastUsed int64
+	// retired is set when a flush has settled the books and dropped them.
+	retired bool
+}
+
+type usageKey struct{ token, day string }
+
+// New returns a Meter; Run keeps its books.
+func New(s Store, cfg Config, now func() time.Time, log *slog.Logger) (*Meter, error) {
+	if _, err := ParsePeriod(string(cfg.Period)); err != nil {
+		return nil, err
+	}
+	if cfg.MaxBlock < 1 || cfg.FlushInterval <= 0 || cfg.ReplicaTTL <= 0 || cfg.StoreTimeout <= 0 {
+		return nil, errors.New("credits: block, flush interval, replica TTL and store timeout must be positive")
+	}
+	buckets, err := lru.New[string, *bucket](100_000)
+	if err != nil {
+		return nil, err
+	}
+	m := &Meter{store: s, cfg: cfg, now: now, log: log, id: policy.NewID("rep"),
+		subjects: map[subjectKey]*subject{}, usage: map[usageKey]*store.DailyUsage{}, buckets: buckets}
+	m.replicas.Store(1)
+	return m, nil
+}
+
+// errUnavailable reports that credits could not be checked: the store
+// is down and this replica holds none for the subject.
+var errUnavailable = errors.New("credits: cannot reserve credits")
+
+// Settle implements policy.Meter.
+func (m *Meter) Settle(ctx context.Context, p *policy.Policy, req *policy.Request, d *policy.Decision) error {
+	now := m.now()
+	if !d.Allow {
+		m.count(d, now)
+		return nil
+	}
+	if rps, burst, ok := p.RateLimit(); ok {
+		n := max(m.replicas.Load(), 1)
+		left, wait, ok := m.bucket(p.TokenID, rps, burst, n).take(now)
+		d.Usage.RateRPS, d.Usage.RateBurst, d.Usage.RateRemaining = rps, burst, left
+		if !ok {
+			d.Usage.RetryAfter = wait
+			m.refuse(d, policy.CodeRateLimited, "this token is over its rate limit; retry later")
+			m.fillUsage(p, d, now)
+			m.count(d, now)
+			return nil
+		}
+	}
+	period := m.cfg.Period.Start(now)
+	tokLimit, ok := p.CreditLimit()
+	if !ok {
+		tokLimit = -1
+	}
+	quota, ok := p.AccountQuota()
+	if !ok {
+		quota = -1
+	}
+	cost := d.Cost
+	if ok, err := m.charge(ctx, p.TokenID, period, now, tokLimit, cost); err != nil {
+		return err
+	} else if !ok {
+		m.refuse(d, policy.CodeCreditsExhausted, "this token has used its credit limit for this period")
+		m.fillUsage(p, d, now)
+		m.count(d, now)
+		return nil
+	}
+	if ok, err := m.charge(ctx, p.AccountID, period, now, quota, cost); err != nil || !ok {
+		m.refund(p.TokenID, period, now, cost)
+		if err != nil {
+			return err
+		}
+		m.refuse(d, policy.CodeQuotaExhausted, "this account has used its credit quota for this period")
+		m.fillUsage(p, d, now)
+		m.count(d, now)
+		return nil
+	}
+	m.fillUsage(p, d, now)
+	m.count(d, now)
+	return nil
+}
+
+// refuse turns an allow into a deny; the request spent nothing.
+func (m *Meter) refuse(d *policy.Decision, code policy.Code, msg string) {
+	d.Allow, d.Code, d.Message = false, code, msg
+}
+
+// fillUsage reports the token's credits, or the account's when only the
+// account has a limit.
+func (m *Meter) fillUsage(p *policy.Policy, d *policy.Decision, now time.Time) {
+	period := m.cfg.Period.Start(now)
+	d.Usage.Metered = true
+	d.Usage.Limit = -1
+	id, limit := p.TokenID, int64(-1)
+	if l, ok := p.CreditLimit(); ok {
+		limit = l
+	} else if q, ok := p.AccountQuota(); ok {
+		id, limit = p.AccountID, q
+	}
+	s := m.lockSubject(id, period, now)
+	d.Usage.Used = s.used()
+	s.mu.Unlock()
+	d.Usage.Limit = limit
+}
+
+// used is this replica's best estimate of the period's spending: what is
+// reserved overall, less what this replica holds unspent, plus what it has
+// spent and not yet written. Other replicas' unspent blocks count as used
+// until they are spent or returned.
+func (s *subject) used() int64 { return s.total - s.lease + s.pending }
+
+// lockSubject returns the subject's books, locked, making them if need
+// be. Books being retired by a flush are skipped for their replacement.
+func (m *Meter) lockSubject(id string, period time.Time, now time.Time) *subject {
+	k := subjectKey{id, period.Unix()}
+	for {
+		m.mu.Lock()
+		s, ok := m.subjects[k]
+		if !ok {
+			s = &subject{limit: -1}
+			m.subjects[k] = s
+		}
+		m.mu.Unlock()
+		s.mu.Lock()
+		if !s.retired {
+			s.lastUsed = now.Unix()
+			return s
+		}
+		s.mu.Unlock()
+	}
+}
+
+// charge spends cost from the subject, reserving from the store when the
+// local lease runs short. It reports false when the limit would be crossed.
+func (m *Meter) charge(ctx context.Context, id string, period, now time.Time, limit, cost int64) (bool, error) {
+	s := m.lockSubject(id, period, now)
+	defer s.mu.Unlock()
+	if limit != s.limit {
+		// The limit changed (or the subject turned limited): give back what
+		// was leased under the old one and start again under the new one.
+		if err := m.settleLease(ctx, s, id, period); err != nil {
+			return false, err
+		}
+		s.limit = limit
+	}
+	if limit < 0 {
+		if !s.known {
+			total, err := m.exchange(ctx, id, period, 0)
+			if err != nil {
+				m.log.Warn("credits: reading usage failed; counting locally", "subject", id, "err", err)
+			} else {
+				s.total, s.known = total, true
+			}
+		}
+		s.pending += cost
+		return true, nil
+	}
+	if s.lease >= cost {
+		s.lease -= cost
+		return true, nil
+	}
+	need := cost - s.lease
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.StoreTimeout)
+	defer cancel()
+	granted, total, err := m.store.Reserve(rctx, id, period, func(reserved int64) int64 {
+		avail := limit - reserved
+		if avail < need {
+			return 0
+		}
+		// A quarter of what is left, so the last credits are shared out
+		// between replicas, but never less than this request needs.
+		return min(avail, max(need, min(m.cfg.MaxBlock, avail/4)))
+	})
+	if err != nil {
+		return false, fmt.Errorf("%w for %s: %w", errUnavailable, id, err)
+	}
+	s.total, s.known = total, true
+	if granted == 0 {
+		return false, nil
+	}
+	s.lease += granted - cost
+	return true, nil
+}
+
+// refund puts back a charge the account then refused.
+func (m *Meter) refund(id string, period, now time.Time, cost int64) {
+	s := m.lockSubject(id, period, now)
+	defer s.mu.Unlock()
+	if s.limit < 0 {
+		s.pending -= cost
+	} else {
+		s.lease += cost
+	}
+}
+
+// settleLease writes what the subject owes the store: pending spending,
+// or an unspent lease returned. Called with s.mu held.
+func (m *Meter) settleLease(ctx context.Context, s *subject, id string, period time.Time) error {
+	delta := s.pending - s.lease
+	if delta == 0 {
+		return nil
+	}
+	total, err := m.exchange(ctx, id, period, delta)
+	if err != nil {
+		return err
+	}
+	s.total, s.known, s.pending, s.lease = total, true, 0, 0
+	return nil
+}
+
+func (m *Meter) exchange(ctx context.Context, id string, period time.Time, delta int64) (int64, error) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.StoreTimeout)
+	defer cancel()
+	return m.store.AddCredits(sctx, id, period, delta)
+}
+
+// count adds a decision about a known token to the day's usage.
+func (m *Meter) count(d *policy.Decision, now time.Time) {
+	if d.TokenID == "" {
+		return
+	}
+	k := usageKey{d.TokenID, now.UTC().Format(time.DateOnly)}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.usage[k]
+	if !ok {
+		u = &store.DailyUsage{TokenID: d.TokenID, AccountID: d.AccountID, Day: k.day}
+		m.usage[k] = u
+	}
+	if d.Allow {
+		u.Requests++
+		u.Credits += d.Cost
+		u.LastUsed = now
+		return
+	}
+	if u.Denials == nil {
+		u.Denials = map[string]int64{}
+	}
+	u.Denials[string(d.Code)]++
+}

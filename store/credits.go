@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Reserve adds credits to subject's usage in the period starting at
+// period, in one transaction: grant is told what is reserved now and
+// returns how many credits to add (0 for none). It returns what was
+// granted and the new total. The row is made on first use.
+func (db *DB) Reserve(ctx context.Context, subject string, period time.Time, grant func(reserved int64) int64) (granted, total int64, err error) {
+	period = period.UTC()
+	err = db.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO credit_usage (subject, period_start, reserved, updated_at)
+			VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING`), subject, period, db.now()); err != nil {
+			return wrapErr("reserve credits", err)
+		}
+		var reserved int64
+		if err := sqlx.GetContext(ctx, tx, &reserved, tx.Rebind(`SELECT reserved FROM credit_usage
+			WHERE subject = ? AND period_start = ?`+db.forUpdate()), subject, period); err != nil {
+			return wrapErr("reserve credits", err)
+		}
+		granted = grant(reserved)
+		total = reserved + granted
+		if granted == 0 {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE credit_usage SET reserved = ?, updated_at = ?
+			WHERE subject = ? AND period_start = ?`), total, db.now(), subject, period)
+		return wrapErr("reserve credits", err)
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return granted, total, nil
+}
+
+// AddCredits adds n (which may be negative, to return unspent credits) to
+// subject's usage in the period and returns the new total. It never takes
+// the total below zero.
+func (db *DB) AddCredits(ctx context.Context, subject string, period time.Time, n int64) (int64, error) {
+	_, total, err := db.Reserve(ctx, subject, period, func(reserved int64) int64 { return max(n, -reserved) })
+	return total, err
+}
+
+// DailyUsage is one token's usage on one day (UTC).
+type DailyUsage struct {
+	TokenID   string           `json:"token_id"`
+	AccountID string           `json:"account_id"`
+	Day       string           `json:"day"` // YYYY-MM-DD
+	Requests  int64            `json:"requests"`
+	Credits   int64            `json:"credits"`
+	Denials   map[string]int64 `json:"denials"` // by deny code
+	LastUsed  time.Time        `json:"-"`       // of the batch: moves tokens.last_used_at
+}
+
+// RecordUsage adds a batch of daily usage in one transaction, and moves
+// the tokens' last-used times forward.
+func (db *DB) RecordUsage(ctx context.Context, batch []DailyUsage) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	return db.inTx(ctx, func(tx *sqlx.Tx) error {
+		for _, u := range batch {
+			if u.Requests != 0 || u.Credits != 0 {
+				if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO usage_daily (token_id, account_id, day, requests, credits)
+					VALUES (?, ?, ?, ?, ?)
+					ON CONFLICT (token_id, day) DO UPDATE SET requests = usage_daily.requests + excluded.requests,
+						credits = usage_daily.credits + excluded.credits`),
+					u.TokenID, u.AccountID, u.Day, u.Requests, u.Credits); err != nil {
+					return wrapErr("record usage", err)
+				}
+			}
+			for code, n := range u.Denials {
+				if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO usage_denials (token_id, day, code, count)
+					VALUES (?, ?, ?, ?)
+					ON CONFLICT (token_id, day, code) DO UPDATE SET count = usage_denials.count + excluded.count`),
+					u.TokenID, u.Day, code, n); err != nil {
+					return wrapErr("record usage", err)
+				}
+			}
+			if u.Requests > 0 && !u.LastUsed.IsZero() {
+				if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE tokens SET last_used_at = ?
+					WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`),
+					u.LastUsed.UTC(), u.TokenID, u.LastUsed.UTC()); err != nil {
+					return wrapErr("record usage", err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// Usage returns a token's daily usage from day from to day to (inclusive,
+// YYYY-MM-DD), oldest first.
+func (db *DB) Usage(ctx context.Context, tokenID, from, to string) ([]DailyUsage, error) {
+	var rows []struct {
+		AccountID string `db:"account_id"`
+		Day       string `db:"day"`
+		Requests  int64  `db:"requests"`
+		Credits   int64  `db:"credits"`
+	}
+	err := db.db.SelectContext(ctx, &rows, db.db.Rebind(`SELECT account_id, CAST(day AS TEXT) AS day, requests, credits
+		FROM usage_daily WHERE token_id = ? AND CAST(day AS TEXT) BETWEEN ? AND ? ORDER BY day`), tokenID, from, to)
+	if err != nil {
+		return nil, wrapErr("read usage", err)
+	}
+	var denials []struct {
+		Day   string `db:"day"`
+		Code  string `db:"code"`
+		Count int64  `db:"count"`
+	}
+	err = db.db.SelectContext(ctx, &denials, db.db.Rebind(`SELECT CAST(day AS TEXT) AS day, code, count
+		FROM usage_denials WHERE token_id = ? AND CAST(day AS TEXT) BETWEEN ? AND ?`), tokenID, from, to)
+	if err != nil {
+		return nil, wrapErr("read usage", err)
+	}
+	byDay := map[string]*DailyUsage{}
+	day := func(d string) *DailyUsage {
+		u, ok := byDay[d]
+		if !ok {
+			u = &DailyUsage{TokenID: tokenID, Day: d, Denials: map[string]int64{}}
+			byDay[d] = u
+		}
+		return u
+	}
+	for _, r := range rows {
+		u := day(r.Day)
+		u.AccountID, u.Requests, u.Credits = r.AccountID, r.Requests, r.Credits
+	}
+	for _, d := range denials {
+		day(d.Day).Denials[d.Code] += d.Count
+	}
+	out := make([]DailyUsage, 0, len(byDay))
+	for _, u := range byDay {
+		out = append(out, *u)
+	}
+	slices.SortFunc(out, func(a, b DailyUsage) int { return strings.Compare(a.Day, b.Day) })
+	return out, nil
+}
+
+// Heartbeat records that replica id is alive and returns how many
+// replicas were seen within ttl, itself included.
+func (db *DB) Heartbeat(ctx context.Context, id string, ttl time.Duration) (int, error) {
+	now := db.now()
+	if _, err := db.db.ExecContext(ctx, db.db.Rebind(`INSERT INTO replicas (id, seen_at) VALUES (?, ?)
+		ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at`), id, now); err != nil {
+		return 0, wrapErr("heartbeat", err)
+	}
+	if _, err := db.db.ExecContext(ctx, db.db.Rebind(`DELETE FROM replicas WHERE seen_at < ?`), now.Add(-10*ttl)); err != nil {
+		return 0, wrapErr("heartbeat", err)
+	}
+	var n int
+	err := db.db.GetContext(ctx, &n, db.db.Rebind(`SELECT COUNT(*) FROM replicas WHERE seen_at >= ?`), now.Add(-ttl))
+	if err != nil {
+		return 0, wrapErr("heartbeat", err)
+	}
+	return max(n, 1), nil
+}
+
+// RemoveReplica forgets a replica that is shutting down.
+func (db *DB) RemoveReplica(ctx context.Context, id string) error {
+	_, err := db.db.ExecContext(ctx, db.db.Rebind(`DELETE FROM replicas WHERE id = ?`), id)
+	return wrapErr(fmt.Sprintf("remove replica %s", id), err)
+}
