@@ -51,7 +51,7 @@ func benchServer(b *testing.B) (*extauthz.Server, *authv3.CheckRequest) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := policy.NewDecider(cache, time.Now, policy.EvalOptions{})
+	d := policy.NewDecider(cache, nil, time.Now, policy.EvalOptions{})
 	srv := extauthz.NewServer(d, extauthz.Config{StripCredentials: true}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	return srv, envoyRequest(value)
 }
