@@ -110,7 +110,11 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 // merge puts a batch row that could not be written back into the books.
 // Called with m.mu held.
 func (m *Meter) merge(u store.DailyUsage) {
-	k := usageKey{u.TokenID, u.Day}
+	day, err := time.Parse(time.DateOnly, u.Day)
+	if err != nil {
+		return
+	}
+	k := usageKey{u.TokenID, day.Unix() / 86400}
 	cur, ok := m.usage[k]
 	if !ok {
 		cp := u

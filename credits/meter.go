@@ -98,7 +98,12 @@ type subject struct {
 	retired bool
 }
 
-type usageKey struct{ token, day string }
+// usageKey is a token and a day, as days since the Unix epoch (UTC), so
+// counting a request formats nothing.
+type usageKey struct {
+	token string
+	day   int64
+}
 
 // New returns a Meter; Run keeps its books.
 func New(s Store, cfg Config, now func() time.Time, log *slog.Logger) (*Meter, error) {
@@ -125,76 +130,75 @@ var errUnavailable = errors.New("credits: cannot reserve credits")
 // Settle implements policy.Meter.
 func (m *Meter) Settle(ctx context.Context, p *policy.Policy, req *policy.Request, d *policy.Decision) error {
 	now := m.now()
+	defer m.count(d, now)
 	if !d.Allow {
-		m.count(d, now)
 		return nil
 	}
+	period := m.cfg.Period.Start(now)
+	tokLimit, quota := limitOf(p.CreditLimit()), limitOf(p.AccountQuota())
+	// The headers report the token's limit, else the account's.
+	report := p.TokenID
+	d.Usage.Metered, d.Usage.Limit = true, tokLimit
+	if tokLimit < 0 && quota >= 0 {
+		report, d.Usage.Limit = p.AccountID, quota
+	}
 	if rps, burst, ok := p.RateLimit(); ok {
-		n := max(m.replicas.Load(), 1)
-		left, wait, ok := m.bucket(p.TokenID, rps, burst, n).take(now)
+		left, wait, ok := m.bucket(p.TokenID, rps, burst, max(m.replicas.Load(), 1)).take(now)
 		d.Usage.RateRPS, d.Usage.RateBurst, d.Usage.RateRemaining = rps, burst, left
 		if !ok {
 			d.Usage.RetryAfter = wait
-			m.refuse(d, policy.CodeRateLimited, "this token is over its rate limit; retry later")
-			m.fillUsage(p, d, now)
-			m.count(d, now)
+			d.Usage.Used = m.peek(report, period, now)
+			refuse(d, policy.CodeRateLimited, "this token is over its rate limit; retry later")
 			return nil
 		}
 	}
-	period := m.cfg.Period.Start(now)
-	tokLimit, ok := p.CreditLimit()
-	if !ok {
-		tokLimit = -1
-	}
-	quota, ok := p.AccountQuota()
-	if !ok {
-		quota = -1
-	}
 	cost := d.Cost
-	if ok, err := m.charge(ctx, p.TokenID, period, now, tokLimit, cost); err != nil {
+	ok, usedTok, err := m.charge(ctx, p.TokenID, period, now, tokLimit, cost)
+	if err != nil {
 		return err
-	} else if !ok {
-		m.refuse(d, policy.CodeCreditsExhausted, "this token has used its credit limit for this period")
-		m.fillUsage(p, d, now)
-		m.count(d, now)
+	}
+	if !ok {
+		d.Usage.Used = usedTok
+		refuse(d, policy.CodeCreditsExhausted, "this token has used its credit limit for this period")
 		return nil
 	}
-	if ok, err := m.charge(ctx, p.AccountID, period, now, quota, cost); err != nil || !ok {
-		m.refund(p.TokenID, period, now, cost)
+	ok, usedAcc, err := m.charge(ctx, p.AccountID, period, now, quota, cost)
+	if err != nil || !ok {
+		usedTok = m.refund(p.TokenID, period, now, cost)
 		if err != nil {
 			return err
 		}
-		m.refuse(d, policy.CodeQuotaExhausted, "this account has used its credit quota for this period")
-		m.fillUsage(p, d, now)
-		m.count(d, now)
+		d.Usage.Used = usedTok
+		if report == p.AccountID {
+			d.Usage.Used = usedAcc
+		}
+		refuse(d, policy.CodeQuotaExhausted, "this account has used its credit quota for this period")
 		return nil
 	}
-	m.fillUsage(p, d, now)
-	m.count(d, now)
+	d.Usage.Used = usedTok
+	if report == p.AccountID {
+		d.Usage.Used = usedAcc
+	}
 	return nil
 }
 
+func limitOf(n int64, ok bool) int64 {
+	if !ok {
+		return -1
+	}
+	return n
+}
+
 // refuse turns an allow into a deny; the request spent nothing.
-func (m *Meter) refuse(d *policy.Decision, code policy.Code, msg string) {
+func refuse(d *policy.Decision, code policy.Code, msg string) {
 	d.Allow, d.Code, d.Message = false, code, msg
 }
 
-// fillUsage reports the token's credits, or the account's when only the
-// account has a limit.
-func (m *Meter) fillUsage(p *policy.Policy, d *policy.Decision, now time.Time) {
-	period := m.cfg.Period.Start(now)
-	d.Usage.Metered = true
-	d.Usage.Limit = -1
-	id, limit := p.TokenID, int64(-1)
-	if l, ok := p.CreditLimit(); ok {
-		limit = l
-	} else if q, ok := p.AccountQuota(); ok {
-		id, limit = p.AccountID, q
-	}
+// peek returns the subject's spending without charging it.
+func (m *Meter) peek(id string, period, now time.Time) int64 {
 	s := m.lockSubject(id, period, now)
-	d.Usage.Used = s.used()
-	s.mu.Unlock()
-	d.Usage.Limit = limit
+	defer s.mu.Unlock()
+	return s.used()
 }
 
 // used is this replica's best estimate of the period's spending: what is
@@ -225,10 +229,16 @@ func (m *Meter) lockSubject(id string, period time.Time, now time.Time) *subject
 }
 
 // charge spends cost from the subject, reserving from the store when the
-// local lease runs short. It reports false when the limit would be crossed.
-func (m *Meter) charge(ctx context.Context, id string, period, now time.Time, limit, cost int64) (bool, error) {
+// local lease runs short. It reports false when the limit would be
+// crossed, and the subject's spending after the charge (or refusal).
+func (m *Meter) charge(ctx context.Context, id string, period, now time.Time, limit, cost int64) (bool, int64, error) {
 	s := m.lockSubject(id, period, now)
 	defer s.mu.Unlock()
+	ok, err := m.chargeLocked(ctx, s, id, period, limit, cost)
+	return ok, s.used(), err
+}
+
+func (m *Meter) chargeLocked(ctx context.Context, s *subject, id string, period time.Time, limit, cost int64) (bool, error) {
 	if limit != s.limit {
 		// The limit changed (or the subject turned limited): give back what
 		// was leased under the old one and start again under the new one.
@@ -276,8 +286,9 @@ func (m *Meter) charge(ctx context.Context, id string, period, now time.Time, li
 	return true, nil
 }
 
-// refund puts back a charge the account then refused.
-func (m *Meter) refund(id string, period, now time.Time, cost int64) {
+// refund puts back a charge the account then refused, and returns the
+// subject's spending after it.
+func (m *Meter) refund(id string, period, now time.Time, cost int64) int64 {
 	s := m.lockSubject(id, period, now)
 	defer s.mu.Unlock()
 	if s.limit < 0 {
@@ -285,6 +296,7 @@ func (m *Meter) refund(id string, period, now time.Time, cost int64) {
 	} else {
 		s.lease += cost
 	}
+	return s.used()
 }
 
 // settleLease writes what the subject owes the store: pending spending,
@@ -313,12 +325,12 @@ func (m *Meter) count(d *policy.Decision, now time.Time) {
 	if d.TokenID == "" {
 		return
 	}
-	k := usageKey{d.TokenID, now.UTC().Format(time.DateOnly)}
+	k := usageKey{d.TokenID, now.Unix() / 86400}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	u, ok := m.usage[k]
 	if !ok {
-		u = &store.DailyUsage{TokenID: d.TokenID, AccountID: d.AccountID, Day: k.day}
+		u = &store.DailyUsage{TokenID: d.TokenID, AccountID: d.AccountID, Day: now.UTC().Format(time.DateOnly)}
 		m.usage[k] = u
 	}
 	if d.Allow {

@@ -15,8 +15,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/store"
+	"github.com/tollgate/tollgate/store/storetest"
 )
 
 // benchStore holds one token, for benchmarks of the cache-hit path.
@@ -34,10 +37,28 @@ func (s *benchStore) TokenByHash(_ context.Context, h policy.Hash) (*policy.Toke
 }
 
 // benchServer returns a Check server over a cache holding one restricted
-// token, and a request for it shaped as Envoy sends it.
-func benchServer(b *testing.B) (*extauthz.Server, *authv3.CheckRequest) {
+// token, and a request for it shaped as Envoy sends it. With metered set,
+// the token has a credit limit and a rate limit, and a credits.Meter over
+// an embedded store counts every request.
+func benchServer(b *testing.B, metered bool) (*extauthz.Server, *authv3.CheckRequest) {
 	b.Helper()
 	tok := policy.NewToken("acc_bench0000000000", policy.Publishable)
+	var meter policy.Meter
+	if metered {
+		limit := int64(1 << 50)
+		tok.CreditLimit = &limit
+		tok.RateLimit = &policy.RateLimit{RPS: 1_000_000, Burst: 10_000_000}
+		db, _ := storetest.MustOpen(b, store.SQLite)
+		m, err := credits.New(db, credits.DefaultConfig(), time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { m.Run(ctx); close(done) }()
+		b.Cleanup(func() { cancel(); <-done })
+		meter = m
+	}
 	tok.Domains = []string{"example.com", "*.example.org"}
 	tok.IPs = []string{"10.0.0.0/8"}
 	tok.Datasets = map[string]policy.Actions{"prices": policy.Actions(policy.Read)}
@@ -51,7 +72,7 @@ func benchServer(b *testing.B) (*extauthz.Server, *authv3.CheckRequest) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := policy.NewDecider(cache, nil, time.Now, policy.EvalOptions{})
+	d := policy.NewDecider(cache, meter, time.Now, policy.EvalOptions{})
 	srv := extauthz.NewServer(d, extauthz.Config{StripCredentials: true}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	return srv, envoyRequest(value)
 }
@@ -78,19 +99,24 @@ func envoyRequest(token string) *authv3.CheckRequest {
 }
 
 // BenchmarkCheck is Check on a cache hit, in process: the work Tollgate
-// adds on top of gRPC.
+// adds on top of gRPC, without and with credit counting and rate limits.
 func BenchmarkCheck(b *testing.B) {
-	srv, req := benchServer(b)
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := srv.Check(ctx, req)
-			if err != nil || resp.GetOkResponse() == nil {
-				b.Fatalf("not allowed: %v %v", resp, err)
-			}
-		}
-	})
+	for _, metered := range []bool{false, true} {
+		b.Run(map[bool]string{false: "plain", true: "credits"}[metered], func(b *testing.B) {
+			srv, req := benchServer(b, metered)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := srv.Check(ctx, req)
+					if err != nil || resp.GetOkResponse() == nil {
+						b.Fatalf("not allowed: %v %v", resp, err)
+					}
+				}
+			})
+		})
+	}
 }
 
 // noop is the baseline: an ext_authz server that allows at once.
@@ -105,7 +131,7 @@ func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse,
 // BenchmarkCheckGRPC compares Check over a real loopback gRPC connection
 // with the no-op baseline, in the same run.
 func BenchmarkCheckGRPC(b *testing.B) {
-	srv, req := benchServer(b)
+	srv, req := benchServer(b, false)
 	for _, c := range []struct {
 		name string
 		impl authv3.AuthorizationServer

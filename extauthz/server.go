@@ -10,7 +10,6 @@ import (
 	"slices"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -95,9 +94,9 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.Ch
 	var resp *authv3.CheckResponse
 	switch {
 	case d.Allow:
-		resp = s.allowResponse(d, cr, nil)
+		resp = s.allowResponse(d, cr, "")
 	case s.cfg.DryRun:
-		resp = s.allowResponse(d, cr, []*corev3.HeaderValueOption{overwrite(HeaderDryRun, string(d.Code))})
+		resp = s.allowResponse(d, cr, d.Code)
 	default:
 		resp = s.deniedResponse(d)
 	}
