@@ -72,6 +72,7 @@ func newRoot(env Env) *cobra.Command {
 		a.accountsCmd(),
 		a.tokensCmd(),
 		a.usageCmd(),
+		a.signCmd(),
 	)
 	return root
 }

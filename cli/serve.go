@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/seal"
 	"github.com/tollgate/tollgate/server"
 	"github.com/tollgate/tollgate/store"
 )
@@ -32,6 +33,7 @@ type serveSettings struct {
 	demo                                                    bool
 	configFile                                              string
 	creditPeriod                                            string
+	encryptionKeyFile                                       string
 	tokenSources, grantFree, logLevel, logFormat, denyLevel string
 }
 
@@ -60,6 +62,10 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Cost, "header-credits-cost", cfg.ExtAuthz.CreditHeaders.Cost, "response header with the request's cost")
 	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Limit, "header-credits-limit", cfg.ExtAuthz.CreditHeaders.Limit, "response header with the credit limit that applies")
 	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Remaining, "header-credits-remaining", cfg.ExtAuthz.CreditHeaders.Remaining, "response header with the credits left")
+	f.DurationVar(&cfg.SignatureSkew, "signature-skew", cfg.SignatureSkew, "how far a signed request's x-tollgate-date may be from the server's clock, either way")
+	f.BoolVar(&cfg.AllowUnsignedPayload, "allow-unsigned-payload", false, "accept signed requests whose x-tollgate-content-sha256 is UNSIGNED-PAYLOAD")
+	f.IntVar(&cfg.ReplayCacheSize, "replay-cache-size", cfg.ReplayCacheSize, "signatures remembered per replica to refuse replays within the skew window")
+	f.StringVar(&st.encryptionKeyFile, "encryption-key-file", "", "file holding the key that seals signing secrets (default: TOLLGATE_ENCRYPTION_KEY)")
 	f.StringVar(&st.tokenSources, "token-sources", "token,api_key,authorization,x-api-key", "where tokens are looked for, in order: token and api_key query parameters, Authorization: Bearer, X-API-Key")
 	f.IntVar(&cfg.ExtAuthz.TrustedHops, "xff-trusted-hops", 0, "proxies in front of Envoy that append to x-forwarded-for; 0 uses the TCP peer Envoy saw")
 	f.StringVar(&cfg.RouteRules, "route-rules", "", "YAML file mapping method and path templates to api/dataset/tier/action/cost, for routes without context_extensions")
@@ -76,8 +82,21 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 }
 
 // finish turns the settings kept as text into the config.
-func (st *serveSettings) finish(databaseURL string) error {
+func (st *serveSettings) finish(databaseURL string, getenv func(string) string) error {
 	var err error
+	rawKey := getenv("TOLLGATE_ENCRYPTION_KEY")
+	if st.encryptionKeyFile != "" {
+		b, err := os.ReadFile(st.encryptionKeyFile)
+		if err != nil {
+			return fmt.Errorf("encryption-key-file: %w", err)
+		}
+		rawKey = string(b)
+	}
+	if rawKey != "" {
+		if st.cfg.EncryptionKey, err = seal.ParseKey(rawKey); err != nil {
+			return err
+		}
+	}
 	if st.cfg.ExtAuthz.TokenSources, err = extauthz.ParseTokenSources(st.tokenSources); err != nil {
 		return fmt.Errorf("token-sources: %w", err)
 	}
@@ -139,7 +158,7 @@ func (a *app) resolve(cmdline *pflag.FlagSet) (*serveSettings, error) {
 		}
 	}
 	st.configFile = path
-	if err := st.finish(a.databaseURL); err != nil {
+	if err := st.finish(a.databaseURL, a.env.Getenv); err != nil {
 		return nil, err
 	}
 	return st, nil

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/seal"
 )
 
 func (a *app) tokensCmd() *cobra.Command {
@@ -20,16 +21,54 @@ func (a *app) tokensCmd() *cobra.Command {
 	cmd.AddCommand(
 		a.tokensCreateCmd(), a.tokensListCmd(), a.tokensShowCmd(), a.tokensUpdateCmd(),
 		a.tokensSetEnabledCmd("enable", true), a.tokensSetEnabledCmd("disable", false),
-		a.tokensDeleteCmd(),
+		a.tokensDeleteCmd(), a.tokensRollSigningSecretCmd(),
 	)
 	return cmd
 }
 
 // createdToken is a token as printed when it is made: the only time its
-// value is shown.
+// value (and signing secret, if any) is shown.
 type createdToken struct {
 	*policy.Token
-	Value string `json:"token"`
+	Value         string `json:"token"`
+	SigningSecret string `json:"signing_secret,omitempty"`
+}
+
+// changedToken is a token as printed after a change; a signing secret made
+// by the change is shown this once.
+type changedToken struct {
+	*policy.Token
+	SigningSecret string `json:"signing_secret,omitempty"`
+}
+
+// signingSecret gives a token that requires signed requests a signing
+// secret when it has none (or when roll is set), sealed under the
+// operator's key, and returns it in clear, or "" when none was made.
+func (a *app) signingSecret(t *policy.Token, roll bool) (string, error) {
+	if !t.Signed || (len(t.SigningSecret) > 0 && !roll) {
+		return "", nil
+	}
+	raw := a.env.Getenv("TOLLGATE_ENCRYPTION_KEY")
+	if raw == "" {
+		return "", fmt.Errorf("signed requests need TOLLGATE_ENCRYPTION_KEY (32 bytes, base64) to seal the signing secret; use the same key as the server")
+	}
+	key, err := seal.ParseKey(raw)
+	if err != nil {
+		return "", fmt.Errorf("TOLLGATE_ENCRYPTION_KEY: %w", err)
+	}
+	box, err := seal.NewBox(key)
+	if err != nil {
+		return "", err
+	}
+	secret := policy.NewSigningSecret()
+	t.SigningSecret = box.Seal(t.ID, []byte(secret))
+	return secret, nil
+}
+
+func printSigningSecret(w io.Writer, secret string) {
+	if secret != "" {
+		fmt.Fprintf(w, "\nsigning secret: %s\nKeep it safe: it is shown only this once.\n", secret)
+	}
 }
 
 func (a *app) tokensCreateCmd() *cobra.Command {
@@ -53,6 +92,10 @@ func (a *app) tokensCreateCmd() *cobra.Command {
 			if cmd.Flags().Changed("user") {
 				t.UserID = tf.user
 			}
+			secret, err := a.signingSecret(t, false)
+			if err != nil {
+				return err
+			}
 			db, err := a.openStore(cmd.Context())
 			if err != nil {
 				return err
@@ -62,9 +105,10 @@ func (a *app) tokensCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(createdToken{t, value}, func(w io.Writer) {
+			return a.print(createdToken{t, value, secret}, func(w io.Writer) {
 				printToken(w, t)
 				fmt.Fprintf(w, "\ntoken: %s\nKeep it safe: it is shown only this once.\n", value)
+				printSigningSecret(w, secret)
 			})
 		},
 	}
@@ -170,19 +214,44 @@ func (a *app) tokensSetEnabledCmd(name string, enabled bool) *cobra.Command {
 }
 
 func (a *app) updateToken(cmd *cobra.Command, id string, change func(*policy.Token)) error {
+	return a.changeToken(cmd, id, false, change)
+}
+
+// changeToken applies change in one transaction, making a signing secret
+// if signing was switched on (or roll asks for a new one).
+func (a *app) changeToken(cmd *cobra.Command, id string, roll bool, change func(*policy.Token)) error {
 	db, err := a.openStore(cmd.Context())
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	var secret string
 	t, err := db.UpdateToken(cmd.Context(), id, func(t *policy.Token) error {
 		change(t)
-		return nil
+		if roll && !t.Signed {
+			return policy.Errorf(policy.EConflict, "token %s does not require signed requests: switch them on with tokens update --signed", t.ID)
+		}
+		secret, err = a.signingSecret(t, roll)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	return a.print(t, func(w io.Writer) { printToken(w, t) })
+	return a.print(changedToken{t, secret}, func(w io.Writer) {
+		printToken(w, t)
+		printSigningSecret(w, secret)
+	})
+}
+
+func (a *app) tokensRollSigningSecretCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "roll-signing-secret ID",
+		Short: "Replace a token's signing secret (the new one is printed once; the old one stops working)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.changeToken(cmd, args[0], true, func(*policy.Token) {})
+		},
+	}
 }
 
 func (a *app) tokensDeleteCmd() *cobra.Command {

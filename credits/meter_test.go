@@ -51,7 +51,7 @@ func compile(t *testing.T, tok *policy.Token, acc *policy.Account) *policy.Polic
 	if err := tok.Normalize(); err != nil {
 		t.Fatal(err)
 	}
-	p, err := policy.Compile(tok, acc)
+	p, err := policy.Compile(tok, acc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,7 @@ func benchServer(b *testing.B, metered bool) (*extauthz.Server, *authv3.CheckReq
 	value := policy.NewValue(policy.Publishable)
 	st := &benchStore{tok: tok, acc: &policy.Account{ID: tok.AccountID}, h: policy.HashValue(value)}
 	cache, err := policy.NewCache(st, policy.CacheConfig{Size: 1000, TTL: time.Hour, NegativeSize: 100,
-		NegativeTTL: time.Minute, MaxStaleness: time.Hour, StoreTimeout: time.Second}, time.Now)
+		NegativeTTL: time.Minute, MaxStaleness: time.Hour, StoreTimeout: time.Second}, time.Now, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/signing"
 )
 
 // TokenSource is one place a request may carry its token.
@@ -57,12 +58,25 @@ const (
 var errRoute = errors.New("route configuration")
 
 // headers reads request headers from either of Envoy's encodings: the
-// headers map, or header_map when Envoy is set to send raw headers.
+// headers map, or header_map when Envoy is set to send raw headers. It is a
+// policy.Headers.
 type headers struct {
 	http *authv3.AttributeContext_HttpRequest
 }
 
-func (h headers) get(name string) string {
+// Get returns the header with the lower-case name. "host" falls back to
+// HTTP/2's :authority, which is what Envoy sends for it.
+func (h headers) Get(name string) string {
+	if v := h.lookup(name); v != "" || name != "host" {
+		return v
+	}
+	if v := h.lookup(":authority"); v != "" {
+		return v
+	}
+	return h.http.GetHost()
+}
+
+func (h headers) lookup(name string) string {
 	if v, ok := h.http.GetHeaders()[name]; ok {
 		return v
 	}
@@ -84,10 +98,25 @@ func (s *Server) readRequest(cr *authv3.CheckRequest, req *policy.Request) error
 	h := headers{httpReq}
 	path, query, _ := strings.Cut(httpReq.GetPath(), "?")
 
+	req.Method, req.Path, req.RawQuery = httpReq.GetMethod(), path, query
+	req.Authorization, req.Headers = h.Get("authorization"), h
+	if raw := httpReq.GetRawBody(); len(raw) > 0 {
+		req.Body, req.HasBody = raw, true
+	} else if b := httpReq.GetBody(); b != "" {
+		req.Body, req.HasBody = []byte(b), true
+	}
+	req.Partial = h.Get("x-envoy-auth-partial-body") == "true"
 	s.readToken(h, query, req)
-	req.Referer = h.get("referer")
-	req.Origin = h.get("origin")
-	req.FromBrowser = req.Origin != "" || h.get("sec-fetch-site") != ""
+	if req.Token == "" && signing.IsSigned(req.Authorization) {
+		// A signed request may carry its publishable token in the
+		// signature's Credential rather than anywhere else.
+		if a, err := signing.ParseAuthorization(req.Authorization); err == nil && strings.HasPrefix(a.Credential, "pk_") {
+			req.Token = a.Credential
+		}
+	}
+	req.Referer = h.Get("referer")
+	req.Origin = h.Get("origin")
+	req.FromBrowser = req.Origin != "" || h.Get("sec-fetch-site") != ""
 	req.IP = s.clientIP(attrs, h)
 
 	req.Cost = 1
@@ -123,11 +152,11 @@ func (s *Server) readToken(h headers, query string, req *policy.Request) {
 		case SourceQueryToken, SourceQueryAPIKey:
 			n = queryParams(query, string(src), vals[:])
 		case SourceBearer:
-			if v, ok := bearer(h.get("authorization")); ok {
+			if v, ok := bearer(h.Get("authorization")); ok {
 				vals[0], n = v, 1
 			}
 		case SourceAPIKey:
-			if v := strings.TrimSpace(h.get("x-api-key")); v != "" {
+			if v := strings.TrimSpace(h.Get("x-api-key")); v != "" {
 				vals[0], n = v, 1
 			}
 		}
@@ -189,7 +218,7 @@ func queryParam(query, name string) (string, bool) {
 // proxies in front, the x-forwarded-for entry that many hops from the right.
 func (s *Server) clientIP(attrs *authv3.AttributeContext, h headers) netip.Addr {
 	if hops := s.cfg.TrustedHops; hops > 0 {
-		xff := h.get("x-forwarded-for")
+		xff := h.Get("x-forwarded-for")
 		for i := 1; xff != ""; i++ {
 			var entry string
 			if j := strings.LastIndexByte(xff, ','); j >= 0 {

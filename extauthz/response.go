@@ -52,7 +52,7 @@ func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, dryRu
 		httpReq := cr.GetAttributes().GetRequest().GetHttp()
 		h := headers{httpReq}
 		for _, name := range credentialHeaders {
-			if h.get(name) != "" {
+			if h.Get(name) != "" {
 				ok.HeadersToRemove = append(ok.HeadersToRemove, name)
 			}
 		}

@@ -68,6 +68,7 @@ func (c CacheConfig) Validate() error {
 // it keeps serving what it has, up to MaxStaleness old.
 type Cache struct {
 	store    Store
+	open     Opener
 	now      func() time.Time
 	cfg      atomic.Pointer[CacheConfig]
 	entries  *lru.Cache[Hash, entry]
@@ -97,8 +98,10 @@ type entry struct {
 // to the account makes all of them stale at once, without a scan.
 type accountRef struct{ stale atomic.Bool }
 
-// NewCache returns an empty cache over store.
-func NewCache(store Store, cfg CacheConfig, now func() time.Time) (*Cache, error) {
+// NewCache returns an empty cache over store. open reads the signing
+// secrets of tokens that require signed requests; it may be nil when the
+// operator has set no encryption key, and such tokens then fail to load.
+func NewCache(store Store, cfg CacheConfig, now func() time.Time, open Opener) (*Cache, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -110,7 +113,7 @@ func NewCache(store Store, cfg CacheConfig, now func() time.Time) (*Cache, error
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{store: store, now: now, entries: entries, negative: negative, accounts: map[string]weak.Pointer[accountRef]{}}
+	c := &Cache{store: store, open: open, now: now, entries: entries, negative: negative, accounts: map[string]weak.Pointer[accountRef]{}}
 	c.cfg.Store(&cfg)
 	return c, nil
 }
@@ -183,7 +186,7 @@ func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, err
 		if err != nil {
 			return Policy{}, fmt.Errorf("load token policy: %w", err)
 		}
-		p, err := Compile(t, a)
+		p, err := Compile(t, a, c.open)
 		if err != nil {
 			return Policy{}, &Error{Code: EInternal, Message: "compile token policy: " + err.Error(), Err: err}
 		}

@@ -73,7 +73,7 @@ func testCacheConfig() policy.CacheConfig {
 
 func mustCache(t *testing.T, s policy.Store, c *clock) *policy.Cache {
 	t.Helper()
-	cache, err := policy.NewCache(s, testCacheConfig(), c.now)
+	cache, err := policy.NewCache(s, testCacheConfig(), c.now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,11 @@ type Policy struct {
 	apis               apiSet
 	account            *accountRef // marked stale when the account changes
 	rules              *rules      // nil when the token has no list restrictions
+	signing            *signingKey // nil unless the token requires signed requests
 }
+
+// Opener opens a sealed signing secret (seal.Box.Open).
+type Opener func(tokenID string, sealed []byte) ([]byte, error)
 
 type policyFlags uint8
 
@@ -71,7 +75,9 @@ type datasetRule struct {
 // Compile builds the evaluable form of a token and its account. It fails
 // only on data that validation would have refused (say, a row edited by
 // hand), so that such a token is denied rather than half-enforced.
-func Compile(t *Token, a *Account) (Policy, error) {
+// A token that requires signed requests needs open to read its signing
+// secret; without one, it cannot be compiled.
+func Compile(t *Token, a *Account, open Opener) (Policy, error) {
 	p := Policy{
 		TokenID:      t.ID,
 		AccountID:    t.AccountID,
@@ -101,6 +107,16 @@ func Compile(t *Token, a *Account) (Policy, error) {
 		if f.on {
 			p.flags |= f.flag
 		}
+	}
+	if t.Signed {
+		if open == nil {
+			return Policy{}, fmt.Errorf("token %s requires signed requests and tollgate has no encryption key (TOLLGATE_ENCRYPTION_KEY) to read its signing secret", t.ID)
+		}
+		secret, err := open(t.ID, t.SigningSecret)
+		if err != nil {
+			return Policy{}, fmt.Errorf("token %s: signing secret: %w", t.ID, err)
+		}
+		p.signing = &signingKey{secret: secret}
 	}
 	for _, name := range t.APIs {
 		b := apiBit(name)

@@ -21,6 +21,10 @@ const (
 	CodeCreditsExhausted     Code = "credits_exhausted"
 	CodeQuotaExhausted       Code = "quota_exhausted"
 	CodeRateLimited          Code = "rate_limited"
+	CodeSignatureRequired    Code = "signature_required"
+	CodeSignatureInvalid     Code = "signature_invalid"
+	CodeSignatureExpired     Code = "signature_expired"
+	CodeSignatureReplayed    Code = "signature_replayed"
 )
 
 // DenyCodes lists every deny reason, for metrics that want a series each.
@@ -29,7 +33,7 @@ func DenyCodes() []Code {
 		CodeTokenMissing, CodeTokenMalformed, CodeTokenUnknown, CodeTokenDisabled, CodeTokenExpired,
 		CodeTokenConflict, CodeSecretTokenInBrowser, CodeIPDenied, CodeRefererDenied, CodeAPIDenied,
 		CodeTierDenied, CodeDatasetDenied, CodeSourceDenied, CodeCreditsExhausted, CodeQuotaExhausted,
-		CodeRateLimited,
+		CodeRateLimited, CodeSignatureRequired, CodeSignatureInvalid, CodeSignatureExpired, CodeSignatureReplayed,
 	}
 }
 
@@ -52,7 +56,8 @@ func (c Code) Status() int {
 // who it is (HTTP 401), as opposed to being refused what it asked (403).
 func (c Code) Unauthenticated() bool {
 	switch c {
-	case CodeTokenMissing, CodeTokenMalformed, CodeTokenUnknown, CodeTokenDisabled, CodeTokenExpired, CodeTokenConflict:
+	case CodeTokenMissing, CodeTokenMalformed, CodeTokenUnknown, CodeTokenDisabled, CodeTokenExpired, CodeTokenConflict,
+		CodeSignatureRequired, CodeSignatureInvalid, CodeSignatureExpired, CodeSignatureReplayed:
 		return true
 	}
 	return false

@@ -11,12 +11,15 @@ type EvalOptions struct {
 	// bears a browser's marks. Off by default: a secret token seen in a
 	// browser has leaked.
 	AllowSecretInBrowser bool
+	// Signatures shapes the checking of signed requests.
+	Signatures SignatureOptions
 }
 
 // Evaluate applies the token's rules to the request, in a fixed order, and
-// stops at the first that fails: enabled → not expired → secret token in a
-// browser → IP → Referer/Origin → API → tier → dataset → source grant. It
-// does no I/O and does not allocate when it allows.
+// stops at the first that fails: enabled → not expired → signature (for
+// tokens that require one) → secret token in a browser → IP →
+// Referer/Origin → API → tier → dataset → source grant. It does no I/O, and
+// for an unsigned request does not allocate when it allows.
 func (p *Policy) Evaluate(req *Request, now time.Time, opt EvalOptions) Decision {
 	d := p.evaluate(req, now, opt)
 	d.TokenID, d.AccountID, d.Kind = p.TokenID, p.AccountID, p.kind
@@ -32,6 +35,11 @@ func (p *Policy) evaluate(req *Request, now time.Time, opt EvalOptions) Decision
 	}
 	if p.expired(now) {
 		return deny(CodeTokenExpired, "this token has expired")
+	}
+	if p.signing != nil {
+		if d, ok := p.checkSignature(req, now, opt.Signatures); !ok {
+			return d
+		}
 	}
 	secret := p.kind == Secret
 	if secret && req.FromBrowser && !opt.AllowSecretInBrowser {

@@ -24,7 +24,7 @@ func decide(t testing.TB, tok *policy.Token, acc *policy.Account, req policy.Req
 	if req.Token == "" {
 		req.Token = v
 	}
-	cache, err := policy.NewCache(s, testCacheConfig(), c.now)
+	cache, err := policy.NewCache(s, testCacheConfig(), c.now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func BenchmarkDecide(b *testing.B) {
 		b.Fatal(err)
 	}
 	v := s.add(tok)
-	cache, err := policy.NewCache(s, testCacheConfig(), time.Now)
+	cache, err := policy.NewCache(s, testCacheConfig(), time.Now, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

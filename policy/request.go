@@ -60,4 +60,21 @@ type Request struct {
 	Cost int64
 	// GrantFree is set when the API needs no grant on a connection's sources.
 	GrantFree bool
+
+	// What a signature covers, read only for tokens that require one.
+	Method, Path, RawQuery string
+	// Authorization is the raw Authorization header.
+	Authorization string
+	// Headers gives the request's headers, by lower-case name.
+	Headers Headers
+	// Body is the request body, when Envoy sent it (HasBody); Partial is set
+	// when Envoy sent only its start.
+	Body             []byte
+	HasBody, Partial bool
+}
+
+// Headers reads request headers.
+type Headers interface {
+	// Get returns the value of the header with the lower-case name, or "".
+	Get(name string) string
 }

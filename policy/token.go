@@ -26,6 +26,9 @@ type Token struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
+	// SigningSecret is the sealed (encrypted) signing secret of a token
+	// that requires signed requests; never shown after it is made.
+	SigningSecret []byte `json:"-"`
 }
 
 // Permissions is what a token may do. Secret tokens have every permission.
@@ -114,6 +117,11 @@ func (t *Token) Normalize() error {
 	}
 	if err := t.Permissions.normalize(); err != nil {
 		return err
+	}
+	if !t.Signed {
+		t.SigningSecret = nil
+	} else if len(t.SigningSecret) == 0 {
+		return fieldError("signed_requests", "signed requests need a signing secret: switch signing on through Tollgate, which makes one")
 	}
 	return t.Restrictions.normalize()
 }

@@ -137,3 +137,7 @@ func randomBase62(n int) string {
 func NewID(prefix string) string { return prefix + "_" + randomBase62(idRandomLen) }
 
 const idRandomLen = 16
+
+// NewSigningSecret returns a fresh signing secret for signed requests:
+// "tss_" and 40 random base62 characters (238 bits).
+func NewSigningSecret() string { return "tss_" + randomBase62(40) }

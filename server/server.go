@@ -26,6 +26,7 @@ import (
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/seal"
 	"github.com/tollgate/tollgate/store"
 )
 
@@ -51,6 +52,15 @@ type Config struct {
 	ResyncInterval time.Duration
 
 	ExtAuthz extauthz.Config
+	// EncryptionKey opens tokens' sealed signing secrets; without it,
+	// tokens that require signed requests cannot be checked.
+	EncryptionKey []byte
+	// SignatureSkew is how far a signed request's time may be from ours.
+	SignatureSkew time.Duration
+	// AllowUnsignedPayload accepts signatures that leave the body out.
+	AllowUnsignedPayload bool
+	// ReplayCacheSize bounds the signatures remembered against replays.
+	ReplayCacheSize int
 	// RouteRules is the path of a route-rules file; "" for none.
 	RouteRules           string
 	AllowSecretInBrowser bool
@@ -76,8 +86,10 @@ func DefaultConfig() Config {
 			MaxStaleness: 15 * time.Minute,
 			StoreTimeout: 2 * time.Second,
 		},
-		ResyncInterval: 30 * time.Second,
-		Credits:        credits.DefaultConfig(),
+		ResyncInterval:  30 * time.Second,
+		Credits:         credits.DefaultConfig(),
+		SignatureSkew:   5 * time.Minute,
+		ReplayCacheSize: 1_000_000,
 		ExtAuthz: extauthz.Config{
 			TokenSources:     extauthz.DefaultTokenSources(),
 			StripCredentials: true,
@@ -109,6 +121,10 @@ func (c *Config) Validate() error {
 		return errors.New("invalid config: db-max-conns must be >= 1")
 	case c.ShutdownTimeout <= 0:
 		return errors.New("invalid config: shutdown-timeout must be > 0")
+	case c.SignatureSkew <= 0:
+		return errors.New("invalid config: signature-skew must be > 0")
+	case c.ReplayCacheSize < 1:
+		return errors.New("invalid config: replay-cache-size must be at least 1")
 	}
 	return nil
 }
@@ -192,8 +208,21 @@ func (s *Server) build() error {
 		ea.Routes = routes
 	}
 	m := newMetrics()
-	var err error
-	s.cache, err = policy.NewCache(timedStore{Store: s.db, m: m}, s.cfg.Cache, time.Now)
+	var open policy.Opener
+	if s.cfg.EncryptionKey != nil {
+		box, err := seal.NewBox(s.cfg.EncryptionKey)
+		if err != nil {
+			return fmt.Errorf("invalid config: encryption key: %w", err)
+		}
+		open = box.Open
+	} else {
+		s.log.Warn("no encryption key (TOLLGATE_ENCRYPTION_KEY): tokens that require signed requests cannot be checked")
+	}
+	replay, err := policy.NewReplayCache(s.cfg.ReplayCacheSize)
+	if err != nil {
+		return fmt.Errorf("invalid config: %w", err)
+	}
+	s.cache, err = policy.NewCache(timedStore{Store: s.db, m: m}, s.cfg.Cache, time.Now, open)
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
@@ -215,7 +244,12 @@ func (s *Server) build() error {
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
-	decider := policy.NewDecider(s.cache, s.meter, time.Now, policy.EvalOptions{AllowSecretInBrowser: s.cfg.AllowSecretInBrowser})
+	decider := policy.NewDecider(s.cache, s.meter, time.Now, policy.EvalOptions{
+		AllowSecretInBrowser: s.cfg.AllowSecretInBrowser,
+		Signatures: policy.SignatureOptions{
+			Skew: s.cfg.SignatureSkew, AllowUnsignedPayload: s.cfg.AllowUnsignedPayload, Replay: replay,
+		},
+	})
 	s.grpc = grpc.NewServer()
 	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(decider, ea, s.log, m.observe))
 	s.health = health.NewServer()

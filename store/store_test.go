@@ -158,6 +158,7 @@ func TestTokenRoundTrip(t *testing.T) {
 			tok.Domains = []string{"Example.COM", "https://*.example.org/app"}
 			tok.IPs = []string{"10.1.2.3/8", "2001:db8::/32"}
 			tok.Signed = true
+			tok.SigningSecret = []byte("sealed secret bytes")
 			tok.CreditLimit = &limit
 			tok.RateLimit = &policy.RateLimit{RPS: 5}
 		})
@@ -180,6 +181,9 @@ func TestTokenRoundTrip(t *testing.T) {
 		}
 		if asJSON(t, got) != asJSON(t, tok) {
 			t.Errorf("read back\n%s\nwant\n%s", asJSON(t, got), asJSON(t, tok))
+		}
+		if string(got.SigningSecret) != "sealed secret bytes" {
+			t.Errorf("signing secret read back as %q", got.SigningSecret)
 		}
 		byHash, acc, err := db.TokenByHash(ctx, policy.HashValue(value))
 		if err != nil {

@@ -207,27 +207,28 @@ type tokenRow struct {
 	CreatedAt      time.Time      `db:"created_at"`
 	UpdatedAt      time.Time      `db:"updated_at"`
 	LastUsedAt     *time.Time     `db:"last_used_at"`
+	SigningSecret  []byte         `db:"signing_secret"`
 }
 
 const tokenColumns = `t.id, t.account_id, t.user_id, t.kind, t.nickname, t.prefix, t.enabled, t.expires_at,
 	t.core, t.premium, t.datasets, t.allowed_apis, t.grants, t.allowed_domains, t.allowed_ips,
 	t.signed_requests, t.credit_limit, t.rate_limit_rps, t.rate_limit_burst,
-	t.created_at, t.updated_at, t.last_used_at`
+	t.created_at, t.updated_at, t.last_used_at, t.signing_secret`
 
 const tokenInsertColumns = `id, account_id, user_id, kind, nickname, prefix, enabled, expires_at,
 	core, premium, datasets, allowed_apis, grants, allowed_domains, allowed_ips,
-	signed_requests, credit_limit, rate_limit_rps, rate_limit_burst, created_at, updated_at`
+	signed_requests, credit_limit, rate_limit_rps, rate_limit_burst, created_at, updated_at, signing_secret`
 
 const tokenInsertValues = `:id, :account_id, :user_id, :kind, :nickname, :prefix, :enabled, :expires_at,
 	:core, :premium, :datasets, :allowed_apis, :grants, :allowed_domains, :allowed_ips,
-	:signed_requests, :credit_limit, :rate_limit_rps, :rate_limit_burst, :created_at, :updated_at`
+	:signed_requests, :credit_limit, :rate_limit_rps, :rate_limit_burst, :created_at, :updated_at, :signing_secret`
 
 // The account, kind and creation time of a token never change.
 const tokenUpdateSet = `user_id = :user_id, nickname = :nickname, enabled = :enabled, expires_at = :expires_at,
 	core = :core, premium = :premium, datasets = :datasets, allowed_apis = :allowed_apis, grants = :grants,
 	allowed_domains = :allowed_domains, allowed_ips = :allowed_ips, signed_requests = :signed_requests,
 	credit_limit = :credit_limit, rate_limit_rps = :rate_limit_rps, rate_limit_burst = :rate_limit_burst,
-	updated_at = :updated_at`
+	signing_secret = :signing_secret, updated_at = :updated_at`
 
 func rowFromToken(t *policy.Token) (*tokenRow, error) {
 	r := &tokenRow{
@@ -235,6 +236,7 @@ func rowFromToken(t *policy.Token) (*tokenRow, error) {
 		Kind: t.Kind.String(), Nickname: t.Nickname, Prefix: t.Prefix, Enabled: t.Enabled,
 		ExpiresAt: utcPtr(t.ExpiresAt), Core: t.Core, Premium: t.Premium, Signed: t.Signed,
 		CreditLimit: t.CreditLimit, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, LastUsedAt: utcPtr(t.LastUsedAt),
+		SigningSecret: t.SigningSecret,
 	}
 	if rl := t.RateLimit; rl != nil {
 		r.RateLimitRPS, r.RateLimitBurst = &rl.RPS, &rl.Burst
@@ -270,6 +272,7 @@ func (r *tokenRow) token() (*policy.Token, error) {
 		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), LastUsedAt: utcPtr(r.LastUsedAt),
 	}
 	t.Core, t.Premium, t.Signed, t.CreditLimit = r.Core, r.Premium, r.Signed, r.CreditLimit
+	t.SigningSecret = r.SigningSecret
 	if r.RateLimitRPS != nil {
 		t.RateLimit = &policy.RateLimit{RPS: *r.RateLimitRPS}
 		if r.RateLimitBurst != nil {
