@@ -3,6 +3,7 @@ package extauthz
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -48,9 +49,8 @@ func ParseTokenSources(s string) ([]TokenSource, error) {
 // Limits on what is read from a request. Envoy bounds headers at 60 KiB by
 // default; these keep one hostile request from costing more than that.
 const (
-	maxQueryParams = 10_000
-	maxSQLLen      = 64 << 10
-	maxCost        = 1_000_000
+	maxSQLLen = 64 << 10
+	maxCost   = 1_000_000
 )
 
 // errRoute reports a route whose configuration (context_extensions or a
@@ -74,6 +74,30 @@ func (h headers) Get(name string) string {
 		return v
 	}
 	return h.http.GetHost()
+}
+
+// values yields every value of a header: Envoy's headers map joins repeats
+// with commas, but header_map (raw headers) lists each on its own.
+func (h headers) values(name string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if v, ok := h.http.GetHeaders()[name]; ok {
+			if !yield(v) {
+				return
+			}
+		}
+		for _, hv := range h.http.GetHeaderMap().GetHeaders() {
+			if hv.GetKey() != name {
+				continue
+			}
+			v := hv.GetValue()
+			if v == "" {
+				v = string(hv.GetRawValue())
+			}
+			if !yield(v) {
+				return
+			}
+		}
+	}
 }
 
 func (h headers) lookup(name string) string {
@@ -145,28 +169,30 @@ func (s *Server) readRequest(cr *authv3.CheckRequest, req *policy.Request) error
 // readToken finds the token in the configured places. The first found is
 // the token; a different one anywhere else is a conflict.
 func (s *Server) readToken(h headers, query string, req *policy.Request) {
+	see := func(v string) {
+		switch {
+		case v == "":
+		case req.Token == "":
+			req.Token = v
+		case v != req.Token:
+			req.TokenConflict = true
+		}
+	}
 	for _, src := range s.cfg.TokenSources {
-		var vals [2]string // a query parameter may repeat: look at two
-		n := 0
 		switch src {
 		case SourceQueryToken, SourceQueryAPIKey:
-			n = queryParams(query, string(src), vals[:])
+			for v := range queryValues(query, string(src)) {
+				see(v)
+			}
 		case SourceBearer:
-			if v, ok := bearer(h.Get("authorization")); ok {
-				vals[0], n = v, 1
+			for v := range h.values("authorization") {
+				if t, ok := bearer(v); ok {
+					see(t)
+				}
 			}
 		case SourceAPIKey:
-			if v := strings.TrimSpace(h.Get("x-api-key")); v != "" {
-				vals[0], n = v, 1
-			}
-		}
-		for _, v := range vals[:n] {
-			switch {
-			case v == "":
-			case req.Token == "":
-				req.Token = v
-			case v != req.Token:
-				req.TokenConflict = true
+			for v := range h.values("x-api-key") {
+				see(strings.TrimSpace(v))
 			}
 		}
 	}
@@ -181,37 +207,38 @@ func bearer(v string) (string, bool) {
 	return strings.TrimSpace(v[len(prefix):]), true
 }
 
-// queryParams stores up to len(dst) values of the query parameter name and
-// returns how many it stored. It reads the raw query without building a map:
-// this runs on every request.
-func queryParams(query, name string, dst []string) int {
-	n := 0
-	for i := 0; query != "" && i < maxQueryParams && n < len(dst); i++ {
-		var pair string
-		pair, query, _ = strings.Cut(query, "&")
-		k, v, _ := strings.Cut(pair, "=")
-		if k != name {
-			continue
-		}
-		if strings.ContainsAny(v, "%+") {
-			u, err := url.QueryUnescape(v)
-			if err != nil {
-				// An undecodable value cannot be a token; keep it as sent so
-				// that the format check refuses it.
-				u = v
+// queryValues yields every value of the query parameter name, decoded,
+// reading the raw query without building a map: this runs on every
+// request. A repeated parameter yields each of its values.
+func queryValues(query, name string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for query != "" {
+			var pair string
+			pair, query, _ = strings.Cut(query, "&")
+			k, v, _ := strings.Cut(pair, "=")
+			if k != name {
+				continue
 			}
-			v = u
+			if strings.ContainsAny(v, "%+") {
+				if u, err := url.QueryUnescape(v); err == nil {
+					v = u
+				}
+				// An undecodable value cannot be a token; it stays as sent,
+				// and the format check refuses it.
+			}
+			if !yield(v) {
+				return
+			}
 		}
-		dst[n] = v
-		n++
 	}
-	return n
 }
 
+// queryParam returns the first value of the query parameter name.
 func queryParam(query, name string) (string, bool) {
-	var v [1]string
-	n := queryParams(query, name, v[:])
-	return v[0], n == 1
+	for v := range queryValues(query, name) {
+		return v, true
+	}
+	return "", false
 }
 
 // clientIP returns the caller's address: the TCP peer, or with trusted

@@ -48,6 +48,10 @@ func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, dryRu
 	down := newHeaderList(4)
 	s.usageHeaders(d, &down)
 	ok := &authv3.OkHttpResponse{Headers: up.list, ResponseHeadersToAdd: down.list}
+	if dryRunCode == "" && (headers{cr.GetAttributes().GetRequest().GetHttp()}).Get(HeaderDryRun) != "" {
+		// Only Tollgate may say a request would have been denied.
+		ok.HeadersToRemove = append(ok.HeadersToRemove, HeaderDryRun)
+	}
 	if s.cfg.StripCredentials {
 		httpReq := cr.GetAttributes().GetRequest().GetHttp()
 		h := headers{httpReq}
@@ -57,9 +61,8 @@ func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, dryRu
 			}
 		}
 		_, query, _ := strings.Cut(httpReq.GetPath(), "?")
-		var v [1]string
 		for _, name := range credentialParams {
-			if queryParams(query, name, v[:]) > 0 {
+			if _, found := queryParam(query, name); found {
 				ok.QueryParametersToRemove = append(ok.QueryParametersToRemove, name)
 			}
 		}

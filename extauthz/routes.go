@@ -70,6 +70,9 @@ func NewRoutes(rules []RouteRule) (*Routes, error) {
 		if n := len(segs); segs[n-1] == "..." || segs[n-1] == "…" {
 			r.rest, segs = true, segs[:n-1]
 		}
+		if n := strings.Count(rr.Path, "{"); n > maxCaptures {
+			return nil, fmt.Errorf("rule %d: %d captures; at most %d", i+1, n, maxCaptures)
+		}
 		captures := map[string]bool{}
 		for _, s := range segs {
 			if name, ok := capture(s); ok {
@@ -107,10 +110,14 @@ func capture(s string) (string, bool) {
 	return "", false
 }
 
+// maxCaptures bounds the {captures} of one rule, so matching needs no
+// allocation.
+const maxCaptures = 8
+
 // apply fills req from the first rule matching method and path. A request
 // no rule matches is left as it is: it names no API, dataset or tier.
 func (rs *Routes) apply(req *policy.Request, method, path string) error {
-	var caps [8]struct{ name, value string }
+	var caps [maxCaptures]struct{ name, value string }
 	for i := range rs.rules {
 		r := &rs.rules[i]
 		if r.method != "*" && r.method != method {
