@@ -139,7 +139,12 @@ func (a *app) resolve(cmdline *pflag.FlagSet) (*serveSettings, error) {
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	st.bind(fs)
 	given := map[string]string{}
-	cmdline.Visit(func(f *pflag.Flag) { given[f.Name] = f.Value.String() })
+	cmdline.Visit(func(f *pflag.Flag) {
+		// Flags of the root command (--database-url, -o) are read there.
+		if fs.Lookup(f.Name) != nil {
+			given[f.Name] = f.Value.String()
+		}
+	})
 	path := given["config"]
 	if path == "" {
 		path = a.env.Getenv("TOLLGATE_CONFIG")

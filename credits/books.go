@@ -72,30 +72,7 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 	m.mu.Unlock()
 
 	for k, s := range subjects {
-		s.mu.Lock()
-		done := all || k.period != current || s.lastUsed < idle
-		var err error
-		if done {
-			err = m.settleLease(ctx, s, k.id, time.Unix(k.period, 0))
-		} else if s.pending != 0 {
-			var total int64
-			total, err = m.exchange(ctx, k.id, time.Unix(k.period, 0), s.pending)
-			if err == nil {
-				s.total, s.known, s.pending = total, true, 0
-			}
-		}
-		if err == nil && done && s.lease == 0 && s.pending == 0 {
-			// Lock order is s.mu then m.mu here; nothing takes them the
-			// other way round.
-			s.retired = true
-			m.mu.Lock()
-			delete(m.subjects, k)
-			m.mu.Unlock()
-		}
-		s.mu.Unlock()
-		if err != nil {
-			m.log.Warn("credits: writing spending failed; will retry", "subject", k.id, "err", err)
-		}
+		m.settle(ctx, k, s, all, current, idle)
 	}
 	if err := m.store.RecordUsage(ctx, batch); err != nil {
 		m.log.Warn("credits: writing usage failed; will retry", "rows", len(batch), "err", err)
@@ -103,6 +80,45 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 		for _, u := range batch {
 			m.merge(u)
 		}
+		m.mu.Unlock()
+	}
+}
+
+// settle writes one subject's books. It takes what is owed out of the
+// books under the lock and writes it without the lock, so Checks spending
+// from the same subject never wait on the database here.
+func (m *Meter) settle(ctx context.Context, k subjectKey, s *subject, all bool, current, idle int64) {
+	s.mu.Lock()
+	finished := all || k.period != current || s.lastUsed < idle
+	pending, lease := s.pending, int64(0)
+	if finished {
+		lease = s.lease // unspent: give it back
+	}
+	s.pending, s.lease = 0, s.lease-lease
+	s.mu.Unlock()
+
+	var total int64
+	var err error
+	if delta := pending - lease; delta != 0 {
+		total, err = m.exchange(ctx, k.id, time.Unix(k.period, 0), delta)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.pending, s.lease = s.pending+pending, s.lease+lease
+		m.log.Warn("credits: writing spending failed; will retry", "subject", k.id, "err", err)
+		return
+	}
+	if pending != 0 || lease != 0 {
+		s.total, s.known = total, true
+	}
+	// Drop the books if nothing came in while they were written. Lock
+	// order is s.mu then m.mu here; nothing takes them the other way.
+	if s.lease == 0 && s.pending == 0 && (all || k.period != current || s.lastUsed < idle) {
+		s.retired = true
+		m.mu.Lock()
+		delete(m.subjects, k)
 		m.mu.Unlock()
 	}
 }

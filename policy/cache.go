@@ -168,7 +168,8 @@ func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
 
 // load reads a policy from the store, once for all concurrent callers.
 func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, error) {
-	ch := c.loads.DoChan(string(h[:]), func() (any, error) {
+	key := string(h[:])
+	ch := c.loads.DoChan(key, func() (any, error) {
 		gen := c.gen.Load()
 		// The query serves every caller waiting on it, so no one caller's
 		// cancellation may cut it short.
@@ -199,10 +200,19 @@ func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, err
 		}
 		return p, nil
 	})
+	// A stalled database may not honour the query's deadline (the driver
+	// waits for the server to acknowledge the cancel), so stop waiting at
+	// the deadline regardless, and let the next caller start a new query
+	// rather than join the stuck one.
+	timer := time.NewTimer(cfg.StoreTimeout)
+	defer timer.Stop()
 	select {
 	case r := <-ch:
 		p, _ := r.Val.(Policy)
 		return p, r.Err
+	case <-timer.C:
+		c.loads.Forget(key)
+		return Policy{}, &Error{Code: EUnavailable, Message: "token look-up timed out after " + cfg.StoreTimeout.String()}
 	case <-ctx.Done():
 		return Policy{}, &Error{Code: EUnavailable, Message: "token look-up abandoned", Err: ctx.Err()}
 	}

@@ -236,7 +236,7 @@ func (s *Server) build() error {
 	if listenURL == "" {
 		listenURL = s.cfg.DatabaseURL
 	}
-	s.watcher = s.db.NewWatcher(s.cache, store.WatchConfig{ListenURL: listenURL, PollInterval: poll}, s.log)
+	s.watcher = s.db.NewWatcher(s.cache, store.WatchConfig{ListenURL: listenURL, PollInterval: poll, QueryTimeout: s.cfg.Cache.StoreTimeout}, s.log)
 	m.follow(s.cache, s.watcher, &s.cfg)
 	s.metrics = m
 

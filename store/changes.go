@@ -2,13 +2,14 @@ package store
 
 import (
 	"context"
+	"strconv"
 	"strings"
 
 	"github.com/tollgate/tollgate/policy"
 )
 
 // NotifyChannel is the Postgres channel on which every policy change is
-// announced, with the change (see ParseChange) as the payload.
+// announced; see ParseNotification for the payload.
 const NotifyChannel = "tollgate_changes"
 
 // Change says which cached policy a write made stale: one token key (by
@@ -35,6 +36,19 @@ func ParseChange(s string) (Change, error) {
 		return Change{AccountID: rest}, nil
 	}
 	return Change{}, policy.Errorf(policy.EInvalid, "change %.80q: want h:<hash> or a:<account id>", s)
+}
+
+// ParseNotification parses a notification's payload: the change's sequence
+// number in the log, a space, and the change ("42 h:<hash>").
+func ParseNotification(s string) (Change, error) {
+	seq, rest, ok := strings.Cut(s, " ")
+	n, err := strconv.ParseInt(seq, 10, 64)
+	if !ok || err != nil || n < 1 {
+		return Change{}, policy.Errorf(policy.EInvalid, "notification %.80q: want <seq> <change>", s)
+	}
+	c, err := ParseChange(rest)
+	c.Seq = n
+	return c, err
 }
 
 // Changes returns up to limit changes logged after seq, oldest first.

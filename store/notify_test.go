@@ -40,7 +40,18 @@ func TestNotifyReachesAnotherConnection(t *testing.T) {
 		for {
 			select {
 			case n := <-l.Notify:
-				if n != nil && n.Extra == want {
+				if n == nil {
+					continue
+				}
+				c, err := store.ParseNotification(n.Extra)
+				if err != nil {
+					t.Errorf("%s: notification %q: %v", what, n.Extra, err)
+					continue
+				}
+				if c.Seq < 1 {
+					t.Errorf("%s: notification %q carries no sequence number", what, n.Extra)
+				}
+				if changeText(c) == want {
 					return
 				}
 			case <-deadline:
@@ -82,4 +93,12 @@ func TestNotifyReachesAnotherConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("plain SQL delete", hashChange)
+}
+
+// changeText formats a change as the log stores it.
+func changeText(c store.Change) string {
+	if c.AccountID != "" {
+		return "a:" + c.AccountID
+	}
+	return "h:" + c.Hash.String()
 }

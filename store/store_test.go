@@ -433,6 +433,20 @@ func TestParseChange(t *testing.T) {
 	}
 }
 
+func FuzzParseNotification(f *testing.F) {
+	f.Add("42 h:" + policy.HashValue("x").String())
+	f.Add("7 a:acc_1")
+	f.Add("0 a:acc_1")
+	f.Add("-1 a:x")
+	f.Add("99999999999999999999 a:x")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := store.ParseNotification(s)
+		if err == nil && c.Seq < 1 {
+			t.Errorf("ParseNotification(%q) accepted sequence %d", s, c.Seq)
+		}
+	})
+}
+
 func FuzzParseChange(f *testing.F) {
 	f.Add("h:" + policy.HashValue("x").String())
 	f.Add("a:acc_123")

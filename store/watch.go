@@ -29,6 +29,9 @@ type WatchConfig struct {
 	PollInterval time.Duration
 	// Retention is how long logged changes are kept before pruning.
 	Retention time.Duration
+	// QueryTimeout bounds each read of the log, so a stalled database
+	// cannot hold up notifications, which need no query.
+	QueryTimeout time.Duration
 }
 
 // Watcher relays policy changes to an Invalidator: at once through
@@ -45,6 +48,9 @@ type Watcher struct {
 	received   atomic.Uint64
 	pollErrors atomic.Uint64
 	last       int64 // newest change applied from the log; owned by Run
+	// applied remembers, by sequence number, the changes of the recent
+	// past already applied, so re-reading the log does not evict again.
+	applied map[int64]time.Time
 }
 
 // recheckWindow is how far back each poll re-reads the Postgres log. A
@@ -61,7 +67,10 @@ func (db *DB) NewWatcher(inv Invalidator, cfg WatchConfig, log *slog.Logger) *Wa
 	if cfg.Retention <= 0 {
 		cfg.Retention = time.Hour
 	}
-	return &Watcher{db: db, inv: inv, cfg: cfg, log: log}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = 5 * time.Second
+	}
+	return &Watcher{db: db, inv: inv, cfg: cfg, log: log, applied: map[int64]time.Time{}}
 }
 
 // Connected reports whether notifications are flowing (always false on
@@ -93,6 +102,29 @@ func (w *Watcher) Run(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 	}
+	// Reading the log runs beside the loop: a stalled database can hold a
+	// query well past its deadline (the driver waits for the server to
+	// acknowledge the cancel), and notifications, which need no query,
+	// must still be applied meanwhile. The loop alone touches the books.
+	results := make(chan pollResult, 1)
+	polling := false
+	poll := func(window time.Duration) {
+		if polling {
+			return
+		}
+		polling = true
+		last := w.last
+		go func() {
+			qctx, cancel := context.WithTimeout(ctx, w.cfg.QueryTimeout)
+			defer cancel()
+			var r pollResult
+			r.changes, r.gap, r.err = w.db.changesSince(qctx, last, window)
+			select {
+			case results <- r:
+			case <-ctx.Done():
+			}
+		}()
+	}
 	var notify <-chan *pq.Notification
 	if w.db.dialect == Postgres {
 		l := pq.NewListener(w.cfg.ListenURL, 100*time.Millisecond, 5*time.Second, w.event)
@@ -102,9 +134,13 @@ func (w *Watcher) Run(ctx context.Context) {
 			w.log.Warn("watch: LISTEN failed; retrying in the background", "err", err)
 		}
 		notify = l.Notify
+		// Changes made between reading the log's end and LISTEN taking
+		// effect were announced to no one: read them now (only those: what
+		// came before is already in what the cache will load).
+		poll(0)
 	}
-	poll := time.NewTicker(w.cfg.PollInterval)
-	defer poll.Stop()
+	tick := time.NewTicker(w.cfg.PollInterval)
+	defer tick.Stop()
 	prune := time.NewTicker(max(w.cfg.Retention/10, time.Minute))
 	defer prune.Stop()
 	lastPoll := time.Now()
@@ -116,20 +152,34 @@ func (w *Watcher) Run(ctx context.Context) {
 			if n == nil {
 				// The connection was re-made: notifications sent while it
 				// was down are lost, so read them from the log.
-				w.catchUp(ctx, time.Since(lastPoll))
+				poll(time.Since(lastPoll) + recheckWindow)
 				lastPoll = time.Now()
 				continue
 			}
 			w.apply(n.Extra)
-		case <-poll.C:
-			w.catchUp(ctx, time.Since(lastPoll))
+		case <-tick.C:
+			poll(time.Since(lastPoll) + recheckWindow)
 			lastPoll = time.Now()
+		case r := <-results:
+			polling = false
+			w.applyPoll(r)
 		case <-prune.C:
-			if err := w.db.pruneChanges(ctx, w.cfg.Retention); err != nil {
-				w.log.Warn("watch: pruning the change log failed", "err", err)
-			}
+			go func() {
+				pctx, cancel := context.WithTimeout(ctx, w.cfg.QueryTimeout)
+				defer cancel()
+				if err := w.db.pruneChanges(pctx, w.cfg.Retention); err != nil {
+					w.log.Warn("watch: pruning the change log failed", "err", err)
+				}
+			}()
 		}
 	}
+}
+
+// pollResult is one read of the change log.
+type pollResult struct {
+	changes []Change
+	gap     bool
+	err     error
 }
 
 // event follows the listener's connection state.
@@ -149,16 +199,22 @@ func (w *Watcher) event(ev pq.ListenerEventType, err error) {
 	}
 }
 
-func (w *Watcher) apply(s string) {
-	c, err := ParseChange(s)
+func (w *Watcher) apply(payload string) {
+	c, err := ParseNotification(payload)
 	if err != nil {
-		w.log.Warn("watch: ignoring a malformed change", "err", err)
+		w.log.Warn("watch: ignoring a malformed notification", "err", err)
 		return
 	}
 	w.relay(c)
 }
 
 func (w *Watcher) relay(c Change) {
+	if c.Seq > 0 {
+		if _, done := w.applied[c.Seq]; done {
+			return
+		}
+		w.applied[c.Seq] = time.Now()
+	}
 	w.received.Add(1)
 	if c.AccountID != "" {
 		w.inv.InvalidateAccount(c.AccountID)
@@ -167,21 +223,28 @@ func (w *Watcher) relay(c Change) {
 	w.inv.Invalidate(c.Hash)
 }
 
-// catchUp applies the changes logged since the last poll. If the log no
-// longer reaches back that far, or cannot be read, everything cached is
-// dropped: a miss costs a query, a missed revocation costs a breach.
-func (w *Watcher) catchUp(ctx context.Context, since time.Duration) {
-	changes, gap, err := w.db.changesSince(ctx, w.last, since+recheckWindow)
-	if err != nil {
+// applyPoll applies a read of the change log: the changes logged after
+// the last one applied from the log and, on Postgres, those of the recent
+// window, skipping any already applied. If the log was pruned past the
+// last change applied, everything cached is dropped: a miss costs a query,
+// a missed revocation costs a breach. A failed read is retried at the next
+// poll.
+func (w *Watcher) applyPoll(r pollResult) {
+	if r.err != nil {
 		w.pollErrors.Add(1)
-		w.log.Warn("watch: reading the change log failed", "err", err)
+		w.log.Warn("watch: reading the change log failed", "err", r.err)
 		return
 	}
-	if gap {
+	for seq, at := range w.applied {
+		if time.Since(at) > 2*(w.cfg.PollInterval+recheckWindow) {
+			delete(w.applied, seq)
+		}
+	}
+	if r.gap {
 		w.log.Warn("watch: the change log was pruned past what this replica saw; dropping the whole cache")
 		w.inv.InvalidateAll()
 	}
-	for _, c := range changes {
+	for _, c := range r.changes {
 		w.relay(c)
 		w.last = max(w.last, c.Seq)
 	}
