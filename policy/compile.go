@@ -88,8 +88,10 @@ func Compile(t *Token, a *Account, open Opener) (Policy, error) {
 	if t.Kind != Publishable && t.Kind != Secret {
 		return Policy{}, fmt.Errorf("token %s: unknown kind", t.ID)
 	}
-	if t.ExpiresAt != nil {
-		p.expires = t.ExpiresAt.UnixNano()
+	for _, e := range []*time.Time{t.ExpiresAt, t.KeyExpiresAt} {
+		if e != nil && (p.expires == 0 || e.UnixNano() < p.expires) {
+			p.expires = e.UnixNano()
+		}
 	}
 	if t.CreditLimit != nil {
 		p.creditLimit = *t.CreditLimit

@@ -29,6 +29,12 @@ type Token struct {
 	// SigningSecret is the sealed (encrypted) signing secret of a token
 	// that requires signed requests; never shown after it is made.
 	SigningSecret []byte `json:"-"`
+	// PreviousExpiresAt is set after a roll with a grace period: the old
+	// value works until then.
+	PreviousExpiresAt *time.Time `json:"previous_token_expires_at,omitempty"`
+	// KeyExpiresAt is the expiry of the value a look-up by hash found (a
+	// rolled value in its grace period); nil for the current value.
+	KeyExpiresAt *time.Time `json:"-"`
 }
 
 // Permissions is what a token may do. Secret tokens have every permission.

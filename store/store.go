@@ -111,6 +111,8 @@ func parseURL(raw string) (Dialect, string, error) {
 		// Writers take the lock up front, so a read-then-write transaction
 		// never fails half way with SQLITE_BUSY.
 		q.Set("_txlock", "immediate")
+		// Times as text that sorts as it should ("2006-01-02 15:04:05.999999999-07:00").
+		q.Set("_time_format", "sqlite")
 		return SQLite, "file:" + path + "?" + q.Encode(), nil
 	}
 	return "", "", policy.Errorf(policy.EInvalid, "database URL %q: want postgres://… or sqlite:PATH", redact(raw))
@@ -214,4 +216,37 @@ func unreachable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// nullTime scans a nullable time that SQLite may return as text: it does
+// so for computed columns (MAX(…), subqueries), which carry no declared
+// type for the driver to convert by.
+type nullTime struct{ Time *time.Time }
+
+// Scan implements sql.Scanner.
+func (n *nullTime) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		n.Time = nil
+		return nil
+	case time.Time:
+		t := x.UTC()
+		n.Time = &t
+		return nil
+	case []byte:
+		v = string(x)
+	}
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("store: cannot read %T as a time", v)
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999", time.RFC3339Nano,
+		"2006-01-02 15:04:05.999999999 -0700 MST"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			t = t.UTC()
+			n.Time = &t
+			return nil
+		}
+	}
+	return fmt.Errorf("store: cannot read %q as a time", s)
 }

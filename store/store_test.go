@@ -462,3 +462,54 @@ func FuzzParseChange(f *testing.F) {
 		}
 	})
 }
+
+func TestTokenRoll(t *testing.T) {
+	eachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clock := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+		db.Now = func() time.Time { return clock }
+		a, _, _ := mustAccount(t, db)
+		tok, oldValue := mustToken(t, db, a.ID, nil)
+
+		rolled, newValue, err := db.RollToken(ctx, tok.ID, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if newValue == oldValue || rolled.Prefix != policy.DisplayPrefix(newValue) {
+			t.Errorf("roll gave value %q prefix %q", newValue, rolled.Prefix)
+		}
+		if want := clock.Add(time.Hour); rolled.PreviousExpiresAt == nil || !rolled.PreviousExpiresAt.Equal(want) {
+			t.Errorf("previous value expires %v, want %v", rolled.PreviousExpiresAt, want)
+		}
+		old, _, err := db.TokenByHash(ctx, policy.HashValue(oldValue))
+		if err != nil || old.KeyExpiresAt == nil {
+			t.Fatalf("old value during its grace: %+v, %v; want found, expiring", old, err)
+		}
+		cur, _, err := db.TokenByHash(ctx, policy.HashValue(newValue))
+		if err != nil || cur.KeyExpiresAt != nil {
+			t.Fatalf("new value: %+v, %v; want found, not expiring", cur, err)
+		}
+		clock = clock.Add(time.Hour + time.Second)
+		if _, _, err := db.TokenByHash(ctx, policy.HashValue(oldValue)); !errors.Is(err, policy.ErrNotFound) {
+			t.Errorf("old value after its grace: got %v, want not found", err)
+		}
+
+		// A roll without grace ends every older value at once.
+		_, third, err := db.RollToken(ctx, tok.ID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := db.TokenByHash(ctx, policy.HashValue(newValue)); !errors.Is(err, policy.ErrNotFound) {
+			t.Errorf("value rolled without grace: got %v, want not found", err)
+		}
+		if _, _, err := db.TokenByHash(ctx, policy.HashValue(third)); err != nil {
+			t.Errorf("newest value: %v", err)
+		}
+		if _, _, err := db.RollToken(ctx, tok.ID, -time.Second); policy.ErrorCode(err) != policy.EInvalid {
+			t.Errorf("negative grace: got %v, want invalid", err)
+		}
+		if _, _, err := db.RollToken(ctx, "tok_missing", 0); !errors.Is(err, policy.ErrNotFound) {
+			t.Errorf("roll a missing token: got %v, want not found", err)
+		}
+	})
+}

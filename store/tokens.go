@@ -18,15 +18,16 @@ import (
 func (db *DB) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *policy.Account, error) {
 	var r struct {
 		tokenRow
-		AName        string    `db:"a_name"`
-		APremium     bool      `db:"a_premium"`
-		ACreditQuota *int64    `db:"a_credit_quota"`
-		ACreatedAt   time.Time `db:"a_created_at"`
-		AUpdatedAt   time.Time `db:"a_updated_at"`
+		AName        string     `db:"a_name"`
+		APremium     bool       `db:"a_premium"`
+		ACreditQuota *int64     `db:"a_credit_quota"`
+		ACreatedAt   time.Time  `db:"a_created_at"`
+		AUpdatedAt   time.Time  `db:"a_updated_at"`
+		KeyExpiresAt *time.Time `db:"key_expires_at"`
 	}
 	err := db.db.GetContext(ctx, &r, db.db.Rebind(`SELECT `+tokenColumns+`,
 			a.name AS a_name, a.premium AS a_premium, a.credit_quota AS a_credit_quota,
-			a.created_at AS a_created_at, a.updated_at AS a_updated_at
+			a.created_at AS a_created_at, a.updated_at AS a_updated_at, k.expires_at AS key_expires_at
 		FROM token_keys k
 		JOIN tokens t ON t.id = k.token_id
 		JOIN accounts a ON a.id = t.account_id
@@ -38,6 +39,7 @@ func (db *DB) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *p
 	if err != nil {
 		return nil, nil, err
 	}
+	t.KeyExpiresAt = utcPtr(r.KeyExpiresAt)
 	a := &policy.Account{ID: t.AccountID, Name: r.AName, Premium: r.APremium, CreditQuota: r.ACreditQuota,
 		CreatedAt: r.ACreatedAt.UTC(), UpdatedAt: r.AUpdatedAt.UTC()}
 	return t, a, nil
@@ -208,12 +210,15 @@ type tokenRow struct {
 	UpdatedAt      time.Time      `db:"updated_at"`
 	LastUsedAt     *time.Time     `db:"last_used_at"`
 	SigningSecret  []byte         `db:"signing_secret"`
+	// PreviousExpiresAt is read, never written: see tokenColumns.
+	PreviousExpiresAt nullTime `db:"previous_expires_at"`
 }
 
 const tokenColumns = `t.id, t.account_id, t.user_id, t.kind, t.nickname, t.prefix, t.enabled, t.expires_at,
 	t.core, t.premium, t.datasets, t.allowed_apis, t.grants, t.allowed_domains, t.allowed_ips,
 	t.signed_requests, t.credit_limit, t.rate_limit_rps, t.rate_limit_burst,
-	t.created_at, t.updated_at, t.last_used_at, t.signing_secret`
+	t.created_at, t.updated_at, t.last_used_at, t.signing_secret,
+	(SELECT MAX(pk.expires_at) FROM token_keys pk WHERE pk.token_id = t.id) AS previous_expires_at`
 
 const tokenInsertColumns = `id, account_id, user_id, kind, nickname, prefix, enabled, expires_at,
 	core, premium, datasets, allowed_apis, grants, allowed_domains, allowed_ips,
@@ -273,6 +278,7 @@ func (r *tokenRow) token() (*policy.Token, error) {
 	}
 	t.Core, t.Premium, t.Signed, t.CreditLimit = r.Core, r.Premium, r.Signed, r.CreditLimit
 	t.SigningSecret = r.SigningSecret
+	t.PreviousExpiresAt = utcPtr(r.PreviousExpiresAt.Time)
 	if r.RateLimitRPS != nil {
 		t.RateLimit = &policy.RateLimit{RPS: *r.RateLimitRPS}
 		if r.RateLimitBurst != nil {
@@ -298,4 +304,48 @@ func utcPtr(t *time.Time) *time.Time {
 	}
 	u := t.UTC().Truncate(time.Microsecond)
 	return &u
+}
+
+// RollToken gives a token a new value and returns it: like creation, the
+// only time it is shown. The old value keeps working for grace (at once
+// stops when grace is 0), and shows as expiring meanwhile.
+func (db *DB) RollToken(ctx context.Context, id string, grace time.Duration) (*policy.Token, string, error) {
+	if grace < 0 || grace > 30*24*time.Hour {
+		return nil, "", &policy.Error{Code: policy.EInvalid, Field: "grace_period", Message: "must be between 0 and 720h"}
+	}
+	var t *policy.Token
+	var value string
+	err := db.inTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		if t, err = getToken(ctx, tx, id, db.forUpdate()); err != nil {
+			return err
+		}
+		now := db.now()
+		value = policy.NewValue(t.Kind)
+		hash := policy.HashValue(value)
+		if grace == 0 {
+			_, err = tx.ExecContext(ctx, tx.Rebind(`DELETE FROM token_keys WHERE token_id = ?`), id)
+		} else {
+			// Cap, never extend, the grace of values rolled before.
+			until := now.Add(grace)
+			_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE token_keys SET expires_at = ?
+				WHERE token_id = ? AND (expires_at IS NULL OR expires_at > ?)`), until, id, until)
+		}
+		if err != nil {
+			return wrapErr("roll token", err)
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO token_keys (hash, token_id, created_at) VALUES (?, ?, ?)`), hash[:], id, now); err != nil {
+			return wrapErr("roll token", err)
+		}
+		t.Prefix, t.UpdatedAt = policy.DisplayPrefix(value), now
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE tokens SET prefix = ?, updated_at = ? WHERE id = ?`), t.Prefix, now, id); err != nil {
+			return wrapErr("roll token", err)
+		}
+		t, err = getToken(ctx, tx, id, "")
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return t, value, nil
 }

@@ -283,7 +283,8 @@ func (db *DB) changesSince(ctx context.Context, seq int64, window time.Duration)
 	return out, seq > 0 && oldest > seq+1, nil
 }
 
-// pruneChanges deletes logged changes older than retention.
+// pruneChanges deletes logged changes older than retention, and token
+// values whose grace period after a roll has passed.
 func (db *DB) pruneChanges(ctx context.Context, retention time.Duration) error {
 	cutoff := db.Now().UTC().Add(-retention)
 	q := `DELETE FROM policy_changes WHERE at < ?`
@@ -292,6 +293,9 @@ func (db *DB) pruneChanges(ctx context.Context, retention time.Duration) error {
 		// The log's default timestamp is SQLite's own text form.
 		arg = cutoff.Format("2006-01-02 15:04:05.000")
 	}
-	_, err := db.db.ExecContext(ctx, db.db.Rebind(q), arg)
-	return wrapErr("prune changes", err)
+	if _, err := db.db.ExecContext(ctx, db.db.Rebind(q), arg); err != nil {
+		return wrapErr("prune changes", err)
+	}
+	_, err := db.db.ExecContext(ctx, db.db.Rebind(`DELETE FROM token_keys WHERE expires_at < ?`), db.now())
+	return wrapErr("prune expired keys", err)
 }
