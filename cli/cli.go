@@ -71,6 +71,7 @@ func newRoot(env Env) *cobra.Command {
 		a.serveCmd(),
 		a.accountsCmd(),
 		a.tokensCmd(),
+		a.usersCmd(),
 		a.usageCmd(),
 		a.signCmd(),
 	)

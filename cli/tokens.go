@@ -21,7 +21,7 @@ func (a *app) tokensCmd() *cobra.Command {
 	cmd.AddCommand(
 		a.tokensCreateCmd(), a.tokensListCmd(), a.tokensShowCmd(), a.tokensUpdateCmd(),
 		a.tokensSetEnabledCmd("enable", true), a.tokensSetEnabledCmd("disable", false),
-		a.tokensDeleteCmd(), a.tokensRollSigningSecretCmd(),
+		a.tokensDeleteCmd(), a.tokensRollCmd(), a.tokensRollSigningSecretCmd(),
 	)
 	return cmd
 }
@@ -241,6 +241,32 @@ func (a *app) changeToken(cmd *cobra.Command, id string, roll bool, change func(
 		printToken(w, t)
 		printSigningSecret(w, secret)
 	})
+}
+
+func (a *app) tokensRollCmd() *cobra.Command {
+	var grace time.Duration
+	cmd := &cobra.Command{
+		Use:   "roll ID",
+		Short: "Give a token a new value (printed once); the old one works for --grace",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := a.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			t, value, err := db.RollToken(cmd.Context(), args[0], grace)
+			if err != nil {
+				return err
+			}
+			return a.print(createdToken{Token: t, Value: value}, func(w io.Writer) {
+				printToken(w, t)
+				fmt.Fprintf(w, "\ntoken: %s\nKeep it safe: it is shown only this once.\n", value)
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&grace, "grace", 0, "how long the old value keeps working (e.g. 24h; at most 720h)")
+	return cmd
 }
 
 func (a *app) tokensRollSigningSecretCmd() *cobra.Command {

@@ -23,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/tollgate/tollgate/admin"
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
@@ -61,6 +62,11 @@ type Config struct {
 	AllowUnsignedPayload bool
 	// ReplayCacheSize bounds the signatures remembered against replays.
 	ReplayCacheSize int
+	// SessionTTL is how long a console sign-in lasts.
+	SessionTTL time.Duration
+	// InsecureCookies serves the console's session cookie without Secure,
+	// for plain HTTP on hosts other than localhost.
+	InsecureCookies bool
 	// RouteRules is the path of a route-rules file; "" for none.
 	RouteRules           string
 	AllowSecretInBrowser bool
@@ -89,6 +95,7 @@ func DefaultConfig() Config {
 		ResyncInterval:  30 * time.Second,
 		Credits:         credits.DefaultConfig(),
 		SignatureSkew:   5 * time.Minute,
+		SessionTTL:      12 * time.Hour,
 		ReplayCacheSize: 1_000_000,
 		ExtAuthz: extauthz.Config{
 			TokenSources:     extauthz.DefaultTokenSources(),
@@ -209,9 +216,10 @@ func (s *Server) build() error {
 	}
 	m := newMetrics()
 	var open policy.Opener
+	var box *seal.Box
 	if s.cfg.EncryptionKey != nil {
-		box, err := seal.NewBox(s.cfg.EncryptionKey)
-		if err != nil {
+		var err error
+		if box, err = seal.NewBox(s.cfg.EncryptionKey); err != nil {
 			return fmt.Errorf("invalid config: encryption key: %w", err)
 		}
 		open = box.Open
@@ -271,6 +279,11 @@ func (s *Server) build() error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	api := admin.New(s.db, admin.Config{SessionTTL: s.cfg.SessionTTL, InsecureCookies: s.cfg.InsecureCookies,
+		Box: box, Period: s.cfg.Credits.Period}, s.log)
+	mux.Handle("/v1/", api)
+	mux.Handle("/console/", api)
+	mux.Handle("GET /{$}", api)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return nil
 }

@@ -169,3 +169,27 @@ func (db *DB) RemoveReplica(ctx context.Context, id string) error {
 	_, err := db.db.ExecContext(ctx, db.db.Rebind(`DELETE FROM replicas WHERE id = ?`), id)
 	return wrapErr(fmt.Sprintf("remove replica %s", id), err)
 }
+
+// CreditsUsed returns what each subject (token or account id) has reserved
+// in the period starting at period: spent, or leased to a replica.
+func (db *DB) CreditsUsed(ctx context.Context, subjects []string, period time.Time) (map[string]int64, error) {
+	out := make(map[string]int64, len(subjects))
+	if len(subjects) == 0 {
+		return out, nil
+	}
+	q, args, err := sqlx.In(`SELECT subject, reserved FROM credit_usage WHERE period_start = ? AND subject IN (?)`, period.UTC(), subjects)
+	if err != nil {
+		return nil, fmt.Errorf("credits used: %w", err)
+	}
+	var rows []struct {
+		Subject  string `db:"subject"`
+		Reserved int64  `db:"reserved"`
+	}
+	if err := db.db.SelectContext(ctx, &rows, db.db.Rebind(q), args...); err != nil {
+		return nil, wrapErr("credits used", err)
+	}
+	for _, r := range rows {
+		out[r.Subject] = r.Reserved
+	}
+	return out, nil
+}

@@ -105,11 +105,21 @@ func (db *DB) Token(ctx context.Context, id string) (*policy.Token, error) {
 // starting after the token with id after ("" for the first page). A limit
 // of 0 or less means no limit.
 func (db *DB) ListTokens(ctx context.Context, accountID, after string, limit int) ([]*policy.Token, error) {
+	return db.ListUserTokens(ctx, accountID, "", after, limit)
+}
+
+// ListUserTokens is ListTokens limited to the tokens a user made; "" for
+// every token of the account.
+func (db *DB) ListUserTokens(ctx context.Context, accountID, userID, after string, limit int) ([]*policy.Token, error) {
 	if _, err := db.Account(ctx, accountID); err != nil {
 		return nil, err
 	}
 	q := `SELECT ` + tokenColumns + ` FROM tokens t WHERE t.account_id = ?`
 	args := []any{accountID}
+	if userID != "" {
+		q += ` AND t.user_id = ?`
+		args = append(args, userID)
+	}
 	if after != "" {
 		q += ` AND (t.created_at, t.id) > (SELECT created_at, id FROM tokens WHERE id = ?)`
 		args = append(args, after)

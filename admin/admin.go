@@ -1,0 +1,217 @@
+// Package admin is the Tokens API (JSON over HTTP under /v1) and the web
+// console that customers use to manage their tokens. Both authenticate with
+// the account's secret token (Authorization: Bearer sk_…) or a console
+// session (a cookie, with a CSRF token on every change). The Check path
+// shares nothing with this package but the store.
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/credits"
+	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/seal"
+	"github.com/tollgate/tollgate/store"
+)
+
+// Config shapes the API.
+type Config struct {
+	// SessionTTL is how long a console sign-in lasts.
+	SessionTTL time.Duration
+	// InsecureCookies drops the Secure attribute from the session cookie,
+	// for a console served over plain HTTP other than on localhost.
+	InsecureCookies bool
+	// Box seals the signing secrets of tokens with signed requests on;
+	// nil refuses to switch signing on.
+	Box *seal.Box
+	// Period is the credit period, for the credits used this period.
+	Period credits.Period
+	// Now is the clock.
+	Now func() time.Time
+}
+
+// Handler serves the API and the console.
+type Handler struct {
+	db  *store.DB
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// route is one endpoint; the table is also what the OpenAPI document is
+// checked against.
+type route struct {
+	method, path string
+	public       bool // needs no principal
+	handle       func(w http.ResponseWriter, r *http.Request, p *principal) error
+}
+
+// New returns the Handler.
+func New(db *store.DB, cfg Config, log *slog.Logger) *Handler {
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 12 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Period == "" {
+		cfg.Period = credits.Month
+	}
+	h := &Handler{db: db, cfg: cfg, log: log, mux: http.NewServeMux()}
+	for _, rt := range h.routes() {
+		h.mux.HandleFunc(rt.method+" "+rt.path, h.wrap(rt))
+	}
+	h.mux.Handle("GET /console/", consoleHandler())
+	h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/console/", http.StatusFound)
+	})
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) routes() []route {
+	return []route{
+		{method: "POST", path: "/v1/session", public: true, handle: h.signIn},
+		{method: "GET", path: "/v1/session", handle: h.whoAmI},
+		{method: "DELETE", path: "/v1/session", handle: h.signOut},
+		{method: "GET", path: "/v1/tokens", handle: h.listTokens},
+		{method: "POST", path: "/v1/tokens", handle: h.createToken},
+		{method: "GET", path: "/v1/tokens/{id}", handle: h.getToken},
+		{method: "PATCH", path: "/v1/tokens/{id}", handle: h.patchToken},
+		{method: "DELETE", path: "/v1/tokens/{id}", handle: h.deleteToken},
+		{method: "POST", path: "/v1/tokens/{id}/roll", handle: h.rollToken},
+		{method: "GET", path: "/v1/tokens/{id}/usage", handle: h.tokenUsage},
+		{method: "GET", path: "/v1/account", handle: h.getAccount},
+		{method: "GET", path: "/v1/users", handle: h.listUsers},
+		{method: "POST", path: "/v1/users", handle: h.inviteUser},
+		{method: "DELETE", path: "/v1/users/{id}", handle: h.removeUser},
+		{method: "GET", path: "/v1/audit", handle: h.listAudit},
+		{method: "GET", path: "/v1/openapi.json", public: true, handle: serveOpenAPI},
+	}
+}
+
+// principal is who a request acts for.
+type principal struct {
+	accountID string
+	userID    string // "" when the account's secret token acts
+	tokenID   string // the secret token, when it acts
+	admin     bool
+	ip        string
+}
+
+func (p *principal) actor() string {
+	if p.userID != "" {
+		return p.userID
+	}
+	return p.tokenID
+}
+
+const (
+	sessionCookie = "tollgate_session"
+	csrfHeader    = "X-CSRF-Token"
+	maxBody       = 64 << 10
+)
+
+func (h *Handler) wrap(rt route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		var p *principal
+		if !rt.public {
+			var err error
+			if p, err = h.authenticate(r); err != nil {
+				writeError(w, h.log, err)
+				return
+			}
+		}
+		if err := rt.handle(w, r, p); err != nil {
+			writeError(w, h.log, err)
+		}
+	}
+}
+
+var (
+	errUnauthenticated = &policy.Error{Code: policy.EUnauthorized, Message: "sign in, or send the account's secret token as Authorization: Bearer sk_…"}
+	errPublishable     = &policy.Error{Code: policy.EForbidden, Message: "publishable tokens never authenticate this API: use the account's secret token"}
+	errCSRF            = &policy.Error{Code: policy.EForbidden, Field: csrfHeader, Message: "a change from a console session needs the session's CSRF token in the " + csrfHeader + " header"}
+)
+
+// authenticate finds the principal: the account's secret token, or a
+// console session (whose changes must carry its CSRF token).
+func (h *Handler) authenticate(r *http.Request) (*principal, error) {
+	ip := clientIP(r)
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		scheme, value, _ := strings.Cut(auth, " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			return nil, errUnauthenticated
+		}
+		value = strings.TrimSpace(value)
+		kind, err := policy.ParseValue(value)
+		if err != nil {
+			return nil, errUnauthenticated
+		}
+		if kind != policy.Secret {
+			return nil, errPublishable
+		}
+		t, _, err := h.db.TokenByHash(r.Context(), policy.HashValue(value))
+		if errors.Is(err, policy.ErrNotFound) {
+			return nil, errUnauthenticated
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !t.Enabled || t.Expired(h.cfg.Now()) {
+			return nil, errUnauthenticated
+		}
+		return &principal{accountID: t.AccountID, tokenID: t.ID, admin: true, ip: ip}, nil
+	}
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return nil, errUnauthenticated
+	}
+	s, err := h.db.SessionByID(r.Context(), c.Value)
+	if errors.Is(err, policy.ErrNotFound) {
+		return nil, errUnauthenticated
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead &&
+		subtle.ConstantTimeCompare([]byte(r.Header.Get(csrfHeader)), []byte(s.CSRF)) != 1 {
+		return nil, errCSRF
+	}
+	u, err := h.db.User(r.Context(), s.UserID)
+	if err != nil {
+		if errors.Is(err, policy.ErrNotFound) {
+			return nil, errUnauthenticated
+		}
+		return nil, err
+	}
+	return &principal{accountID: u.AccountID, userID: u.ID, admin: u.Role == policy.RoleAdmin, ip: ip}, nil
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// audit records a change; a failure to record is logged, not returned:
+// the change itself has happened.
+func (h *Handler) audit(ctx context.Context, p *principal, action, target, details string) {
+	err := h.db.Audit(ctx, store.AuditEntry{AccountID: p.accountID, Actor: p.actor(), Action: action, Target: target, IP: p.ip, Details: details})
+	if err != nil {
+		h.log.Error("admin: audit entry lost", "action", action, "target", target, "err", err)
+	}
+}
