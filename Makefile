@@ -10,9 +10,10 @@ FUZZTIME ?= 30s
 run:
 	$(GO) run ./cmd/tollgate serve --demo
 
-## test: every test, against real Postgres (installed and started if missing)
+## test: every test, against real Postgres and headless Chromium (installed if missing)
 test:
 	bash .ci/postgres.sh
+	bash .ci/chromium.sh
 	$(GO) test -count=1 ./...
 
 ## bench: Go benchmarks of the hot path

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tollgate/tollgate/admin"
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
@@ -333,6 +334,15 @@ func seedDemo(ctx context.Context, db *store.DB, w io.Writer, grpcAddr string) e
 	if err != nil {
 		return fmt.Errorf("seed demo token: %w", err)
 	}
+	password := policy.NewID("pw")[3:]
+	hash, err := admin.HashPassword(password)
+	if err != nil {
+		return err
+	}
+	user := &policy.User{AccountID: acc.ID, Email: "demo-" + strings.ToLower(acc.ID[4:12]) + "@tollgate.test", Role: policy.RoleAdmin, PasswordHash: hash}
+	if err := db.CreateUser(ctx, user); err != nil {
+		return fmt.Errorf("seed demo user: %w", err)
+	}
 	host := grpcAddr
 	if strings.HasPrefix(host, ":") {
 		host = "localhost" + host
@@ -343,9 +353,12 @@ func seedDemo(ctx context.Context, db *store.DB, w io.Writer, grpcAddr string) e
   secret token %s (full access; server side only):
     %s
 
+Console (sign in at http://localhost:8181/console/ unless --http-addr says otherwise):
+  %s / %s
+
 Try a Check as Envoy would send it:
   grpcurl -plaintext -d '{"attributes":{"request":{"http":{"method":"GET","path":"/v1/prices/AAPL?token=%s","headers":{"referer":"https://app.example.com/"}}},"contextExtensions":{"api":"data","dataset":"prices","tier":"core"}}}' %s envoy.service.auth.v3.Authorization/Check
 
-`, acc.ID, pub.ID, pubValue, secret.ID, secretValue, pubValue, host)
+`, acc.ID, pub.ID, pubValue, secret.ID, secretValue, user.Email, password, pubValue, host)
 	return nil
 }
