@@ -60,7 +60,8 @@ func compile(t *testing.T, tok *policy.Token, acc *policy.Account) *policy.Polic
 
 func settle(t testing.TB, m *credits.Meter, p *policy.Policy, cost int64) policy.Decision {
 	d := policy.Decision{Allow: true, Cost: cost, TokenID: p.TokenID, AccountID: p.AccountID, Kind: p.Kind()}
-	if err := m.Settle(context.Background(), p, &policy.Request{Cost: cost}, &d); err != nil {
+	d, err := m.Settle(context.Background(), *p, &policy.Request{Cost: cost}, d)
+	if err != nil {
 		t.Errorf("settle: %v", err)
 	}
 	return d
@@ -335,8 +336,8 @@ func TestDenialsAreCountedNotCharged(t *testing.T) {
 	tok, acc := limited(100)
 	p := compile(t, tok, acc)
 	m := mustMeter(t, db, c, credits.DefaultConfig())
-	d := policy.Decision{Code: policy.CodeRefererDenied, TokenID: p.TokenID, AccountID: p.AccountID}
-	if err := m.Settle(context.Background(), p, &policy.Request{Cost: 5}, &d); err != nil {
+	d, err := m.Settle(context.Background(), *p, &policy.Request{Cost: 5}, policy.Decision{Code: policy.CodeRefererDenied, TokenID: p.TokenID, AccountID: p.AccountID})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if d.Allow || d.Usage.Metered {

@@ -11,9 +11,11 @@ import (
 // deny (credits_exhausted, quota_exhausted, rate_limited) and fills in
 // d.Usage. A denied request is only counted, never charged.
 type Meter interface {
-	// Settle returns an error only when it cannot tell whether the request
-	// may spend (the store is down and nothing is held locally).
-	Settle(ctx context.Context, p *Policy, req *Request, d *Decision) error
+	// Settle returns the decision as it stands after charging, and an
+	// error only when it cannot tell whether the request may spend (the
+	// store is down and nothing is held locally). Policy and Decision pass
+	// by value so that no Check allocates them.
+	Settle(ctx context.Context, p Policy, req *Request, d Decision) (Decision, error)
 }
 
 // Decider answers requests: it checks the token's shape, finds its policy in
@@ -53,9 +55,7 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (Decision, error) {
 	}
 	dec := p.Evaluate(req, d.now(), d.opt)
 	if d.meter != nil {
-		if err := d.meter.Settle(ctx, &p, req, &dec); err != nil {
-			return Decision{}, err
-		}
+		return d.meter.Settle(ctx, p, req, dec)
 	}
 	return dec, nil
 }
