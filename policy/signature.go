@@ -3,10 +3,10 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/tollgate/tollgate/signing"
 )
@@ -27,18 +27,21 @@ type SignatureOptions struct {
 // from it, which every request of that day reuses.
 type signingKey struct {
 	secret []byte
-	mu     sync.Mutex
-	day    string
-	key    []byte
+	day    atomic.Pointer[dayKey]
+}
+
+type dayKey struct {
+	day string
+	key []byte
 }
 
 func (k *signingKey) forDay(day string) []byte {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.day != day {
-		k.day, k.key = day, signing.Key(k.secret, day)
+	if d := k.day.Load(); d != nil && d.day == day {
+		return d.key
 	}
-	return k.key
+	d := &dayKey{day: day, key: signing.Key(k.secret, day)}
+	k.day.Store(d)
+	return d.key
 }
 
 // checkSignature verifies a signed request: the Authorization header, the
@@ -116,34 +119,48 @@ func (req *Request) header(name string) string {
 }
 
 // ReplayCache remembers the signatures seen recently on this replica. A
-// signature can only be replayed within the skew window (after it, the
-// request has expired), so entries older than that are forgotten. Each
-// replica has its own: a replay sent to another replica is caught only
-// there if it was seen there.
+// signature can only be replayed within the skew window either side of its
+// date (after it, the request has expired), so the cache keeps two
+// generations of 2×skew each and drops the older as a new one starts. Its
+// maps hold no pointers, so a million signatures cost the garbage
+// collector nothing to scan. Each replica has its own: a replay sent to a
+// replica that never saw the original is not caught there.
 type ReplayCache struct {
-	seenAt *lru.Cache[[sha256.Size]byte, int64]
+	mu        sync.Mutex
+	size      int // signatures per generation; when full, a new one starts early
+	cur, prev map[[sha256.Size]byte]struct{}
+	started   int64 // unix nanoseconds when cur began
 }
 
-// NewReplayCache returns a cache of up to size signatures.
+// NewReplayCache returns a cache of up to size signatures per generation.
 func NewReplayCache(size int) (*ReplayCache, error) {
-	c, err := lru.New[[sha256.Size]byte, int64](size)
-	if err != nil {
-		return nil, err
+	if size < 1 {
+		return nil, errors.New("policy: replay cache size must be at least 1")
 	}
-	return &ReplayCache{seenAt: c}, nil
+	return &ReplayCache{size: size, cur: map[[sha256.Size]byte]struct{}{}, prev: map[[sha256.Size]byte]struct{}{}}, nil
 }
 
 // seen records sig and reports whether it was already seen within the
 // window.
 func (r *ReplayCache) seen(sig [sha256.Size]byte, now time.Time, skew time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	t := now.UnixNano()
-	prev, found, _ := r.seenAt.PeekOrAdd(sig, t)
-	if !found {
-		return false
+	switch elapsed := t - r.started; {
+	case elapsed >= int64(4*skew):
+		// Both generations are past the window.
+		clear(r.prev)
+		clear(r.cur)
+		r.started = t
+	case elapsed >= int64(2*skew) || len(r.cur) >= r.size:
+		r.prev, r.cur, r.started = r.cur, make(map[[sha256.Size]byte]struct{}, len(r.cur)), t
 	}
-	if t-prev <= int64(2*skew) {
+	if _, ok := r.cur[sig]; ok {
 		return true
 	}
-	r.seenAt.Add(sig, t)
+	if _, ok := r.prev[sig]; ok {
+		return true
+	}
+	r.cur[sig] = struct{}{}
 	return false
 }

@@ -322,19 +322,20 @@ func TestSignatureReplay(t *testing.T) {
 		expect(t, d, req, "")
 	})
 
-	// An entry is forgotten 2×skew after it was seen. With one skew, a
-	// request still fresh is never that old, so this needs the first sight
-	// under a longer skew, as when an operator shortens --signature-skew on
-	// a replica whose replay cache lives on (here: two deciders sharing it).
-	t.Run("forgotten after 2×skew", func(t *testing.T) {
+	// An entry is kept for at least 2×skew and forgotten by 4×skew (two
+	// generations). With one skew, a request still fresh is never that old,
+	// so this needs the first sight under a longer skew, as when an
+	// operator shortens --signature-skew on a replica whose replay cache
+	// lives on (here: two deciders sharing it).
+	t.Run("forgotten after 4×skew", func(t *testing.T) {
 		f := newSigFixture(t, policy.Publishable)
 		replay := newReplay(t, 100)
-		long := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: 4 * sigSkew, Replay: replay})
+		long := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: 6 * sigSkew, Replay: replay})
 		short := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: replay})
 		req := f.request()
-		sigSign(t, &req, f.tok.ID, f.secret, f.clock.now().Add(3*sigSkew))
+		sigSign(t, &req, f.tok.ID, f.secret, f.clock.now().Add(5*sigSkew))
 		expect(t, long, req, "")
-		f.clock.advance(2*sigSkew + time.Second) // 2×skew and a second later, still fresh for short
+		f.clock.advance(4*sigSkew + time.Second) // still fresh for short
 		expect(t, short, req, "")
 		expect(t, short, req, policy.CodeSignatureReplayed) // and remembered again
 	})
@@ -343,15 +344,17 @@ func TestSignatureReplay(t *testing.T) {
 		f := newSigFixture(t, policy.Publishable)
 		d := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: newReplay(t, 2)})
 		var reqs []policy.Request
-		for i := range 3 {
+		for i := range 5 {
 			req := f.request()
 			req.RawQuery += "&n=" + string(rune('0'+i))
 			sigSign(t, &req, f.tok.ID, f.secret, f.clock.now())
 			expect(t, d, req, "")
 			reqs = append(reqs, req)
 		}
-		expect(t, d, reqs[2], policy.CodeSignatureReplayed)
-		expect(t, d, reqs[0], "") // evicted: --replay-cache-size must hold 2×skew of traffic
+		// Two generations of two: the newest four are remembered, the
+		// first is gone (--replay-cache-size must hold 2×skew of traffic).
+		expect(t, d, reqs[4], policy.CodeSignatureReplayed)
+		expect(t, d, reqs[0], "")
 	})
 
 	t.Run("each replica has its own cache", func(t *testing.T) {

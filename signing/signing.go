@@ -89,7 +89,11 @@ func ParseAuthorization(v string) (Authorization, error) {
 		case "Signature":
 			dst, seen = &sig, &haveSig
 		default:
-			return a, fmt.Errorf("the Authorization header has an unknown part %.40q", k)
+			if isName(k) {
+				return a, fmt.Errorf("the Authorization header has an unknown part %q", k)
+			}
+			// Quote nothing that could be part of a signature.
+			return a, errors.New("the Authorization header has an unknown part: want Credential=…, SignedHeaders=…, Signature=…")
 		}
 		if *seen {
 			return a, fmt.Errorf("the Authorization header repeats %s", k)
@@ -129,6 +133,20 @@ func ParseAuthorization(v string) (Authorization, error) {
 		return a, errors.New("Signature must be 64 hex digits")
 	}
 	return a, nil
+}
+
+// isName reports whether s looks like a part's name (a short run of
+// letters), and so may be quoted back in an error.
+func isName(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i] | 0x20; c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // String formats the header's value.
@@ -178,8 +196,8 @@ func CanonicalRequest(r Request, signedHeaders []string) string {
 
 // CanonicalQuery decodes the query's parameters, encodes each key and value
 // again (RFC 3986: only unreserved characters stay as they are, space is
-// %20), and sorts them by key, then value. A parameter that cannot be
-// decoded is kept as sent.
+// %20), and sorts them by key, then value. A key or value that cannot be
+// decoded is taken literally and encoded as it is ("%zz" becomes "%25zz").
 func CanonicalQuery(raw string) string {
 	if raw == "" {
 		return ""

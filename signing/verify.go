@@ -42,7 +42,7 @@ func Verify(a Authorization, r Request, secret []byte, now time.Time, skew time.
 func VerifyWithKey(a Authorization, r Request, key func(day string) []byte, now time.Time, skew time.Duration) error {
 	date := r.Header(DateHeader)
 	t, err := time.Parse(DateFormat, date)
-	if err != nil {
+	if err != nil || len(date) != len(DateFormat) {
 		return invalid("the %s header must hold the request's time as YYYYMMDDTHHMMSSZ (UTC)", DateHeader)
 	}
 	if day := t.Format(dayFormat); day != a.Day {
