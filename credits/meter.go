@@ -128,7 +128,7 @@ func New(s Store, cfg Config, now func() time.Time, log *slog.Logger) (*Meter, e
 var errUnavailable = errors.New("credits: cannot reserve credits")
 
 // Settle implements policy.Meter.
-func (m *Meter) Settle(ctx context.Context, p policy.Policy, req *policy.Request, dec policy.Decision) (policy.Decision, error) {
+func (m *Meter) Settle(ctx context.Context, p policy.Policy, dec policy.Decision) (policy.Decision, error) {
 	err := m.apply(ctx, &p, &dec)
 	return dec, err
 }

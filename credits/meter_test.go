@@ -60,7 +60,7 @@ func compile(t *testing.T, tok *policy.Token, acc *policy.Account) *policy.Polic
 
 func settle(t testing.TB, m *credits.Meter, p *policy.Policy, cost int64) policy.Decision {
 	d := policy.Decision{Allow: true, Cost: cost, TokenID: p.TokenID, AccountID: p.AccountID, Kind: p.Kind()}
-	d, err := m.Settle(context.Background(), *p, &policy.Request{Cost: cost}, d)
+	d, err := m.Settle(context.Background(), *p, d)
 	if err != nil {
 		t.Errorf("settle: %v", err)
 	}
@@ -336,7 +336,7 @@ func TestDenialsAreCountedNotCharged(t *testing.T) {
 	tok, acc := limited(100)
 	p := compile(t, tok, acc)
 	m := mustMeter(t, db, c, credits.DefaultConfig())
-	d, err := m.Settle(context.Background(), *p, &policy.Request{Cost: 5}, policy.Decision{Code: policy.CodeRefererDenied, TokenID: p.TokenID, AccountID: p.AccountID})
+	d, err := m.Settle(context.Background(), *p, policy.Decision{Code: policy.CodeRefererDenied, Cost: 5, TokenID: p.TokenID, AccountID: p.AccountID})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ type Meter interface {
 	// error only when it cannot tell whether the request may spend (the
 	// store is down and nothing is held locally). Policy and Decision pass
 	// by value so that no Check allocates them.
-	Settle(ctx context.Context, p Policy, req *Request, d Decision) (Decision, error)
+	Settle(ctx context.Context, p Policy, d Decision) (Decision, error)
 }
 
 // Decider answers requests: it checks the token's shape, finds its policy in
@@ -55,7 +55,7 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (Decision, error) {
 	}
 	dec := p.Evaluate(req, d.now(), d.opt)
 	if d.meter != nil {
-		return d.meter.Settle(ctx, p, req, dec)
+		return d.meter.Settle(ctx, p, dec)
 	}
 	return dec, nil
 }
