@@ -46,7 +46,20 @@ func (m *Meter) heartbeat(ctx context.Context) {
 func (m *Meter) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*m.cfg.StoreTimeout)
 	defer cancel()
-	m.flush(ctx, true)
+	// This is the last chance to write: retry until the books are empty or
+	// the deadline passes, rather than lose what a failed write held.
+	for wait := 50 * time.Millisecond; ; wait *= 2 {
+		m.flush(ctx, true)
+		if m.settled() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			m.log.Error("credits: stopping with usage or leases unwritten", "err", ctx.Err())
+			return
+		case <-time.After(wait):
+		}
+	}
 	if err := m.store.RemoveReplica(ctx, m.id); err != nil {
 		m.log.Warn("credits: leaving the replica list failed", "err", err)
 	}
@@ -82,6 +95,13 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 		}
 		m.mu.Unlock()
 	}
+}
+
+// settled reports whether nothing is left to write.
+func (m *Meter) settled() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.usage) == 0 && len(m.subjects) == 0
 }
 
 // settle writes one subject's books. It takes what is owed out of the

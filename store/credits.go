@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -66,6 +67,15 @@ func (db *DB) RecordUsage(ctx context.Context, batch []DailyUsage) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	// Every writer takes its row locks in the same order, so replicas
+	// flushing at the same moment wait for each other instead of deadlocking.
+	batch = slices.Clone(batch)
+	slices.SortFunc(batch, func(a, b DailyUsage) int {
+		if c := strings.Compare(a.TokenID, b.TokenID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Day, b.Day)
+	})
 	return db.inTx(ctx, func(tx *sqlx.Tx) error {
 		for _, u := range batch {
 			if u.Requests != 0 || u.Credits != 0 {
@@ -77,7 +87,8 @@ func (db *DB) RecordUsage(ctx context.Context, batch []DailyUsage) error {
 					return wrapErr("record usage", err)
 				}
 			}
-			for code, n := range u.Denials {
+			for _, code := range slices.Sorted(maps.Keys(u.Denials)) {
+				n := u.Denials[code]
 				if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO usage_denials (token_id, day, code, count)
 					VALUES (?, ?, ?, ?)
 					ON CONFLICT (token_id, day, code) DO UPDATE SET count = usage_denials.count + excluded.count`),
