@@ -286,6 +286,14 @@ func (f *fixture) testOwnership(t *testing.T) {
 		}
 	}
 
+	for _, tok := range f.admin.do("GET", "/v1/tokens?owner=me", nil).want(t, "admin lists their own", 200).body["tokens"].([]any) {
+		if tok.(map[string]any)["user_id"] != f.admin.user {
+			t.Errorf("owner=me shows %v", tok)
+		}
+	}
+	f.root.do("GET", "/v1/tokens?owner=me", nil).want(t, "owner=me with the secret token", 400, "invalid", "owner")
+	f.admin.do("GET", "/v1/tokens?owner=bob", nil).want(t, "owner=bob", 400, "invalid", "owner")
+
 	// Admins list, disable and delete any token, but change nothing else
 	// and never see or make a value of another's token.
 	f.admin.do("GET", "/v1/tokens/"+mine, nil).want(t, "admin reads alice's", 200)

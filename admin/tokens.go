@@ -32,8 +32,15 @@ func (h *Handler) listTokens(w http.ResponseWriter, r *http.Request, p *principa
 		}
 		limit = n
 	}
+	// Members see their own tokens; admins every token of the account, or
+	// with owner=me their own.
 	owner := p.userID
-	if p.admin {
+	switch o := r.URL.Query().Get("owner"); {
+	case o == "me" && p.userID == "":
+		return &policy.Error{Code: policy.EInvalid, Field: "owner", Message: "owner=me needs a signed-in user, not the secret token"}
+	case o != "" && o != "me":
+		return &policy.Error{Code: policy.EInvalid, Field: "owner", Message: "the only owner filter is owner=me"}
+	case o == "" && p.admin:
 		owner = ""
 	}
 	toks, err := h.db.ListUserTokens(r.Context(), p.accountID, owner, r.URL.Query().Get("after"), limit+1)
@@ -247,7 +254,12 @@ func (h *Handler) rollToken(w http.ResponseWriter, r *http.Request, p *principal
 		return err
 	}
 	h.audit(r.Context(), p, "token.roll", t.ID, fmt.Sprintf(`{"grace_period":%q}`, grace))
-	writeJSON(w, http.StatusOK, apiToken{Token: h.shown(t), Value: value})
+	out, err := h.withCredits(r.Context(), []*policy.Token{t})
+	if err != nil {
+		return err
+	}
+	out[0].Value = value
+	writeJSON(w, http.StatusOK, out[0])
 	return nil
 }
 

@@ -1,0 +1,257 @@
+// The API Tokens page: the list, and create, roll and delete.
+
+import { api, listTokens, tokenUsage } from './api.js';
+import { barChart, fillDays } from './chart.js';
+import { confirmDialog, findAgain, openDialog } from './dialogs.js';
+import { openEditor } from './edit.js';
+import { announce, formatNumber, formatTime, h, icon, revealPanel, showReveal, timeEl } from './dom.js';
+import { manages, state } from './state.js';
+
+const DAYS = 30;
+
+const $ = (id) => document.getElementById(id);
+
+/** Wires the page's controls; called once. */
+export function initTokens() {
+  $('create-token').addEventListener('click', (e) => createToken(e.currentTarget));
+  const rollDialog = $('roll-dialog');
+  $('roll-cancel').addEventListener('click', () => rollDialog.close());
+}
+
+/** Loads the tokens, the account summary and the usage charts. */
+export async function loadTokens() {
+  const error = $('tokens-error');
+  error.textContent = '';
+  try {
+    state.tokens = await listTokens();
+  } catch (err) {
+    error.textContent = `The tokens could not be loaded: ${err.message}`;
+    return;
+  }
+  render();
+  loadAccount();
+  await loadUsage(state.tokens);
+}
+
+async function loadAccount() {
+  try {
+    const a = await api('GET', '/v1/account');
+    const used = a.credit_quota == null
+      ? `${formatNumber(a.credits_used)} credits used this ${a.period} · no quota`
+      : `${formatNumber(a.credits_used)} of ${formatNumber(a.credit_quota)} credits used this ${a.period}`;
+    $('account-summary').textContent = `${a.account.name} · ${a.plan} plan · ${used}`;
+  } catch (err) {
+    $('account-summary').textContent = '';
+  }
+}
+
+/** Fetches the charts' data, a few tokens at a time. */
+async function loadUsage(tokens) {
+  const queue = [...tokens];
+  const worker = async () => {
+    while (queue.length > 0) {
+      const t = queue.shift();
+      try {
+        const u = await tokenUsage(t.id, DAYS);
+        state.usage.set(t.id, fillDays(u.days, DAYS));
+      } catch (err) {
+        state.usage.set(t.id, null);
+      }
+      drawChart(t.id);
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+}
+
+function drawChart(id) {
+  const cell = document.querySelector(`tr[data-id="${CSS.escape(id)}"] .chart-cell`);
+  if (!cell) {
+    return;
+  }
+  const series = state.usage.get(id);
+  cell.replaceChildren(series ? barChart(series, { width: 120, height: 30 }) : h('span', { className: 'muted' }, 'unavailable'));
+}
+
+/** Redraws the table from state.tokens. */
+export function render() {
+  const body = $('tokens-body');
+  // Rows are rebuilt; a control that had focus keeps it in its new row.
+  const active = body.contains(document.activeElement) ? document.activeElement : null;
+  body.replaceChildren(...state.tokens.map(row));
+  const again = findAgain(active);
+  if (again) {
+    again.focus();
+  }
+  $('tokens-empty').hidden = state.tokens.length > 0;
+  $('tokens-table').hidden = state.tokens.length === 0;
+  for (const t of state.tokens) {
+    if (state.usage.has(t.id)) {
+      drawChart(t.id);
+    }
+  }
+}
+
+function row(t) {
+  const mine = manages(t);
+  const nickname = t.nickname || t.id;
+  const status = [];
+  if (!t.enabled) {
+    status.push(h('span', { className: 'badge off' }, 'disabled'));
+  }
+  if (t.expires_at) {
+    const past = new Date(t.expires_at) <= new Date();
+    status.push(h('span', { className: past ? 'badge off' : 'badge' }, past ? 'expired ' : 'expires ', timeEl(t.expires_at, { brief: true })));
+  }
+  if (t.previous_token_expires_at) {
+    status.push(h('span', { className: 'badge warn prev-expires' }, 'previous value expires ', timeEl(t.previous_token_expires_at, { brief: true })));
+  }
+  if (t.user_id && state.user && t.user_id !== state.user.id) {
+    status.push(h('span', { className: 'badge' }, 'a teammate’s'));
+  }
+  const limit = t.credit_limit == null ? null : t.credit_limit;
+  const credits = h('td', { className: 'num credits' },
+    h('span', {}, formatNumber(t.credits_used || 0), ' / ', limit == null ? h('span', { className: 'muted' }, 'no limit') : formatNumber(limit)));
+  if (limit != null && limit > 0) {
+    credits.append(h('meter', { min: 0, max: limit, value: Math.min(t.credits_used || 0, limit), high: limit * 0.8, optimum: 0,
+      'aria-label': `${nickname}: credits used of the limit` }));
+  }
+  const actions = h('td', { className: 'actions' },
+    h('button', { type: 'button', className: 'icon-button edit', title: 'Edit', 'aria-label': `Edit ${nickname}`, 'data-focus-key': `edit:${t.id}`,
+      onclick: (e) => openEditor(t.id, e.currentTarget) }, icon('gear')));
+  if (mine) {
+    actions.append(h('button', { type: 'button', className: 'small roll', 'aria-label': `Roll ${nickname}`, 'data-focus-key': `roll:${t.id}`,
+      onclick: (e) => openRoll(t, e.currentTarget) }, icon('roll'), h('span', {}, 'Roll')));
+  }
+  if (t.kind !== 'secret' && (mine || state.admin)) {
+    actions.append(h('button', { type: 'button', className: 'small danger-quiet delete', 'aria-label': `Delete ${nickname}`, 'data-focus-key': `delete:${t.id}`,
+      onclick: (e) => deleteToken(t, e.currentTarget) }, icon('trash'), h('span', {}, 'Delete')));
+  }
+  return h('tr', { 'data-id': t.id, className: t.enabled ? '' : 'disabled' },
+    h('th', { scope: 'row', className: 'name' },
+      h('span', { className: 'nickname' }, nickname),
+      h('button', { type: 'button', className: 'link mono token-id', 'aria-label': `Edit ${nickname} (${t.id})`, 'data-focus-key': `id:${t.id}`,
+        onclick: (e) => openEditor(t.id, e.currentTarget) }, t.id),
+      status.length ? h('span', { className: 'status' }, status) : null),
+    h('td', {}, h('span', { className: `kind ${t.kind}` }, t.kind)),
+    h('td', {}, h('code', { className: 'prefix' }, `${t.prefix}…`)),
+    h('td', { className: 'time' }, timeEl(t.created_at)),
+    h('td', { className: 'time' }, timeEl(t.last_used_at, { relative: true })),
+    credits,
+    h('td', { className: 'chart-cell' }, h('span', { className: 'muted' }, '…')),
+    actions);
+}
+
+/** Replaces a token in the list (keeping its credits if the answer has none). */
+export function replaceToken(updated) {
+  const i = state.tokens.findIndex((t) => t.id === updated.id);
+  const merged = { ...updated };
+  delete merged.token;
+  delete merged.signing_secret;
+  if (i >= 0) {
+    if (merged.credits_used === undefined) {
+      merged.credits_used = state.tokens[i].credits_used;
+    }
+    state.tokens[i] = merged;
+  } else {
+    state.tokens.push(merged);
+  }
+  render();
+}
+
+function rowButton(id, cls) {
+  return document.querySelector(`tr[data-id="${CSS.escape(id)}"] button.${cls}`);
+}
+
+async function createToken(opener) {
+  const ok = await confirmDialog({
+    title: 'Create a token?',
+    text: 'A new publishable token with core read access will be added to your list. You can change its permissions and restrictions afterwards.',
+    ok: 'Create token',
+    opener,
+  });
+  if (!ok) {
+    return;
+  }
+  $('tokens-error').textContent = '';
+  let t;
+  try {
+    t = await api('POST', '/v1/tokens', {});
+  } catch (err) {
+    $('tokens-error').textContent = `The token was not created: ${err.message}`;
+    $('tokens-error').focus();
+    return;
+  }
+  state.usage.set(t.id, fillDays([], DAYS));
+  replaceToken(t);
+  showReveal('reveal-slot', revealPanel(`Your new token “${t.nickname}”`,
+    [{ id: 'new-token-value', label: 'Token value', value: t.token }]));
+  announce(`Token ${t.nickname} created. Its value is shown once.`);
+}
+
+function openRoll(t, opener) {
+  const dialog = $('roll-dialog');
+  const form = $('roll-form');
+  $('roll-title').textContent = `Roll “${t.nickname}”`;
+  $('roll-error').textContent = '';
+  $('roll-grace-24h').checked = true;
+  const submit = async (e) => {
+    e.preventDefault();
+    const grace = new FormData(form).get('grace');
+    const button = $('roll-ok');
+    button.disabled = true;
+    try {
+      const rolled = await api('POST', `/v1/tokens/${encodeURIComponent(t.id)}/roll`, { grace_period: grace });
+      dialog.close();
+      // The roll's answer counts no credits (it reads none); a roll spends none.
+      const before = state.tokens.find((x) => x.id === t.id);
+      replaceToken({ ...rolled, credits_used: before ? before.credits_used : rolled.credits_used });
+      const when = rolled.previous_token_expires_at
+        ? `The previous value works until ${formatTime(rolled.previous_token_expires_at)}.`
+        : 'The previous value no longer works.';
+      showReveal('reveal-slot', revealPanel(`New value for “${rolled.nickname}”`,
+        [{ id: 'new-token-value', label: 'Token value', value: rolled.token }],
+        `${when} Copy the new value now: it won’t be shown again.`));
+      announce(`Token ${rolled.nickname} rolled. ${when}`);
+    } catch (err) {
+      $('roll-error').textContent = err.message;
+    } finally {
+      button.disabled = false;
+    }
+  };
+  const cleanup = () => {
+    form.removeEventListener('submit', submit);
+    dialog.removeEventListener('close', cleanup);
+  };
+  form.addEventListener('submit', submit);
+  dialog.addEventListener('close', cleanup);
+  openDialog(dialog, { opener, fallback: $('tokens-title'), focus: form.querySelector('input[name="grace"]:checked') });
+}
+
+async function deleteToken(t, opener) {
+  const ok = await confirmDialog({
+    title: `Delete “${t.nickname}”?`,
+    text: `Requests with this token will be refused at once. This cannot be undone.`,
+    ok: 'Delete token',
+    danger: true,
+    opener,
+    fallback: $('tokens-title'),
+  });
+  if (!ok) {
+    return;
+  }
+  try {
+    await api('DELETE', `/v1/tokens/${encodeURIComponent(t.id)}`);
+  } catch (err) {
+    $('tokens-error').textContent = `The token was not deleted: ${err.message}`;
+    return;
+  }
+  const i = state.tokens.findIndex((x) => x.id === t.id);
+  state.tokens.splice(i, 1);
+  state.usage.delete(t.id);
+  render();
+  // Focus goes to the next row's edit button, or the page's heading.
+  const next = state.tokens[i] || state.tokens[i - 1];
+  const target = next ? rowButton(next.id, 'edit') : $('create-token');
+  target.focus();
+  announce(`Token ${t.nickname} deleted.`);
+}
