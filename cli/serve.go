@@ -33,6 +33,7 @@ type serveSettings struct {
 	cfg                                                     server.Config
 	demo                                                    bool
 	configFile                                              string
+	configData                                              []byte // the config file as it was read
 	creditPeriod                                            string
 	encryptionKeyFile                                       string
 	tokenSources, grantFree, logLevel, logFormat, denyLevel string
@@ -153,7 +154,8 @@ func (a *app) resolve(cmdline *pflag.FlagSet) (*serveSettings, error) {
 		path = a.env.Getenv("TOLLGATE_CONFIG")
 	}
 	if path != "" {
-		if err := applyConfigFile(fs, path); err != nil {
+		var err error
+		if st.configData, err = applyConfigFile(fs, path); err != nil {
 			return nil, err
 		}
 	}
@@ -191,20 +193,19 @@ func (a *app) serve(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	go a.reloadLoop(ctx, cmd.Flags(), st.configFile, s, log)
+	go a.reloadLoop(ctx, cmd.Flags(), st.configFile, st.configData, s, log)
 	return s.Run(ctx)
 }
 
 // reloadLoop re-resolves the settings on SIGHUP and whenever the config
 // file's content changes (polled: Kubernetes swaps a mounted ConfigMap by
 // renaming a symlink, which file watches miss), and applies them.
-func (a *app) reloadLoop(ctx context.Context, cmdline *pflag.FlagSet, path string, s *server.Server, log *slog.Logger) {
+func (a *app) reloadLoop(ctx context.Context, cmdline *pflag.FlagSet, path string, last []byte, s *server.Server, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
-	last, _ := os.ReadFile(path)
 	for {
 		why := "SIGHUP"
 		select {
@@ -226,6 +227,7 @@ func (a *app) reloadLoop(ctx context.Context, cmdline *pflag.FlagSet, path strin
 			log.Error("reload refused; the settings in effect stay", "why", why, "err", err)
 			continue
 		}
+		last = st.configData
 		restart := s.Reconfigure(st.cfg)
 		c := s.Cache().Config()
 		log.Info("reloaded", "why", why, "cache_size", c.Size, "cache_ttl", c.TTL, "negative_cache_size", c.NegativeSize,
@@ -235,30 +237,31 @@ func (a *app) reloadLoop(ctx context.Context, cmdline *pflag.FlagSet, path strin
 }
 
 // applyConfigFile sets flags from a YAML file whose keys are flag names.
-func applyConfigFile(fs *pflag.FlagSet, path string) error {
+// It returns the file's content as read.
+func applyConfigFile(fs *pflag.FlagSet, path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("config file: %w", err)
+		return nil, fmt.Errorf("config file: %w", err)
 	}
 	j, err := yaml.YAMLToJSON(b)
 	if err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
+		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	var kv map[string]any
 	dec := json.NewDecoder(bytes.NewReader(j))
 	dec.UseNumber()
 	if err := dec.Decode(&kv); err != nil {
-		return fmt.Errorf("config file %s: want a map of setting names to values: %w", path, err)
+		return nil, fmt.Errorf("config file %s: want a map of setting names to values: %w", path, err)
 	}
 	for k, v := range kv {
 		if k == "config" || fs.Lookup(k) == nil {
-			return fmt.Errorf("config file %s: unknown setting %q", path, k)
+			return nil, fmt.Errorf("config file %s: unknown setting %q", path, k)
 		}
 		if err := fs.Set(k, fmt.Sprint(v)); err != nil {
-			return fmt.Errorf("config file %s: %s: %w", path, k, err)
+			return nil, fmt.Errorf("config file %s: %s: %w", path, k, err)
 		}
 	}
-	return nil
+	return b, nil
 }
 
 // envDefaults sets every flag not given on the command line from its
