@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 	"weak"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -82,6 +83,12 @@ type Cache struct {
 	accMu    sync.Mutex
 	accounts map[string]weak.Pointer[accountRef]
 
+	// shared holds compiled restrictions by their content, weakly, so
+	// that tokens with the same lists (common within an account) share one
+	// copy in memory.
+	sharedMu sync.Mutex
+	shared   map[string]weak.Pointer[rules]
+
 	stats struct {
 		hits, misses, negativeHits, evictions, staleServed atomic.Uint64
 		loadErrors, invalidations                          atomic.Uint64
@@ -113,7 +120,8 @@ func NewCache(store Store, cfg CacheConfig, now func() time.Time, open Opener) (
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{store: store, open: open, now: now, entries: entries, negative: negative, accounts: map[string]weak.Pointer[accountRef]{}}
+	c := &Cache{store: store, open: open, now: now, entries: entries, negative: negative, accounts: map[string]weak.Pointer[accountRef]{},
+		shared: map[string]weak.Pointer[rules]{}}
 	c.cfg.Store(&cfg)
 	return c, nil
 }
@@ -192,6 +200,10 @@ func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, err
 			return Policy{}, &Error{Code: EInternal, Message: "compile token policy: " + err.Error(), Err: err}
 		}
 		p.account = c.accountRef(a.ID)
+		p.AccountID = unique.Make(p.AccountID).Value()
+		if p.rules != nil {
+			p.rules = c.share(rulesKey(t), p.rules)
+		}
 		if c.gen.Load() == gen {
 			if c.entries.Add(h, entry{Policy: p, loaded: now}) {
 				c.stats.evictions.Add(1)
@@ -241,6 +253,29 @@ func (c *Cache) forgetAccount(id string) {
 	defer c.accMu.Unlock()
 	if w, ok := c.accounts[id]; ok && w.Value() == nil {
 		delete(c.accounts, id)
+	}
+}
+
+// share returns the live compiled rules with the same content as r, or
+// makes r the shared copy.
+func (c *Cache) share(key string, r *rules) *rules {
+	c.sharedMu.Lock()
+	defer c.sharedMu.Unlock()
+	if w, ok := c.shared[key]; ok {
+		if live := w.Value(); live != nil {
+			return live
+		}
+	}
+	c.shared[key] = weak.Make(r)
+	runtime.AddCleanup(r, c.forgetRules, key)
+	return r
+}
+
+func (c *Cache) forgetRules(key string) {
+	c.sharedMu.Lock()
+	defer c.sharedMu.Unlock()
+	if w, ok := c.shared[key]; ok && w.Value() == nil {
+		delete(c.shared, key)
 	}
 }
 

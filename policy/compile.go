@@ -1,7 +1,11 @@
 package policy
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -142,11 +146,22 @@ func Compile(t *Token, a *Account, open Opener) (Policy, error) {
 	if r.ips, err = ParseIPSet(t.IPs); err != nil {
 		return Policy{}, fmt.Errorf("token %s: allowed IPs: %w", t.ID, err)
 	}
-	for pattern, acts := range t.Datasets {
-		r.datasets = append(r.datasets, datasetRule{pattern: pattern, actions: acts, literal: !containsStar(pattern)})
+	for _, pattern := range slices.Sorted(maps.Keys(t.Datasets)) {
+		r.datasets = append(r.datasets, datasetRule{pattern: pattern, actions: t.Datasets[pattern], literal: !containsStar(pattern)})
 	}
 	p.rules = r
 	return p, nil
+}
+
+// rulesKey is the content of a token's list restrictions: tokens with
+// equal keys compile to equal rules.
+func rulesKey(t *Token) string {
+	ds := make([]string, 0, len(t.Datasets))
+	for _, name := range slices.Sorted(maps.Keys(t.Datasets)) {
+		ds = append(ds, name+"="+strconv.Itoa(int(t.Datasets[name])))
+	}
+	b, _ := json.Marshal([]any{t.Domains, t.IPs, ds, t.Grants})
+	return string(b)
 }
 
 func containsStar(s string) bool {
