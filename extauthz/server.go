@@ -115,7 +115,17 @@ func (s *Server) logDeny(ctx context.Context, req *policy.Request, d policy.Deci
 	}
 	s.log.Log(ctx, s.cfg.DenyLogLevel, "deny",
 		"code", d.Code, "token_id", d.TokenID, "account_id", d.AccountID, "ip", req.IP,
-		"api", req.API, "dataset", req.Dataset, "dry_run", s.cfg.DryRun)
+		"api", clip(req.API), "dataset", clip(req.Dataset), "dry_run", s.cfg.DryRun)
+}
+
+// clip bounds what a request put in a log line: a route capture comes from
+// the path, which may be tens of kilobytes.
+func clip(s string) string {
+	const max = 128
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
 }
 
 func (s *Server) grantFree(api string) bool {
