@@ -84,8 +84,33 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 	clear(m.usage)
 	m.mu.Unlock()
 
+	counted := map[int64]map[string]int64{} // period → subject → credits
 	for k, s := range subjects {
-		m.settle(ctx, k, s, all, current, idle)
+		s.mu.Lock()
+		// A refund can leave a counted subject below zero (spent, written,
+		// then refunded): the one-by-one path handles that.
+		unlimited := s.limit < 0 && s.lease == 0 && s.pending >= 0
+		switch {
+		case unlimited && s.pending > 0:
+			if counted[k.period] == nil {
+				counted[k.period] = map[string]int64{}
+			}
+			counted[k.period][k.id] = s.pending
+			s.pending = 0
+		case unlimited && s.pending == 0 && (all || k.period != current || s.lastUsed < idle):
+			// Nothing to write and no longer in use.
+			s.retired = true
+			m.mu.Lock()
+			delete(m.subjects, k)
+			m.mu.Unlock()
+		}
+		s.mu.Unlock()
+		if !unlimited {
+			m.settle(ctx, k, s, all, current, idle)
+		}
+	}
+	for period, deltas := range counted {
+		m.addCounted(ctx, period, deltas, subjects, all, current, idle)
 	}
 	if err := m.store.RecordUsage(ctx, batch); err != nil {
 		m.log.Warn("credits: writing usage failed; will retry", "rows", len(batch), "err", err)
@@ -94,6 +119,33 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 			m.merge(u)
 		}
 		m.mu.Unlock()
+	}
+}
+
+// addCounted writes what subjects without a limit spent, for one period,
+// in a few statements however many subjects there are; learns their
+// totals; and drops the books of those idle or finished.
+func (m *Meter) addCounted(ctx context.Context, period int64, deltas map[string]int64, subjects map[subjectKey]*subject, all bool, current, idle int64) {
+	totals, err := m.store.AddCreditsBatch(ctx, time.Unix(period, 0), deltas)
+	for id, n := range deltas {
+		k := subjectKey{id, period}
+		s := subjects[k]
+		s.mu.Lock()
+		if err != nil {
+			s.pending += n
+		} else {
+			s.total, s.known = totals[id], true
+			if s.pending == 0 && (all || k.period != current || s.lastUsed < idle) {
+				s.retired = true
+				m.mu.Lock()
+				delete(m.subjects, k)
+				m.mu.Unlock()
+			}
+		}
+		s.mu.Unlock()
+	}
+	if err != nil {
+		m.log.Warn("credits: writing spending failed; will retry", "subjects", len(deltas), "err", err)
 	}
 }
 

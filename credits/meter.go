@@ -30,6 +30,7 @@ import (
 type Store interface {
 	Reserve(ctx context.Context, subject string, period time.Time, grant func(reserved int64) int64) (granted, total int64, err error)
 	AddCredits(ctx context.Context, subject string, period time.Time, n int64) (int64, error)
+	AddCreditsBatch(ctx context.Context, period time.Time, deltas map[string]int64) (map[string]int64, error)
 	RecordUsage(ctx context.Context, batch []store.DailyUsage) error
 	Heartbeat(ctx context.Context, id string, ttl time.Duration) (int, error)
 	RemoveReplica(ctx context.Context, id string) error
@@ -209,7 +210,9 @@ func (m *Meter) peek(id string, period, now time.Time) int64 {
 // used is this replica's best estimate of the period's spending: what is
 // reserved overall, less what this replica holds unspent, plus what it has
 // spent and not yet written. Other replicas' unspent blocks count as used
-// until they are spent or returned.
+// until they are spent or returned. For a subject without a limit the
+// overall total is learnt at the first flush after this replica first
+// counts it; until then only this replica's count shows.
 func (s *subject) used() int64 { return s.total - s.lease + s.pending }
 
 // lockSubject returns the subject's books, locked, making them if need
@@ -253,14 +256,8 @@ func (m *Meter) chargeLocked(ctx context.Context, s *subject, id string, period 
 		s.limit = limit
 	}
 	if limit < 0 {
-		if !s.known {
-			total, err := m.exchange(ctx, id, period, 0)
-			if err != nil {
-				m.log.Warn("credits: reading usage failed; counting locally", "subject", id, "err", err)
-			} else {
-				s.total, s.known = total, true
-			}
-		}
+		// Only counted: the flush adds it up in one statement for every
+		// such subject, and learns the period's total then.
 		s.pending += cost
 		return true, nil
 	}

@@ -156,9 +156,15 @@ func TestResyncDoesNotEvictUnchangedTokens(t *testing.T) {
 	db, dbURL := MustOpenDB(t)
 	proxy := newPGProxy(t, postgresAddr(t, dbURL))
 	r := startReplica(t, "resync", proxy.url(t, dbURL), "--resync-interval", "200ms", "--store-timeout", "500ms")
+	r.waitMetric(t, "tollgate_listener_connected", 5*time.Second, func(v float64) bool { return v == 1 }, "LISTEN up")
+	created, _ := r.metric(t, "tollgate_invalidations_total")
 	acc := MustCreateAccount(t, db, "Resync SA", false)
 	_, value := MustCreateToken(t, db, acc.ID, nil)
 	c := call{Token: value}
+	// The new keys (the account's secret token's and this token's) are
+	// announced too; let that land before the token is cached, or it
+	// evicts the first load (a real change, not a resync).
+	r.waitMetric(t, "tollgate_invalidations_total", 5*time.Second, func(v float64) bool { return v >= created+2 }, "creation announced")
 
 	r.mustAllow(t, c)
 	before, _ := r.metric(t, "tollgate_cache_misses_total")

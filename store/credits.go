@@ -50,6 +50,53 @@ func (db *DB) AddCredits(ctx context.Context, subject string, period time.Time, 
 	return total, err
 }
 
+// batchRows bounds the rows of one multi-row statement (SQLite allows
+// 32,766 parameters; a row here takes up to five).
+const batchRows = 500
+
+// AddCreditsBatch adds each subject's credits to its usage in the period
+// starting at period, in a few statements however many subjects there are,
+// and returns the new totals. Subjects are written in sorted order, so
+// replicas flushing at once do not deadlock. Deltas below 1 are skipped.
+func (db *DB) AddCreditsBatch(ctx context.Context, period time.Time, deltas map[string]int64) (map[string]int64, error) {
+	subjects := make([]string, 0, len(deltas))
+	for s, n := range deltas {
+		if n > 0 {
+			subjects = append(subjects, s)
+		}
+	}
+	slices.Sort(subjects)
+	totals := make(map[string]int64, len(subjects))
+	now := db.now()
+	period = period.UTC()
+	for chunk := range slices.Chunk(subjects, batchRows) {
+		var q strings.Builder
+		q.WriteString(`INSERT INTO credit_usage (subject, period_start, reserved, updated_at) VALUES `)
+		args := make([]any, 0, 4*len(chunk))
+		for i, s := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?)")
+			args = append(args, s, period, deltas[s], now)
+		}
+		q.WriteString(` ON CONFLICT (subject, period_start) DO UPDATE
+			SET reserved = credit_usage.reserved + excluded.reserved, updated_at = excluded.updated_at
+			RETURNING subject, reserved`)
+		var rows []struct {
+			Subject  string `db:"subject"`
+			Reserved int64  `db:"reserved"`
+		}
+		if err := db.db.SelectContext(ctx, &rows, db.db.Rebind(q.String()), args...); err != nil {
+			return totals, wrapErr("add credits", err)
+		}
+		for _, r := range rows {
+			totals[r.Subject] = r.Reserved
+		}
+	}
+	return totals, nil
+}
+
 // DailyUsage is one token's usage on one day (UTC).
 type DailyUsage struct {
 	TokenID   string           `json:"token_id"`
@@ -77,35 +124,70 @@ func (db *DB) RecordUsage(ctx context.Context, batch []DailyUsage) error {
 		return strings.Compare(a.Day, b.Day)
 	})
 	return db.inTx(ctx, func(tx *sqlx.Tx) error {
-		for _, u := range batch {
-			if u.Requests != 0 || u.Credits != 0 {
-				if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO usage_daily (token_id, account_id, day, requests, credits)
-					VALUES (?, ?, ?, ?, ?)
-					ON CONFLICT (token_id, day) DO UPDATE SET requests = usage_daily.requests + excluded.requests,
-						credits = usage_daily.credits + excluded.credits`),
-					u.TokenID, u.AccountID, u.Day, u.Requests, u.Credits); err != nil {
-					return wrapErr("record usage", err)
-				}
-			}
-			for _, code := range slices.Sorted(maps.Keys(u.Denials)) {
-				n := u.Denials[code]
-				if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO usage_denials (token_id, day, code, count)
-					VALUES (?, ?, ?, ?)
-					ON CONFLICT (token_id, day, code) DO UPDATE SET count = usage_denials.count + excluded.count`),
-					u.TokenID, u.Day, code, n); err != nil {
-					return wrapErr("record usage", err)
-				}
-			}
-			if u.Requests > 0 && !u.LastUsed.IsZero() {
-				if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE tokens SET last_used_at = ?
-					WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`),
-					u.LastUsed.UTC(), u.TokenID, u.LastUsed.UTC()); err != nil {
-					return wrapErr("record usage", err)
-				}
+		for chunk := range slices.Chunk(batch, batchRows) {
+			if err := recordChunk(ctx, tx, chunk); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
+}
+
+// recordChunk writes up to batchRows rows of usage in three statements.
+func recordChunk(ctx context.Context, tx *sqlx.Tx, chunk []DailyUsage) error {
+	var daily, denials strings.Builder
+	var dailyArgs, denialArgs []any
+	var used []string
+	var lastUsed time.Time
+	for _, u := range chunk {
+		if u.Requests != 0 || u.Credits != 0 {
+			if len(dailyArgs) > 0 {
+				daily.WriteString(", ")
+			}
+			daily.WriteString("(?, ?, ?, ?, ?)")
+			dailyArgs = append(dailyArgs, u.TokenID, u.AccountID, u.Day, u.Requests, u.Credits)
+		}
+		for _, code := range slices.Sorted(maps.Keys(u.Denials)) {
+			if len(denialArgs) > 0 {
+				denials.WriteString(", ")
+			}
+			denials.WriteString("(?, ?, ?, ?)")
+			denialArgs = append(denialArgs, u.TokenID, u.Day, code, u.Denials[code])
+		}
+		if u.Requests > 0 && !u.LastUsed.IsZero() {
+			used = append(used, u.TokenID)
+			if u.LastUsed.After(lastUsed) {
+				lastUsed = u.LastUsed
+			}
+		}
+	}
+	if len(dailyArgs) > 0 {
+		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO usage_daily (token_id, account_id, day, requests, credits) VALUES `+daily.String()+`
+			ON CONFLICT (token_id, day) DO UPDATE SET requests = usage_daily.requests + excluded.requests,
+				credits = usage_daily.credits + excluded.credits`), dailyArgs...)
+		if err != nil {
+			return wrapErr("record usage", err)
+		}
+	}
+	if len(denialArgs) > 0 {
+		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO usage_denials (token_id, day, code, count) VALUES `+denials.String()+`
+			ON CONFLICT (token_id, day, code) DO UPDATE SET count = usage_denials.count + excluded.count`), denialArgs...)
+		if err != nil {
+			return wrapErr("record usage", err)
+		}
+	}
+	if len(used) > 0 {
+		// One time for the batch: last-used is to the flush, not the request.
+		q, args, err := sqlx.In(`UPDATE tokens SET last_used_at = ? WHERE id IN (?) AND (last_used_at IS NULL OR last_used_at < ?)`,
+			lastUsed.UTC(), used, lastUsed.UTC())
+		if err != nil {
+			return fmt.Errorf("record usage: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
+			return wrapErr("record usage", err)
+		}
+	}
+	return nil
 }
 
 // Usage returns a token's daily usage from day from to day to (inclusive,
