@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: run test bench lint fuzz image build
+.PHONY: run test bench bench-go soak faults lint fuzz image build
 
 ## run: Tollgate on the embedded store with demo data, ready for grpcurl
 run:
@@ -16,9 +16,22 @@ test:
 	bash .ci/chromium.sh
 	$(GO) test -count=1 ./...
 
-## bench: Go benchmarks of the hot path
+## bench: load benchmark against the no-op baseline on Postgres (1k–1M tokens) into docs/benchmarks.md; BENCH_QUICK=1 for a smoke run
 bench:
+	bash .ci/bench.sh
+
+## bench-go: Go benchmarks of the hot path
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## soak: mixed load with token edits for SOAK_DURATION (default 10m), checking every answer
+soak:
+	bash .ci/soak.sh
+
+## faults: the fault tests (Postgres down or slow, kill -9, SIGTERM) against real processes
+faults:
+	bash .ci/postgres.sh
+	$(GO) test -count=1 ./e2e/
 
 ## lint: formatting and vet
 lint:
