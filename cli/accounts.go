@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/store"
 )
 
 func (a *app) accountsCmd() *cobra.Command {
@@ -28,23 +29,20 @@ func (a *app) accountsCreateCmd() *cobra.Command {
 			if cmd.Flags().Changed("credit-quota") {
 				acc.CreditQuota = &quota
 			}
-			db, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			secret, value, err := db.CreateAccount(cmd.Context(), &acc)
-			if err != nil {
-				return err
-			}
-			out := struct {
-				*policy.Account
-				SecretTokenID string `json:"secret_token_id"`
-				SecretToken   string `json:"secret_token"`
-			}{&acc, secret.ID, value}
-			return a.print(out, func(w io.Writer) {
-				fmt.Fprintf(w, "account %s created\nsecret token %s: %s\n", acc.ID, secret.ID, value)
-				fmt.Fprintln(w, "Keep the secret token safe: it is shown only this once.")
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				secret, value, err := db.CreateAccount(cmd.Context(), &acc)
+				if err != nil {
+					return err
+				}
+				out := struct {
+					*policy.Account
+					SecretTokenID string `json:"secret_token_id"`
+					SecretToken   string `json:"secret_token"`
+				}{&acc, secret.ID, value}
+				return a.print(out, func(w io.Writer) {
+					fmt.Fprintf(w, "account %s created\nsecret token %s: %s\n", acc.ID, secret.ID, value)
+					fmt.Fprintln(w, "Keep the secret token safe: it is shown only this once.")
+				})
 			})
 		},
 	}
@@ -62,22 +60,19 @@ func (a *app) accountsListCmd() *cobra.Command {
 		Short: "List accounts, oldest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			accs, err := db.ListAccounts(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return a.print(nonNil(accs), func(w io.Writer) {
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tNAME\tPREMIUM\tQUOTA\tCREATED")
-				for _, acc := range accs {
-					fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\n", acc.ID, acc.Name, acc.Premium, optInt(acc.CreditQuota), acc.CreatedAt.Format(time.RFC3339))
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				accs, err := db.ListAccounts(cmd.Context())
+				if err != nil {
+					return err
 				}
-				tw.Flush()
+				return a.print(nonNil(accs), func(w io.Writer) {
+					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "ID\tNAME\tPREMIUM\tQUOTA\tCREATED")
+					for _, acc := range accs {
+						fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\n", acc.ID, acc.Name, acc.Premium, optInt(acc.CreditQuota), acc.CreatedAt.Format(time.RFC3339))
+					}
+					tw.Flush()
+				})
 			})
 		},
 	}
@@ -89,16 +84,13 @@ func (a *app) accountsShowCmd() *cobra.Command {
 		Short: "Show an account",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			acc, err := db.Account(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.print(acc, func(w io.Writer) { printAccount(w, acc) })
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				acc, err := db.Account(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				return a.print(acc, func(w io.Writer) { printAccount(w, acc) })
+			})
 		},
 	}
 }
@@ -112,31 +104,28 @@ func (a *app) accountsUpdateCmd() *cobra.Command {
 		Short: "Change an account's name, premium subscription or credit quota",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			f := cmd.Flags()
-			acc, err := db.UpdateAccount(cmd.Context(), args[0], func(acc *policy.Account) error {
-				if f.Changed("name") {
-					acc.Name = name
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				f := cmd.Flags()
+				acc, err := db.UpdateAccount(cmd.Context(), args[0], func(acc *policy.Account) error {
+					if f.Changed("name") {
+						acc.Name = name
+					}
+					if f.Changed("premium") {
+						acc.Premium = premium
+					}
+					if f.Changed("credit-quota") {
+						acc.CreditQuota = &quota
+					}
+					if clearQuota {
+						acc.CreditQuota = nil
+					}
+					return nil
+				})
+				if err != nil {
+					return err
 				}
-				if f.Changed("premium") {
-					acc.Premium = premium
-				}
-				if f.Changed("credit-quota") {
-					acc.CreditQuota = &quota
-				}
-				if clearQuota {
-					acc.CreditQuota = nil
-				}
-				return nil
+				return a.print(acc, func(w io.Writer) { printAccount(w, acc) })
 			})
-			if err != nil {
-				return err
-			}
-			return a.print(acc, func(w io.Writer) { printAccount(w, acc) })
 		},
 	}
 	f := cmd.Flags()

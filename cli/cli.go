@@ -147,3 +147,13 @@ func (a *app) print(v any, text func(w io.Writer)) error {
 	text(a.env.Stdout)
 	return nil
 }
+
+// withStore runs fn on the configured store and closes it afterwards.
+func (a *app) withStore(ctx context.Context, fn func(*store.DB) error) error {
+	db, err := a.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return fn(db)
+}

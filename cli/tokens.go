@@ -14,6 +14,7 @@ import (
 
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/seal"
+	"github.com/tollgate/tollgate/store"
 )
 
 func (a *app) tokensCmd() *cobra.Command {
@@ -96,19 +97,16 @@ func (a *app) tokensCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			db, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			value, err := db.CreateToken(cmd.Context(), t)
-			if err != nil {
-				return err
-			}
-			return a.print(createdToken{t, value, secret}, func(w io.Writer) {
-				printToken(w, t)
-				fmt.Fprintf(w, "\ntoken: %s\nKeep it safe: it is shown only this once.\n", value)
-				printSigningSecret(w, secret)
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				value, err := db.CreateToken(cmd.Context(), t)
+				if err != nil {
+					return err
+				}
+				return a.print(createdToken{t, value, secret}, func(w io.Writer) {
+					printToken(w, t)
+					fmt.Fprintf(w, "\ntoken: %s\nKeep it safe: it is shown only this once.\n", value)
+					printSigningSecret(w, secret)
+				})
 			})
 		},
 	}
@@ -129,23 +127,20 @@ func (a *app) tokensListCmd() *cobra.Command {
 		Short: "List an account's tokens, oldest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			toks, err := db.ListTokens(cmd.Context(), accountID, after, limit)
-			if err != nil {
-				return err
-			}
-			return a.print(nonNil(toks), func(w io.Writer) {
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tNICKNAME\tKIND\tPREFIX\tENABLED\tCREATED\tLAST USED")
-				for _, t := range toks {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s…\t%t\t%s\t%s\n", t.ID, t.Nickname, t.Kind, t.Prefix, t.Enabled,
-						t.CreatedAt.Format(time.RFC3339), optTime(t.LastUsedAt))
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				toks, err := db.ListTokens(cmd.Context(), accountID, after, limit)
+				if err != nil {
+					return err
 				}
-				tw.Flush()
+				return a.print(nonNil(toks), func(w io.Writer) {
+					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "ID\tNICKNAME\tKIND\tPREFIX\tENABLED\tCREATED\tLAST USED")
+					for _, t := range toks {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s…\t%t\t%s\t%s\n", t.ID, t.Nickname, t.Kind, t.Prefix, t.Enabled,
+							t.CreatedAt.Format(time.RFC3339), optTime(t.LastUsedAt))
+					}
+					tw.Flush()
+				})
 			})
 		},
 	}
@@ -163,16 +158,13 @@ func (a *app) tokensShowCmd() *cobra.Command {
 		Short: "Show a token's permissions and restrictions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			t, err := db.Token(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.print(t, func(w io.Writer) { printToken(w, t) })
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				t, err := db.Token(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				return a.print(t, func(w io.Writer) { printToken(w, t) })
+			})
 		},
 	}
 }
@@ -220,26 +212,24 @@ func (a *app) updateToken(cmd *cobra.Command, id string, change func(*policy.Tok
 // changeToken applies change in one transaction, making a signing secret
 // if signing was switched on (or roll asks for a new one).
 func (a *app) changeToken(cmd *cobra.Command, id string, roll bool, change func(*policy.Token)) error {
-	db, err := a.openStore(cmd.Context())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	var secret string
-	t, err := db.UpdateToken(cmd.Context(), id, func(t *policy.Token) error {
-		change(t)
-		if roll && !t.Signed {
-			return policy.Errorf(policy.EConflict, "token %s does not require signed requests: switch them on with tokens update --signed", t.ID)
+	return a.withStore(cmd.Context(), func(db *store.DB) error {
+		var secret string
+		t, err := db.UpdateToken(cmd.Context(), id, func(t *policy.Token) error {
+			change(t)
+			if roll && !t.Signed {
+				return policy.Errorf(policy.EConflict, "token %s does not require signed requests: switch them on with tokens update --signed", t.ID)
+			}
+			var err error
+			secret, err = a.signingSecret(t, roll)
+			return err
+		})
+		if err != nil {
+			return err
 		}
-		secret, err = a.signingSecret(t, roll)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return a.print(changedToken{t, secret}, func(w io.Writer) {
-		printToken(w, t)
-		printSigningSecret(w, secret)
+		return a.print(changedToken{t, secret}, func(w io.Writer) {
+			printToken(w, t)
+			printSigningSecret(w, secret)
+		})
 	})
 }
 
@@ -250,18 +240,15 @@ func (a *app) tokensRollCmd() *cobra.Command {
 		Short: "Give a token a new value (printed once); the old one works for --grace",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			t, value, err := db.RollToken(cmd.Context(), args[0], grace)
-			if err != nil {
-				return err
-			}
-			return a.print(createdToken{Token: t, Value: value}, func(w io.Writer) {
-				printToken(w, t)
-				fmt.Fprintf(w, "\ntoken: %s\nKeep it safe: it is shown only this once.\n", value)
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				t, value, err := db.RollToken(cmd.Context(), args[0], grace)
+				if err != nil {
+					return err
+				}
+				return a.print(createdToken{Token: t, Value: value}, func(w io.Writer) {
+					printToken(w, t)
+					fmt.Fprintf(w, "\ntoken: %s\nKeep it safe: it is shown only this once.\n", value)
+				})
 			})
 		},
 	}
@@ -286,16 +273,13 @@ func (a *app) tokensDeleteCmd() *cobra.Command {
 		Short: "Delete a token for good",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if err := db.DeleteToken(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			return a.print(map[string]any{"id": args[0], "deleted": true}, func(w io.Writer) {
-				fmt.Fprintf(w, "token %s deleted\n", args[0])
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				if err := db.DeleteToken(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				return a.print(map[string]any{"id": args[0], "deleted": true}, func(w io.Writer) {
+					fmt.Fprintf(w, "token %s deleted\n", args[0])
+				})
 			})
 		},
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tollgate/tollgate/store"
 )
 
 func (a *app) usageCmd() *cobra.Command {
@@ -22,31 +24,28 @@ func (a *app) usageCmd() *cobra.Command {
 			if days < 1 {
 				return fmt.Errorf("--days must be at least 1")
 			}
-			db, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if _, err := db.Token(cmd.Context(), tokenID); err != nil {
-				return err
-			}
-			now := time.Now().UTC()
-			from := now.AddDate(0, 0, -(days - 1)).Format(time.DateOnly)
-			rows, err := db.Usage(cmd.Context(), tokenID, from, now.Format(time.DateOnly))
-			if err != nil {
-				return err
-			}
-			return a.print(nonNil(rows), func(w io.Writer) {
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "DAY\tREQUESTS\tCREDITS\tDENIALS")
-				for _, r := range rows {
-					var ds []string
-					for _, code := range slices.Sorted(maps.Keys(r.Denials)) {
-						ds = append(ds, fmt.Sprintf("%s=%d", code, r.Denials[code]))
-					}
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", r.Day, r.Requests, r.Credits, list(ds))
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				if _, err := db.Token(cmd.Context(), tokenID); err != nil {
+					return err
 				}
-				tw.Flush()
+				now := time.Now().UTC()
+				from := now.AddDate(0, 0, -(days - 1)).Format(time.DateOnly)
+				rows, err := db.Usage(cmd.Context(), tokenID, from, now.Format(time.DateOnly))
+				if err != nil {
+					return err
+				}
+				return a.print(nonNil(rows), func(w io.Writer) {
+					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "DAY\tREQUESTS\tCREDITS\tDENIALS")
+					for _, r := range rows {
+						var ds []string
+						for _, code := range slices.Sorted(maps.Keys(r.Denials)) {
+							ds = append(ds, fmt.Sprintf("%s=%d", code, r.Denials[code]))
+						}
+						fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", r.Day, r.Requests, r.Credits, list(ds))
+					}
+					tw.Flush()
+				})
 			})
 		},
 	}

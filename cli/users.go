@@ -15,6 +15,7 @@ import (
 
 	"github.com/tollgate/tollgate/admin"
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/store"
 )
 
 func (a *app) usersCmd() *cobra.Command {
@@ -47,24 +48,21 @@ func (a *app) usersCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			db, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			u := &policy.User{AccountID: accountID, Email: email, Role: policy.Role(role), PasswordHash: hash}
-			if err := db.CreateUser(cmd.Context(), u); err != nil {
-				return err
-			}
-			out := struct {
-				*policy.User
-				Password string `json:"password,omitempty"`
-			}{u, map[bool]string{true: password}[generated]}
-			return a.print(out, func(w io.Writer) {
-				fmt.Fprintf(w, "user %s (%s, %s) created\n", u.ID, u.Email, u.Role)
-				if generated {
-					fmt.Fprintf(w, "password: %s\nIt is shown only this once.\n", password)
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				u := &policy.User{AccountID: accountID, Email: email, Role: policy.Role(role), PasswordHash: hash}
+				if err := db.CreateUser(cmd.Context(), u); err != nil {
+					return err
 				}
+				out := struct {
+					*policy.User
+					Password string `json:"password,omitempty"`
+				}{u, map[bool]string{true: password}[generated]}
+				return a.print(out, func(w io.Writer) {
+					fmt.Fprintf(w, "user %s (%s, %s) created\n", u.ID, u.Email, u.Role)
+					if generated {
+						fmt.Fprintf(w, "password: %s\nIt is shown only this once.\n", password)
+					}
+				})
 			})
 		},
 	}
@@ -85,22 +83,19 @@ func (a *app) usersListCmd() *cobra.Command {
 		Short: "List an account's users",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			users, err := db.ListUsers(cmd.Context(), accountID)
-			if err != nil {
-				return err
-			}
-			return a.print(nonNil(users), func(w io.Writer) {
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tEMAIL\tROLE\tCREATED")
-				for _, u := range users {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.ID, u.Email, u.Role, u.CreatedAt.Format(time.RFC3339))
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				users, err := db.ListUsers(cmd.Context(), accountID)
+				if err != nil {
+					return err
 				}
-				tw.Flush()
+				return a.print(nonNil(users), func(w io.Writer) {
+					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "ID\tEMAIL\tROLE\tCREATED")
+					for _, u := range users {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.ID, u.Email, u.Role, u.CreatedAt.Format(time.RFC3339))
+					}
+					tw.Flush()
+				})
 			})
 		},
 	}
