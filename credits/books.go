@@ -25,7 +25,12 @@ func (m *Meter) Run(ctx context.Context) {
 		case <-beat.C:
 			m.heartbeat(ctx)
 		case <-tick.C:
-			m.flush(ctx, false)
+			// Not the server's context: cancelling a write whose statement
+			// already committed would put its credits back in the books,
+			// and the last flush would write them a second time.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*m.cfg.StoreTimeout)
+			m.flush(fctx, false)
+			cancel()
 		}
 	}
 }
