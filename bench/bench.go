@@ -83,7 +83,7 @@ func Full(c Config) Config {
 	c.Sizes = []int{1000, 1_000_000}
 	c.Checkpoints = []int{100_000}
 	c.Phase, c.Warm = 10*time.Second, 2*time.Second
-	c.Rounds = 2
+	c.Rounds = 3
 	c.ColdN = 3000
 	c.RevocationTrials, c.CLITrials = 150, 10
 	return c
