@@ -50,7 +50,7 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.IntVar(&cfg.DBMaxConns, "db-max-conns", cfg.DBMaxConns, "most open connections in the store's pool (plus one for LISTEN)")
 	f.BoolVar(&cfg.Migrate, "migrate", false, "migrate the database before serving")
 	f.BoolVar(&st.demo, "demo", false, "seed a demo account with a publishable and a secret token, and print how to try them")
-	f.IntVar(&cfg.Cache.Size, "cache-size", cfg.Cache.Size, "token policies cached (about 400 bytes each) [reloadable]")
+	f.IntVar(&cfg.Cache.Size, "cache-size", cfg.Cache.Size, "token policies cached (about 200 bytes each) [reloadable]")
 	f.DurationVar(&cfg.Cache.TTL, "cache-ttl", cfg.Cache.TTL, "how long a cached policy is used before it is read again; changes evict at once, this bounds a lost notification [reloadable]")
 	f.IntVar(&cfg.Cache.NegativeSize, "negative-cache-size", cfg.Cache.NegativeSize, "unknown tokens remembered [reloadable]")
 	f.DurationVar(&cfg.Cache.NegativeTTL, "negative-cache-ttl", cfg.Cache.NegativeTTL, "how long an unknown token is remembered as unknown [reloadable]")

@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
-	"unique"
-	"weak"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
@@ -72,7 +68,7 @@ type Cache struct {
 	open     Opener
 	now      func() time.Time
 	cfg      atomic.Pointer[CacheConfig]
-	entries  *lru.Cache[Hash, entry]
+	entries  *table
 	negative *lru.Cache[Hash, int64]
 	loads    singleflight.Group
 
@@ -80,30 +76,11 @@ type Cache struct {
 	// may hold data older than the change, so it is not cached.
 	gen atomic.Uint64
 
-	accMu    sync.Mutex
-	accounts map[string]weak.Pointer[accountRef]
-
-	// shared holds compiled restrictions by their content, weakly, so
-	// that tokens with the same lists (common within an account) share one
-	// copy in memory.
-	sharedMu sync.Mutex
-	shared   map[string]weak.Pointer[rules]
-
 	stats struct {
 		hits, misses, negativeHits, evictions, staleServed atomic.Uint64
 		loadErrors, invalidations                          atomic.Uint64
 	}
 }
-
-// entry is a cached policy and when it was read, in unix nanoseconds.
-type entry struct {
-	Policy
-	loaded int64
-}
-
-// accountRef is shared by every cached policy of one account, so a change
-// to the account makes all of them stale at once, without a scan.
-type accountRef struct{ stale atomic.Bool }
 
 // NewCache returns an empty cache over store. open reads the signing
 // secrets of tokens that require signed requests; it may be nil when the
@@ -112,16 +89,11 @@ func NewCache(store Store, cfg CacheConfig, now func() time.Time, open Opener) (
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	entries, err := lru.New[Hash, entry](cfg.Size)
-	if err != nil {
-		return nil, err
-	}
 	negative, err := lru.New[Hash, int64](cfg.NegativeSize)
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{store: store, open: open, now: now, entries: entries, negative: negative, accounts: map[string]weak.Pointer[accountRef]{},
-		shared: map[string]weak.Pointer[rules]{}}
+	c := &Cache{store: store, open: open, now: now, entries: newTable(cfg.Size), negative: negative}
 	c.cfg.Store(&cfg)
 	return c, nil
 }
@@ -132,7 +104,7 @@ func (c *Cache) Configure(cfg CacheConfig) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	c.entries.Resize(cfg.Size)
+	c.entries.resize(cfg.Size)
 	c.negative.Resize(cfg.NegativeSize)
 	c.cfg.Store(&cfg)
 	return nil
@@ -147,10 +119,10 @@ func (c *Cache) Config() CacheConfig { return *c.cfg.Load() }
 func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
 	cfg := c.cfg.Load()
 	now := c.now().UnixNano()
-	e, cached := c.entries.Get(h)
-	if cached && !e.account.stale.Load() && now-e.loaded < int64(cfg.TTL) {
+	cachedPolicy, loaded, stale, cached := c.entries.get(h)
+	if cached && !stale && now-loaded < int64(cfg.TTL) {
 		c.stats.hits.Add(1)
-		return e.Policy, nil
+		return cachedPolicy, nil
 	}
 	if !cached {
 		if at, ok := c.negative.Get(h); ok && now-at < int64(cfg.NegativeTTL) {
@@ -167,9 +139,9 @@ func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
 	// The store failed: a policy that merely outlived its TTL is still the
 	// best answer, up to the staleness bound. One known to have changed is
 	// not.
-	if cached && !e.account.stale.Load() && now-e.loaded < int64(cfg.MaxStaleness) {
+	if cached && !stale && now-loaded < int64(cfg.MaxStaleness) {
 		c.stats.staleServed.Add(1)
-		return e.Policy, nil
+		return cachedPolicy, nil
 	}
 	return Policy{}, err
 }
@@ -188,7 +160,7 @@ func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, err
 		if errors.Is(err, ErrNotFound) {
 			if c.gen.Load() == gen {
 				c.negative.Add(h, now)
-				c.entries.Remove(h)
+				c.entries.remove(h)
 			}
 			return Policy{}, err
 		}
@@ -199,13 +171,12 @@ func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, err
 		if err != nil {
 			return Policy{}, &Error{Code: EInternal, Message: "compile token policy: " + err.Error(), Err: err}
 		}
-		p.account = c.accountRef(a.ID)
-		p.AccountID = unique.Make(p.AccountID).Value()
+		var key string
 		if p.rules != nil {
-			p.rules = c.share(rulesKey(t), p.rules)
+			key = rulesKey(t)
 		}
 		if c.gen.Load() == gen {
-			if c.entries.Add(h, entry{Policy: p, loaded: now}) {
+			if c.entries.add(h, p, key, now) {
 				c.stats.evictions.Add(1)
 			}
 			c.negative.Remove(h)
@@ -230,60 +201,11 @@ func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, err
 	}
 }
 
-// accountRef returns the live reference shared by the cached policies of an
-// account, making one if there is none. The map holds it weakly: when the
-// last policy of an account leaves the cache, the reference and its map
-// entry go too.
-func (c *Cache) accountRef(id string) *accountRef {
-	c.accMu.Lock()
-	defer c.accMu.Unlock()
-	if w, ok := c.accounts[id]; ok {
-		if r := w.Value(); r != nil && !r.stale.Load() {
-			return r
-		}
-	}
-	r := &accountRef{}
-	c.accounts[id] = weak.Make(r)
-	runtime.AddCleanup(r, c.forgetAccount, id)
-	return r
-}
-
-func (c *Cache) forgetAccount(id string) {
-	c.accMu.Lock()
-	defer c.accMu.Unlock()
-	if w, ok := c.accounts[id]; ok && w.Value() == nil {
-		delete(c.accounts, id)
-	}
-}
-
-// share returns the live compiled rules with the same content as r, or
-// makes r the shared copy.
-func (c *Cache) share(key string, r *rules) *rules {
-	c.sharedMu.Lock()
-	defer c.sharedMu.Unlock()
-	if w, ok := c.shared[key]; ok {
-		if live := w.Value(); live != nil {
-			return live
-		}
-	}
-	c.shared[key] = weak.Make(r)
-	runtime.AddCleanup(r, c.forgetRules, key)
-	return r
-}
-
-func (c *Cache) forgetRules(key string) {
-	c.sharedMu.Lock()
-	defer c.sharedMu.Unlock()
-	if w, ok := c.shared[key]; ok && w.Value() == nil {
-		delete(c.shared, key)
-	}
-}
-
 // Invalidate forgets the token key with hash h, known or unknown.
 func (c *Cache) Invalidate(h Hash) {
 	c.gen.Add(1)
 	c.stats.invalidations.Add(1)
-	c.entries.Remove(h)
+	c.entries.remove(h)
 	c.negative.Remove(h)
 }
 
@@ -291,30 +213,15 @@ func (c *Cache) Invalidate(h Hash) {
 func (c *Cache) InvalidateAccount(id string) {
 	c.gen.Add(1)
 	c.stats.invalidations.Add(1)
-	c.accMu.Lock()
-	defer c.accMu.Unlock()
-	if w, ok := c.accounts[id]; ok {
-		if r := w.Value(); r != nil {
-			r.stale.Store(true)
-		}
-		delete(c.accounts, id)
-	}
+	c.entries.staleAccount(id)
 }
 
 // InvalidateAll forgets everything: for when changes may have been missed.
 func (c *Cache) InvalidateAll() {
 	c.gen.Add(1)
 	c.stats.invalidations.Add(1)
-	c.entries.Purge()
+	c.entries.purge()
 	c.negative.Purge()
-	c.accMu.Lock()
-	defer c.accMu.Unlock()
-	for id, w := range c.accounts {
-		if r := w.Value(); r != nil {
-			r.stale.Store(true)
-		}
-		delete(c.accounts, id)
-	}
 }
 
 // CacheStats are counters since the cache was made, and its current size.
@@ -329,6 +236,6 @@ func (c *Cache) Stats() CacheStats {
 		Hits: c.stats.hits.Load(), Misses: c.stats.misses.Load(), NegativeHits: c.stats.negativeHits.Load(),
 		Evictions: c.stats.evictions.Load(), StaleServed: c.stats.staleServed.Load(),
 		LoadErrors: c.stats.loadErrors.Load(), Invalidations: c.stats.invalidations.Load(),
-		Entries: c.entries.Len(), NegativeEntries: c.negative.Len(),
+		Entries: c.entries.len(), NegativeEntries: c.negative.Len(),
 	}
 }

@@ -17,6 +17,14 @@ import (
 // all.
 type Policy struct {
 	TokenID, AccountID string
+	terms
+	rules   *rules      // nil when the token has no list restrictions
+	signing *signingKey // nil unless the token requires signed requests
+}
+
+// terms are the parts of a policy that hold no pointers: the cache keeps
+// them as they are.
+type terms struct {
 	expires            int64 // unix nanoseconds; 0 means never
 	creditLimit        int64 // -1 means none
 	accountQuota       int64 // -1 means none
@@ -24,9 +32,6 @@ type Policy struct {
 	kind               Kind
 	flags              policyFlags
 	apis               apiSet
-	account            *accountRef // marked stale when the account changes
-	rules              *rules      // nil when the token has no list restrictions
-	signing            *signingKey // nil unless the token requires signed requests
 }
 
 // Opener opens a sealed signing secret (seal.Box.Open).
@@ -82,15 +87,12 @@ type datasetRule struct {
 // A token that requires signed requests needs open to read its signing
 // secret; without one, it cannot be compiled.
 func Compile(t *Token, a *Account, open Opener) (Policy, error) {
-	p := Policy{
-		TokenID:      t.ID,
-		AccountID:    t.AccountID,
-		kind:         t.Kind,
-		creditLimit:  -1,
-		accountQuota: -1,
-	}
+	p := Policy{TokenID: t.ID, AccountID: t.AccountID, terms: terms{kind: t.Kind, creditLimit: -1, accountQuota: -1}}
 	if t.Kind != Publishable && t.Kind != Secret {
 		return Policy{}, fmt.Errorf("token %s: unknown kind", t.ID)
+	}
+	if len(t.ID) > maxTokenIDLen {
+		return Policy{}, fmt.Errorf("token %.*s…: the id is longer than %d bytes", maxTokenIDLen, t.ID, maxTokenIDLen)
 	}
 	for _, e := range []*time.Time{t.ExpiresAt, t.KeyExpiresAt} {
 		if e != nil && (p.expires == 0 || e.UnixNano() < p.expires) {
