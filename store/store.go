@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,6 +42,11 @@ const (
 type DB struct {
 	db      *sqlx.DB
 	dialect Dialect
+	// byHash is TokenByHash's query, prepared on first use (the tables may
+	// not exist before Migrate), so that a cache miss neither waits for a
+	// parse round trip nor has Postgres plan the join again.
+	byHashMu sync.Mutex
+	byHash   *sqlx.Stmt
 	// Now is the clock used for created/updated times; tests replace it.
 	Now func() time.Time
 }
@@ -131,7 +137,15 @@ func redact(raw string) string {
 func (db *DB) Dialect() Dialect { return db.dialect }
 
 // Close closes the connection pool.
-func (db *DB) Close() error { return db.db.Close() }
+func (db *DB) Close() error {
+	db.byHashMu.Lock()
+	defer db.byHashMu.Unlock()
+	if db.byHash != nil {
+		db.byHash.Close()
+		db.byHash = nil
+	}
+	return db.db.Close()
+}
 
 // now returns the clock's time in UTC at microsecond precision, the
 // precision both backends keep, so a value read back equals the one written.

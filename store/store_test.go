@@ -141,6 +141,32 @@ func TestAccountCreateAndUpdate(t *testing.T) {
 	})
 }
 
+// TokenByHash prepares its query on first use: a look-up that fails
+// before the tables exist must not stop the ones after Migrate.
+func TestTokenByHashBeforeMigrate(t *testing.T) {
+	for _, d := range storetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db, err := store.Open(ctx, storetest.URL(t, d), store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			h := policy.HashValue(policy.NewValue(policy.Publishable))
+			if _, _, err := db.TokenByHash(ctx, h); err == nil || errors.Is(err, policy.ErrNotFound) {
+				t.Fatalf("look-up without tables: got %v, want an error other than not found", err)
+			}
+			if _, err := db.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := db.TokenByHash(ctx, h); !errors.Is(err, policy.ErrNotFound) {
+				t.Errorf("after migrate: got %v, want not found", err)
+			}
+		})
+	}
+}
+
 func TestTokenRoundTrip(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
