@@ -539,3 +539,42 @@ func TestTokenRoll(t *testing.T) {
 		}
 	})
 }
+
+// Reservations made at once never take a subject past its limit, on
+// either backend, and returning credits brings the total back down.
+func TestReserveNeverPassesTheLimit(t *testing.T) {
+	eachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		period := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+		const limit, block = 50, 4
+		var mu sync.Mutex
+		var granted int64
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				g, total, err := db.Reserve(ctx, "tok_limited", period, func(reserved int64) int64 { return min(block, limit-reserved) })
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if total > limit {
+					t.Errorf("total %d after a reservation, over the limit %d", total, limit)
+				}
+				mu.Lock()
+				granted += g
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if granted != limit {
+			t.Errorf("granted %d in all, want the limit %d", granted, limit)
+		}
+		total, err := db.AddCredits(ctx, "tok_limited", period, -10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total != limit-10 {
+			t.Errorf("total %d after returning 10, want %d", total, limit-10)
+		}
+	})
+}

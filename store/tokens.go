@@ -25,12 +25,11 @@ func (db *DB) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *p
 		AUpdatedAt   time.Time  `db:"a_updated_at"`
 		KeyExpiresAt *time.Time `db:"key_expires_at"`
 	}
-	stmt, err := db.byHashStmt(ctx)
+	stmt, err := db.prepared(ctx, byHashQuery)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, wrapErr("prepare token by hash", err)
 	}
-	err = stmt.GetContext(ctx, &r, h[:], db.now())
-	if err != nil {
+	if err := stmt.GetContext(ctx, &r, h[:], db.now()); err != nil {
 		return nil, nil, wrapErr("token by hash", err)
 	}
 	t, err := r.token()
@@ -43,6 +42,7 @@ func (db *DB) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *p
 	return t, a, nil
 }
 
+// byHashQuery is a cache miss's one query.
 const byHashQuery = `SELECT ` + tokenColumns + `,
 		a.name AS a_name, a.premium AS a_premium, a.credit_quota AS a_credit_quota,
 		a.created_at AS a_created_at, a.updated_at AS a_updated_at, k.expires_at AS key_expires_at
@@ -50,23 +50,6 @@ const byHashQuery = `SELECT ` + tokenColumns + `,
 	JOIN tokens t ON t.id = k.token_id
 	JOIN accounts a ON a.id = t.account_id
 	WHERE k.hash = ? AND (k.expires_at IS NULL OR k.expires_at > ?)`
-
-// byHashStmt returns TokenByHash's prepared statement, preparing it the
-// first time. database/sql prepares it again on each pooled connection
-// that runs it, once. A failed preparation is not kept: the next miss
-// tries again.
-func (db *DB) byHashStmt(ctx context.Context) (*sqlx.Stmt, error) {
-	db.byHashMu.Lock()
-	defer db.byHashMu.Unlock()
-	if db.byHash == nil {
-		stmt, err := db.db.PreparexContext(ctx, db.db.Rebind(byHashQuery))
-		if err != nil {
-			return nil, wrapErr("prepare token by hash", err)
-		}
-		db.byHash = stmt
-	}
-	return db.byHash, nil
-}
 
 // CreateToken validates and stores a new token and returns its value, which
 // exists nowhere else: show it to the user once. The token's ID, Prefix and
