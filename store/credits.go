@@ -17,14 +17,24 @@ import (
 // granted and the new total. The row is made on first use.
 func (db *DB) Reserve(ctx context.Context, subject string, period time.Time, grant func(reserved int64) int64) (granted, total int64, err error) {
 	period = period.UTC()
+	// A credit-limited token's first request on a replica waits for this
+	// transaction: its statements are prepared, so each is one round trip.
+	var stmts [3]*sqlx.Stmt
+	for i, q := range []string{
+		`INSERT INTO credit_usage (subject, period_start, reserved, updated_at) VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING`,
+		`SELECT reserved FROM credit_usage WHERE subject = ? AND period_start = ?` + db.forUpdate(),
+		`UPDATE credit_usage SET reserved = ?, updated_at = ? WHERE subject = ? AND period_start = ?`,
+	} {
+		if stmts[i], err = db.prepared(ctx, q); err != nil {
+			return 0, 0, wrapErr("prepare reserve credits", err)
+		}
+	}
 	err = db.inTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO credit_usage (subject, period_start, reserved, updated_at)
-			VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING`), subject, period, db.now()); err != nil {
+		if _, err := tx.StmtxContext(ctx, stmts[0]).ExecContext(ctx, subject, period, db.now()); err != nil {
 			return wrapErr("reserve credits", err)
 		}
 		var reserved int64
-		if err := sqlx.GetContext(ctx, tx, &reserved, tx.Rebind(`SELECT reserved FROM credit_usage
-			WHERE subject = ? AND period_start = ?`+db.forUpdate()), subject, period); err != nil {
+		if err := tx.StmtxContext(ctx, stmts[1]).GetContext(ctx, &reserved, subject, period); err != nil {
 			return wrapErr("reserve credits", err)
 		}
 		granted = grant(reserved)
@@ -32,8 +42,7 @@ func (db *DB) Reserve(ctx context.Context, subject string, period time.Time, gra
 		if granted == 0 {
 			return nil
 		}
-		_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE credit_usage SET reserved = ?, updated_at = ?
-			WHERE subject = ? AND period_start = ?`), total, db.now(), subject, period)
+		_, err := tx.StmtxContext(ctx, stmts[2]).ExecContext(ctx, total, db.now(), subject, period)
 		return wrapErr("reserve credits", err)
 	})
 	if err != nil {

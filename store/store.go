@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,6 +42,12 @@ const (
 type DB struct {
 	db      *sqlx.DB
 	dialect Dialect
+	// stmts are the statements of the request path (a cache miss, a
+	// credit reservation) by query, prepared on first use (the tables may
+	// not exist before Migrate), so that they neither wait for a parse
+	// round trip nor have Postgres plan them again.
+	stmtMu sync.Mutex
+	stmts  map[string]*sqlx.Stmt
 	// Now is the clock used for created/updated times; tests replace it.
 	Now func() time.Time
 }
@@ -90,7 +97,7 @@ func Open(ctx context.Context, rawURL string, opt Options) (*DB, error) {
 		return nil, &policy.Error{Code: policy.EUnavailable,
 			Message: fmt.Sprintf("cannot reach the %s database at %s: %v", dialect, redact(rawURL), err)}
 	}
-	return &DB{db: db, dialect: dialect, Now: time.Now}, nil
+	return &DB{db: db, dialect: dialect, Now: time.Now, stmts: map[string]*sqlx.Stmt{}}, nil
 }
 
 // parseURL turns a Tollgate database URL into a driver and its DSN.
@@ -131,7 +138,33 @@ func redact(raw string) string {
 func (db *DB) Dialect() Dialect { return db.dialect }
 
 // Close closes the connection pool.
-func (db *DB) Close() error { return db.db.Close() }
+func (db *DB) Close() error {
+	db.stmtMu.Lock()
+	defer db.stmtMu.Unlock()
+	for q, s := range db.stmts {
+		s.Close()
+		delete(db.stmts, q)
+	}
+	return db.db.Close()
+}
+
+// prepared returns query's prepared statement, preparing it the first
+// time. database/sql prepares it again on each pooled connection that
+// runs it, once. A failed preparation is not kept: the next call tries
+// again.
+func (db *DB) prepared(ctx context.Context, query string) (*sqlx.Stmt, error) {
+	db.stmtMu.Lock()
+	defer db.stmtMu.Unlock()
+	if s, ok := db.stmts[query]; ok {
+		return s, nil
+	}
+	s, err := db.db.PreparexContext(ctx, db.db.Rebind(query))
+	if err != nil {
+		return nil, err
+	}
+	db.stmts[query] = s
+	return s, nil
+}
 
 // now returns the clock's time in UTC at microsecond precision, the
 // precision both backends keep, so a value read back equals the one written.

@@ -141,6 +141,32 @@ func TestAccountCreateAndUpdate(t *testing.T) {
 	})
 }
 
+// TokenByHash prepares its query on first use: a look-up that fails
+// before the tables exist must not stop the ones after Migrate.
+func TestTokenByHashBeforeMigrate(t *testing.T) {
+	for _, d := range storetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db, err := store.Open(ctx, storetest.URL(t, d), store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			h := policy.HashValue(policy.NewValue(policy.Publishable))
+			if _, _, err := db.TokenByHash(ctx, h); err == nil || errors.Is(err, policy.ErrNotFound) {
+				t.Fatalf("look-up without tables: got %v, want an error other than not found", err)
+			}
+			if _, err := db.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := db.TokenByHash(ctx, h); !errors.Is(err, policy.ErrNotFound) {
+				t.Errorf("after migrate: got %v, want not found", err)
+			}
+		})
+	}
+}
+
 func TestTokenRoundTrip(t *testing.T) {
 	eachDialect(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -510,6 +536,45 @@ func TestTokenRoll(t *testing.T) {
 		}
 		if _, _, err := db.RollToken(ctx, "tok_missing", 0); !errors.Is(err, policy.ErrNotFound) {
 			t.Errorf("roll a missing token: got %v, want not found", err)
+		}
+	})
+}
+
+// Reservations made at once never take a subject past its limit, on
+// either backend, and returning credits brings the total back down.
+func TestReserveNeverPassesTheLimit(t *testing.T) {
+	eachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		period := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+		const limit, block = 50, 4
+		var mu sync.Mutex
+		var granted int64
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				g, total, err := db.Reserve(ctx, "tok_limited", period, func(reserved int64) int64 { return min(block, limit-reserved) })
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if total > limit {
+					t.Errorf("total %d after a reservation, over the limit %d", total, limit)
+				}
+				mu.Lock()
+				granted += g
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if granted != limit {
+			t.Errorf("granted %d in all, want the limit %d", granted, limit)
+		}
+		total, err := db.AddCredits(ctx, "tok_limited", period, -10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total != limit-10 {
+			t.Errorf("total %d after returning 10, want %d", total, limit-10)
 		}
 	})
 }

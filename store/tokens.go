@@ -25,14 +25,11 @@ func (db *DB) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *p
 		AUpdatedAt   time.Time  `db:"a_updated_at"`
 		KeyExpiresAt *time.Time `db:"key_expires_at"`
 	}
-	err := db.db.GetContext(ctx, &r, db.db.Rebind(`SELECT `+tokenColumns+`,
-			a.name AS a_name, a.premium AS a_premium, a.credit_quota AS a_credit_quota,
-			a.created_at AS a_created_at, a.updated_at AS a_updated_at, k.expires_at AS key_expires_at
-		FROM token_keys k
-		JOIN tokens t ON t.id = k.token_id
-		JOIN accounts a ON a.id = t.account_id
-		WHERE k.hash = ? AND (k.expires_at IS NULL OR k.expires_at > ?)`), h[:], db.now())
+	stmt, err := db.prepared(ctx, byHashQuery)
 	if err != nil {
+		return nil, nil, wrapErr("prepare token by hash", err)
+	}
+	if err := stmt.GetContext(ctx, &r, h[:], db.now()); err != nil {
 		return nil, nil, wrapErr("token by hash", err)
 	}
 	t, err := r.token()
@@ -44,6 +41,15 @@ func (db *DB) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *p
 		CreatedAt: r.ACreatedAt.UTC(), UpdatedAt: r.AUpdatedAt.UTC()}
 	return t, a, nil
 }
+
+// byHashQuery is a cache miss's one query.
+const byHashQuery = `SELECT ` + tokenColumns + `,
+		a.name AS a_name, a.premium AS a_premium, a.credit_quota AS a_credit_quota,
+		a.created_at AS a_created_at, a.updated_at AS a_updated_at, k.expires_at AS key_expires_at
+	FROM token_keys k
+	JOIN tokens t ON t.id = k.token_id
+	JOIN accounts a ON a.id = t.account_id
+	WHERE k.hash = ? AND (k.expires_at IS NULL OR k.expires_at > ?)`
 
 // CreateToken validates and stores a new token and returns its value, which
 // exists nowhere else: show it to the user once. The token's ID, Prefix and
