@@ -330,14 +330,14 @@ func (b *bench) pgCPU(run func() error) (time.Duration, error) {
 		return 0, err
 	}
 	defer db.Close()
-	before, err := snapshotPostgres(b.ctx, db, "tollgate_bench")
+	before, err := snapshotPostgres(b.ctx, db, b.dbName)
 	if err != nil {
 		return 0, err
 	}
 	if err := run(); err != nil {
 		return 0, err
 	}
-	after, err := snapshotPostgres(b.ctx, db, "tollgate_bench")
+	after, err := snapshotPostgres(b.ctx, db, b.dbName)
 	if err != nil {
 		return 0, err
 	}
