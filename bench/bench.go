@@ -53,9 +53,9 @@ type Config struct {
 	// ColdRate is the rate of the cold-path runs, ColdN their length.
 	ColdRate float64
 	ColdN    int
-	// RevocationTrials and CLITrials are the revocation trials through the
-	// store and through the tollgate command.
-	RevocationTrials, CLITrials int
+	// RevocationTrials, CLITrials and APITrials are the revocation trials
+	// through the store, the tollgate command and the Tokens API.
+	RevocationTrials, CLITrials, APITrials int
 	// KeepDB keeps the benchmark database afterwards.
 	KeepDB bool
 	// Profile captures pprof profiles of the replica: Tollgate must then
@@ -74,7 +74,7 @@ func Quick(c Config) Config {
 	c.Phase, c.Warm = 3*time.Second, time.Second
 	c.Rounds = 1
 	c.ColdN = 500
-	c.RevocationTrials, c.CLITrials = 20, 2
+	c.RevocationTrials, c.CLITrials, c.APITrials = 20, 2, 5
 	return c
 }
 
@@ -85,7 +85,7 @@ func Full(c Config) Config {
 	c.Phase, c.Warm = 10*time.Second, 2*time.Second
 	c.Rounds = 3
 	c.ColdN = 3000
-	c.RevocationTrials, c.CLITrials = 150, 10
+	c.RevocationTrials, c.CLITrials, c.APITrials = 150, 10, 50
 	return c
 }
 
