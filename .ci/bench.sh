@@ -2,8 +2,8 @@
 # make bench: Tollgate's load benchmark against the no-op baseline, on a
 # fresh Postgres database of 1,000 then 1,000,000 tokens (measured with
 # 100,000 and then all of them cached), with the results written into
-# docs/benchmarks.md. About 35 minutes on 2 cores, 20 of them warming a
-# million tokens into the cache (see docs/benchmarks.md).
+# docs/benchmarks.md. About 21-27 minutes on 2 cores, 10-14 of them warming
+# a million tokens into the cache (see docs/benchmarks.md).
 #
 #   BENCH_QUICK=1   1,000 tokens and 3 s runs (about a minute); writes only
 #                   to $BENCH_OUT, not the document

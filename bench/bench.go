@@ -53,9 +53,9 @@ type Config struct {
 	// ColdRate is the rate of the cold-path runs, ColdN their length.
 	ColdRate float64
 	ColdN    int
-	// RevocationTrials and CLITrials are the revocation trials through the
-	// store and through the tollgate command.
-	RevocationTrials, CLITrials int
+	// RevocationTrials, CLITrials and APITrials are the revocation trials
+	// through the store, the tollgate command and the Tokens API.
+	RevocationTrials, CLITrials, APITrials int
 	// KeepDB keeps the benchmark database afterwards.
 	KeepDB bool
 	// Profile captures pprof profiles of the replica: Tollgate must then
@@ -74,7 +74,7 @@ func Quick(c Config) Config {
 	c.Phase, c.Warm = 3*time.Second, time.Second
 	c.Rounds = 1
 	c.ColdN = 500
-	c.RevocationTrials, c.CLITrials = 20, 2
+	c.RevocationTrials, c.CLITrials, c.APITrials = 20, 2, 5
 	return c
 }
 
@@ -85,7 +85,7 @@ func Full(c Config) Config {
 	c.Phase, c.Warm = 10*time.Second, 2*time.Second
 	c.Rounds = 3
 	c.ColdN = 3000
-	c.RevocationTrials, c.CLITrials = 150, 10
+	c.RevocationTrials, c.CLITrials, c.APITrials = 150, 10, 50
 	return c
 }
 
@@ -93,6 +93,7 @@ func Full(c Config) Config {
 type bench struct {
 	cfg     Config
 	ctx     context.Context
+	dbName  string
 	dbURL   string
 	keyB64  string
 	box     *seal.Box
@@ -124,7 +125,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
-	b := &bench{cfg: cfg, ctx: ctx, rep: &Report{Started: time.Now(), Config: cfg}}
+	b := &bench{cfg: cfg, ctx: ctx, dbName: runDatabase("tollgate_bench"), rep: &Report{Started: time.Now(), Config: cfg}}
 	var err error
 	if b.rep.Machine, err = machineInfo(ctx, cfg.AdminURL); err != nil {
 		return nil, err
@@ -133,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer func() {
 		b.stopAll()
 		if !cfg.KeepDB {
-			DropDatabase(context.Background(), cfg.AdminURL, "tollgate_bench")
+			DropDatabase(context.Background(), cfg.AdminURL, b.dbName)
 		}
 	}()
 	if err := b.setup(); err != nil {
@@ -159,8 +160,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 func (b *bench) setup() error {
 	var err error
-	b.logf("creating database tollgate_bench")
-	if b.dbURL, err = CreateDatabase(b.ctx, b.cfg.AdminURL, "tollgate_bench"); err != nil {
+	b.logf("creating database %s", b.dbName)
+	if b.dbURL, err = CreateDatabase(b.ctx, b.cfg.AdminURL, b.dbName); err != nil {
 		return err
 	}
 	out, err := exec.CommandContext(b.ctx, b.cfg.Tollgate, "migrate", "--database-url", b.dbURL).CombinedOutput()
@@ -359,30 +360,102 @@ func (b *bench) pool(from, to int, classes ...class) []string {
 	return out
 }
 
-// quiet waits until the benchmarked replica's background work (the
-// meter's flushes after a run) has died down, so that it does not fall on
-// the next run, whichever server that measures. It notes long waits.
-func (b *bench) quiet() {
+// quiet waits until the benchmarked replica's background work after a
+// run is done, so that it does not fall on the next run, whichever server
+// that measures: the meter's flushes writing what the run spent, and the
+// books of the tokens it left idle being dropped (20 s after their last
+// use). Done means a whole flush interval, from one flush's end to the
+// next one's, in which the replica used at most idleShare of a core; the
+// first such interval begins after the run, so what the run spent has
+// been written by then. A window shorter than the flush interval would
+// see the quiet between two flushes and call that idle. It gives up
+// after quietCap and notes long waits.
+func (b *bench) quiet() error {
 	if b.tg == nil {
-		return
+		return nil
 	}
+	const (
+		idleShare = 0.05
+		quietCap  = 30 * time.Second
+	)
 	start := time.Now()
-	for time.Since(start) < 30*time.Second {
+	deadline := start.Add(quietCap)
+	flushes, err := b.flushes()
+	if err != nil {
+		return err
+	}
+	busy := "no flush finished"
+	for first := true; ; first = false {
 		c0, err := b.tg.CPU()
 		if err != nil {
-			return
+			return err
 		}
-		time.Sleep(500 * time.Millisecond)
+		t0 := time.Now()
+		next, err := b.waitFlush(flushes, deadline)
+		if err != nil {
+			return err
+		}
+		if next == flushes {
+			break // the deadline passed
+		}
+		flushes = next
+		if first {
+			continue // that flush may have begun during the run
+		}
 		c1, err := b.tg.CPU()
-		if err != nil || c1-c0 <= 30*time.Millisecond {
+		if err != nil {
+			return err
+		}
+		share := float64(c1-c0) / float64(time.Since(t0))
+		if share <= idleShare {
+			busy = ""
 			break
 		}
+		busy = fmt.Sprintf("still using %.0f%% of a core", 100*share)
 	}
-	if waited := time.Since(start); waited > 3*time.Second {
-		note := fmt.Sprintf("waited %v after a run for Tollgate's background work (credit and usage flushes) to finish", waited.Round(time.Second))
-		b.logf("%s", note)
-		b.rep.Notes = append(b.rep.Notes, note)
+	waited := time.Since(start)
+	if busy == "" && waited < 10*time.Second {
+		return nil
 	}
+	note := fmt.Sprintf("waited %v after a run for Tollgate's background work (credit and usage flushes) to finish", waited.Round(time.Second))
+	if busy != "" {
+		note = fmt.Sprintf("gave up after %v waiting for Tollgate's background work (credit and usage flushes) to finish: %s", waited.Round(time.Second), busy)
+	}
+	b.logf("%s", note)
+	b.rep.Notes = append(b.rep.Notes, note)
+	return nil
+}
+
+// flushes reads how many credit and usage flushes the replica has finished.
+func (b *bench) flushes() (float64, error) {
+	m, err := b.tg.Metrics(b.ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%s: read metrics: %w", b.tg.Name, err)
+	}
+	n, ok := m["tollgate_credits_flushes_total"]
+	if !ok {
+		return 0, fmt.Errorf("%s: no tollgate_credits_flushes_total in /metrics", b.tg.Name)
+	}
+	return n, nil
+}
+
+// waitFlush waits, until deadline, for the replica to finish a flush
+// after the after-th, and returns the count then (after itself at the
+// deadline). It polls every 200 ms: often enough against a 2 s flush
+// interval, rarely enough that reading /metrics costs the replica little.
+func (b *bench) waitFlush(after float64, deadline time.Time) (float64, error) {
+	for time.Now().Before(deadline) {
+		n, err := b.flushes()
+		if err != nil || n > after {
+			return n, err
+		}
+		select {
+		case <-b.ctx.Done():
+			return after, b.ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return after, nil
 }
 
 // measure runs src against t: first a warm-up, then the measured run,
@@ -391,7 +464,9 @@ func (b *bench) measure(t *Target, p *Proc, src Source, rate float64, d time.Dur
 	if err := b.ctx.Err(); err != nil {
 		return nil, err
 	}
-	b.quiet()
+	if err := b.quiet(); err != nil {
+		return nil, err
+	}
 	var cpu Meter
 	if p != nil {
 		cpu = p.CPU

@@ -3,8 +3,11 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +33,10 @@ type Revocation struct {
 	// process, measured from the process's start (so it includes the
 	// command's own start-up and connection).
 	CLI []time.Duration
+	// API holds the same as Disable for PATCH /v1/tokens/{id} sent to one
+	// replica's Tokens API with the account's secret token, measured from
+	// the request's start; APIRequest is how long each request took.
+	API, APIRequest []time.Duration
 	// Failed counts replicas that did not flip within the limit.
 	Failed int
 }
@@ -77,13 +84,25 @@ func waitAnswer(ctx context.Context, t *Target, req []byte, want string, within 
 	return fmt.Errorf("%s: still %s after %v, want %q", t.Name, last.Label(), within, want)
 }
 
+// RevocationTrials is how many trials disable a token through each path.
+type RevocationTrials struct {
+	// Store calls store.UpdateToken, what "tollgate tokens disable" runs.
+	Store int
+	// CLI runs "tollgate tokens disable" as a process.
+	CLI int
+	// API sends PATCH /v1/tokens/{id} to the Tokens API at APIURL.
+	API    int
+	APIURL string
+}
+
 // RunRevocation disables and re-enables tokens one at a time while every
-// replica is polled, trials times through the store and cliTrials times
-// through the tollgate command, and measures how long each replica took
-// to follow. Each token is cached on every replica first.
-func RunRevocation(ctx context.Context, replicas []*Target, tollgate, dbURL string, toks []Token, trials, cliTrials int, logf func(string, ...any)) (*Revocation, error) {
-	if len(toks) < trials+cliTrials {
-		return nil, fmt.Errorf("revocation: %d tokens for %d trials", len(toks), trials+cliTrials)
+// replica is polled, through the store, the tollgate command and the
+// Tokens API as n says, and measures how long each replica took to
+// follow. Each token is cached on every replica first.
+func RunRevocation(ctx context.Context, replicas []*Target, tollgate, dbURL string, toks []Token, n RevocationTrials, logf func(string, ...any)) (*Revocation, error) {
+	total := n.Store + n.CLI + n.API
+	if len(toks) < total {
+		return nil, fmt.Errorf("revocation: %d tokens for %d trials", len(toks), total)
 	}
 	st, err := store.Open(ctx, dbURL, store.Options{MaxConns: 2})
 	if err != nil {
@@ -95,6 +114,19 @@ func RunRevocation(ctx context.Context, replicas []*Target, tollgate, dbURL stri
 			_, err := st.UpdateToken(ctx, id, func(t *policy.Token) error { t.Enabled = on; return nil })
 			return err
 		}
+	}
+	// The API authenticates with the account's secret token; the seeded
+	// accounts have none yet.
+	secrets := map[string]string{}
+	for _, tok := range toks[n.Store+n.CLI : total] {
+		if _, ok := secrets[tok.AccountID]; ok {
+			continue
+		}
+		sk, err := st.CreateToken(ctx, policy.NewToken(tok.AccountID, policy.Secret))
+		if err != nil {
+			return nil, fmt.Errorf("revocation: secret token for %s: %w", tok.AccountID, err)
+		}
+		secrets[tok.AccountID] = sk
 	}
 	tmpl := newTemplate(shape{place: inQuery, referer: goodReferer})
 	rev := &Revocation{Replicas: len(replicas)}
@@ -108,7 +140,7 @@ func RunRevocation(ctx context.Context, replicas []*Target, tollgate, dbURL stri
 			*dst = append(*dst, f)
 		}
 	}
-	for k := range trials + cliTrials {
+	for k := range total {
 		tok := toks[k]
 		req := tmpl.with(tok.Value)
 		for _, r := range replicas {
@@ -117,9 +149,10 @@ func RunRevocation(ctx context.Context, replicas []*Target, tollgate, dbURL stri
 			}
 		}
 		var change func() error
-		if k < trials {
+		switch {
+		case k < n.Store:
 			change = setEnabled(tok.ID, false)
-		} else {
+		case k < n.Store+n.CLI:
 			change = func() error {
 				out, err := exec.CommandContext(ctx, tollgate, "tokens", "disable", tok.ID, "--database-url", dbURL, "-o", "json").CombinedOutput()
 				if err != nil {
@@ -127,12 +160,15 @@ func RunRevocation(ctx context.Context, replicas []*Target, tollgate, dbURL stri
 				}
 				return nil
 			}
+		default:
+			change = func() error { return apiDisable(ctx, n.APIURL, secrets[tok.AccountID], tok.ID) }
 		}
 		flips, took, err := pollFlip(ctx, replicas, req, string(policy.CodeTokenDisabled), limit, change)
 		if err != nil {
 			return nil, err
 		}
-		if k < trials {
+		switch {
+		case k < n.Store:
 			record(&rev.Disable, flips)
 			rev.Write = append(rev.Write, took)
 			for _, f := range flips {
@@ -140,8 +176,11 @@ func RunRevocation(ctx context.Context, replicas []*Target, tollgate, dbURL stri
 					rev.AfterWrite = append(rev.AfterWrite, max(0, f-took))
 				}
 			}
-		} else {
+		case k < n.Store+n.CLI:
 			record(&rev.CLI, flips)
+		default:
+			record(&rev.API, flips)
+			rev.APIRequest = append(rev.APIRequest, took)
 		}
 		flips, _, err = pollFlip(ctx, replicas, req, "", limit, setEnabled(tok.ID, true))
 		if err != nil {
@@ -149,13 +188,34 @@ func RunRevocation(ctx context.Context, replicas []*Target, tollgate, dbURL stri
 		}
 		record(&rev.Enable, flips)
 		if (k+1)%25 == 0 {
-			logf("revocation: %d/%d trials", k+1, trials+cliTrials)
+			logf("revocation: %d/%d trials", k+1, total)
 		}
 	}
-	for _, s := range [][]time.Duration{rev.Disable, rev.Enable, rev.Write, rev.AfterWrite, rev.CLI} {
+	for _, s := range [][]time.Duration{rev.Disable, rev.Enable, rev.Write, rev.AfterWrite, rev.CLI, rev.API, rev.APIRequest} {
 		slices.Sort(s)
 	}
 	return rev, nil
+}
+
+// apiDisable switches token id off through the Tokens API at base, as the
+// account's secret token sk.
+func apiDisable(ctx context.Context, base, sk, id string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, base+"/v1/tokens/"+id, strings.NewReader(`{"enabled":false}`))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+sk)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("PATCH /v1/tokens/%s: %w", id, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("PATCH /v1/tokens/%s: %s: %s", id, resp.Status, body)
+	}
+	return nil
 }
 
 // pct is the p-th percentile of sorted durations.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -257,6 +258,16 @@ func CreateDatabase(ctx context.Context, adminURL, name string) (string, error) 
 	}
 	u.Path = "/" + name
 	return u.String(), nil
+}
+
+// runDatabase returns a database name for one run: prefix and a random
+// suffix. Engineers share the machine's Postgres, and a run that
+// re-created a fixed name would drop another run's database under it
+// (DROP … WITH (FORCE) cuts its connections: its tokens turn unknown).
+func runDatabase(prefix string) string {
+	// Lower case: Postgres folds the unquoted name, and pg_stat_activity
+	// reports it folded.
+	return prefix + "_" + strings.ToLower(rand.Text()[:12])
 }
 
 // DropDatabase drops database name.

@@ -146,11 +146,12 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
-	dbURL, err := CreateDatabase(ctx, cfg.AdminURL, "tollgate_soak")
+	name := runDatabase("tollgate_soak")
+	dbURL, err := CreateDatabase(ctx, cfg.AdminURL, name)
 	if err != nil {
 		return nil, err
 	}
-	defer DropDatabase(context.Background(), cfg.AdminURL, "tollgate_soak")
+	defer DropDatabase(context.Background(), cfg.AdminURL, name)
 	if out, err := exec.CommandContext(ctx, cfg.Tollgate, "migrate", "--database-url", dbURL).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("tollgate migrate: %v: %s", err, out)
 	}

@@ -312,13 +312,14 @@ func (b *bench) revocation() error {
 			toks = append(toks, t)
 		}
 	}
-	rev, err := RunRevocation(b.ctx, ts, b.cfg.Tollgate, b.dbURL, toks, b.cfg.RevocationTrials, b.cfg.CLITrials, b.logf)
+	trials := RevocationTrials{Store: b.cfg.RevocationTrials, CLI: b.cfg.CLITrials, API: b.cfg.APITrials, APIURL: "http://" + ps[0].HTTPAddr}
+	rev, err := RunRevocation(b.ctx, ts, b.cfg.Tollgate, b.dbURL, toks, trials, b.logf)
 	if err != nil {
 		return err
 	}
 	b.rep.Revocation = rev
-	b.logf("revocation: disable p50 %v p99 %v max %v over %d answers; CLI p50 %v; failed %d",
-		pct(rev.Disable, 50), pct(rev.Disable, 99), pct(rev.Disable, 100), len(rev.Disable), pct(rev.CLI, 50), rev.Failed)
+	b.logf("revocation: disable p50 %v p99 %v max %v over %d answers; CLI p50 %v; API p50 %v p99 %v; failed %d",
+		pct(rev.Disable, 50), pct(rev.Disable, 99), pct(rev.Disable, 100), len(rev.Disable), pct(rev.CLI, 50), pct(rev.API, 50), pct(rev.API, 99), rev.Failed)
 	return nil
 }
 
@@ -330,14 +331,14 @@ func (b *bench) pgCPU(run func() error) (time.Duration, error) {
 		return 0, err
 	}
 	defer db.Close()
-	before, err := snapshotPostgres(b.ctx, db, "tollgate_bench")
+	before, err := snapshotPostgres(b.ctx, db, b.dbName)
 	if err != nil {
 		return 0, err
 	}
 	if err := run(); err != nil {
 		return 0, err
 	}
-	after, err := snapshotPostgres(b.ctx, db, "tollgate_bench")
+	after, err := snapshotPostgres(b.ctx, db, b.dbName)
 	if err != nil {
 		return 0, err
 	}

@@ -759,6 +759,18 @@ func TestServerLifecycle(t *testing.T) {
 						t.Errorf("%s: got %v, want %v", series, got, want)
 					}
 				}
+				// The meter flushes on its own, with or without traffic.
+				deadline := time.Now().Add(3 * server.DefaultConfig().Credits.FlushInterval)
+				for {
+					if got, _ := s.Metric(t, `tollgate_credits_flushes_total`); got >= 1 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("tollgate_credits_flushes_total did not rise within 3 flush intervals")
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
 				// The first allow loads the token; the next two are hits.
 				for series, least := range map[string]float64{`tollgate_cache_hits_total`: 2, `tollgate_cache_misses_total`: 1} {
 					if got, found := s.Metric(t, series); !found || got < least {

@@ -248,7 +248,7 @@ func (s *Server) build() error {
 	m.follow(s.cache, s.watcher, &s.cfg)
 	s.metrics = m
 
-	s.meter, err = credits.New(s.db, s.cfg.Credits, time.Now, s.log)
+	s.meter, err = credits.New(countedFlushes{Store: s.db, flushes: m.flushes}, s.cfg.Credits, time.Now, s.log)
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
