@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -90,9 +91,8 @@ func (w *Watcher) PollErrors() uint64 { return w.pollErrors.Load() }
 // change: whatever came before is already in the store the cache reads.
 func (w *Watcher) Run(ctx context.Context) {
 	for {
-		last, err := w.db.LastChange(ctx)
+		err := w.start(ctx)
 		if err == nil {
-			w.last = last
 			break
 		}
 		w.log.Warn("watch: reading the change log failed; retrying", "err", err)
@@ -173,6 +173,32 @@ func (w *Watcher) Run(ctx context.Context) {
 			}()
 		}
 	}
+}
+
+// start reads where the change log ends and marks the changes of its
+// recent window as applied. Each poll re-reads the window before its last
+// read, to catch a change that committed after a higher one was read, so
+// the first poll's window reaches back before this replica started, to
+// changes the store already held when it did: evicting for them again
+// would drop what was loaded since. What the cache holds at this point is
+// dropped instead, once, because a change it missed may be among those
+// marked; at start it holds next to nothing.
+func (w *Watcher) start(ctx context.Context) error {
+	last, err := w.db.LastChange(ctx)
+	if err != nil {
+		return err
+	}
+	recent, _, err := w.db.changesSince(ctx, math.MaxInt64, recheckWindow)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, c := range recent {
+		w.applied[c.Seq] = now
+	}
+	w.last = last
+	w.inv.InvalidateAll()
+	return nil
 }
 
 // pollResult is one read of the change log.
@@ -287,13 +313,19 @@ func (db *DB) changesSince(ctx context.Context, seq int64, window time.Duration)
 // values whose grace period after a roll has passed.
 func (db *DB) pruneChanges(ctx context.Context, retention time.Duration) error {
 	cutoff := db.Now().UTC().Add(-retention)
-	q := `DELETE FROM policy_changes WHERE at < ?`
+	// The newest change older than the cutoff stays: the gap check in
+	// changesSince compares the oldest logged change with the last one a
+	// replica applied, and sequence numbers have holes (a rolled-back
+	// write takes one). Were the whole old log gone, a replica that had
+	// missed nothing would take the next change after a hole for a gap,
+	// and drop its cache.
+	q := `DELETE FROM policy_changes WHERE at < ? AND seq < (SELECT MAX(seq) FROM policy_changes WHERE at < ?)`
 	arg := any(cutoff)
 	if db.dialect == SQLite {
 		// The log's default timestamp is SQLite's own text form.
 		arg = cutoff.Format("2006-01-02 15:04:05.000")
 	}
-	if _, err := db.db.ExecContext(ctx, db.db.Rebind(q), arg); err != nil {
+	if _, err := db.db.ExecContext(ctx, db.db.Rebind(q), arg, arg); err != nil {
 		return wrapErr("prune changes", err)
 	}
 	_, err := db.db.ExecContext(ctx, db.db.Rebind(`DELETE FROM token_keys WHERE expires_at < ?`), db.now())
