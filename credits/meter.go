@@ -93,8 +93,11 @@ type subject struct {
 	// pending is spent and not yet added to the store (unlimited only).
 	pending int64
 	// known is set once total has been read.
-	known    bool
-	lastUsed int64
+	known bool
+	// refusedUntil (unix nanoseconds) is when a refusal from the store
+	// stops standing in for asking it again.
+	refusedUntil int64
+	lastUsed     int64
 	// retired is set when a flush has settled the books and dropped them.
 	retired bool
 }
@@ -242,11 +245,11 @@ func (m *Meter) lockSubject(id string, period time.Time, now time.Time) *subject
 func (m *Meter) charge(ctx context.Context, id string, period, now time.Time, limit, cost int64) (bool, int64, error) {
 	s := m.lockSubject(id, period, now)
 	defer s.mu.Unlock()
-	ok, err := m.chargeLocked(ctx, s, id, period, limit, cost)
+	ok, err := m.chargeLocked(ctx, s, id, period, now, limit, cost)
 	return ok, s.used(), err
 }
 
-func (m *Meter) chargeLocked(ctx context.Context, s *subject, id string, period time.Time, limit, cost int64) (bool, error) {
+func (m *Meter) chargeLocked(ctx context.Context, s *subject, id string, period, now time.Time, limit, cost int64) (bool, error) {
 	if limit != s.limit {
 		// The limit changed (or the subject turned limited): give back what
 		// was leased under the old one and start again under the new one.
@@ -266,6 +269,13 @@ func (m *Meter) chargeLocked(ctx context.Context, s *subject, id string, period 
 		return true, nil
 	}
 	need := cost - s.lease
+	// A client hammering a spent token must not cost a transaction per
+	// request: the store's last refusal stands for a flush interval. Credits
+	// other replicas give back meanwhile become usable after it; a raised
+	// limit, at once.
+	if now.UnixNano() < s.refusedUntil && limit-s.total < need {
+		return false, nil
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.StoreTimeout)
 	defer cancel()
 	granted, total, err := m.store.Reserve(rctx, id, period, func(reserved int64) int64 {
@@ -282,6 +292,7 @@ func (m *Meter) chargeLocked(ctx context.Context, s *subject, id string, period 
 	}
 	s.total, s.known = total, true
 	if granted == 0 {
+		s.refusedUntil = now.Add(m.cfg.FlushInterval).UnixNano()
 		return false, nil
 	}
 	s.lease += granted - cost

@@ -371,3 +371,62 @@ func TestPeriodStart(t *testing.T) {
 		t.Error("ParsePeriod accepted fortnight")
 	}
 }
+
+// reservations counts a store's credit reservations.
+type reservations struct {
+	*store.DB
+	n atomic.Int64
+}
+
+func (r *reservations) Reserve(ctx context.Context, subject string, period time.Time, grant func(int64) int64) (int64, int64, error) {
+	r.n.Add(1)
+	return r.DB.Reserve(ctx, subject, period, grant)
+}
+
+// A client hammering a spent token costs the store one refused
+// reservation per flush interval, not one per request; credits another
+// replica gives back are usable after that interval.
+func TestSpentTokenDoesNotHammerTheStore(t *testing.T) {
+	db, _ := storetest.MustOpen(t, store.SQLite)
+	c := newClock()
+	tok, acc := limited(8)
+	p := compile(t, tok, acc)
+	cfg := credits.DefaultConfig()
+	counted := &reservations{DB: db}
+	m, err := credits.New(counted, cfg, c.now, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := mustMeter(t, db, c, cfg)
+	stopOther := runMeter(other)
+	if !settle(t, other, p, 1).Allow { // reserves a block of 2: one spent, one held
+		t.Fatal("the other replica's first request was refused")
+	}
+	allowed := 0
+	for settle(t, m, p, 1).Allow {
+		allowed++
+	}
+	if allowed != 6 {
+		t.Fatalf("allowed %d beside a replica holding 2 of 8, want 6", allowed)
+	}
+	before := counted.n.Load()
+	for range 100 {
+		if d := settle(t, m, p, 1); d.Allow || d.Code != policy.CodeCreditsExhausted {
+			t.Fatalf("a spent token: %+v, want credits_exhausted", d)
+		}
+	}
+	if n := counted.n.Load() - before; n != 0 {
+		t.Errorf("100 requests to a spent token made %d reservations, want none within the flush interval", n)
+	}
+	stopOther() // gives back its unspent credit
+	if settle(t, m, p, 1).Allow {
+		t.Error("a credit given back was used before the refusal's interval ended")
+	}
+	c.advance(cfg.FlushInterval)
+	if d := settle(t, m, p, 1); !d.Allow || d.Usage.Used != 8 {
+		t.Errorf("after the interval: %+v, want the given-back credit allowed, 8 used", d)
+	}
+	if n := counted.n.Load() - before; n != 1 {
+		t.Errorf("%d reservations after the interval, want 1", n)
+	}
+}
