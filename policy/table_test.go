@@ -30,11 +30,11 @@ func (t *table) order(t2 *testing.T, n int) []int {
 		num[tableHash(i)] = i
 	}
 	var fwd, back []int
-	for i := t.head; i != noSlot; i = t.slots[i].next {
-		fwd = append(fwd, num[t.slots[i].hash])
+	for i := t.head; i != noSlot; i = t.slots.at(i).next {
+		fwd = append(fwd, num[t.slots.at(i).hash])
 	}
-	for i := t.tail; i != noSlot; i = t.slots[i].prev {
-		back = append([]int{num[t.slots[i].hash]}, back...)
+	for i := t.tail; i != noSlot; i = t.slots.at(i).prev {
+		back = append([]int{num[t.slots.at(i).hash]}, back...)
 	}
 	if fmt.Sprint(fwd) != fmt.Sprint(back) || len(fwd) != len(t.index) {
 		t2.Fatalf("chain forward %v, backward %v, index %d", fwd, back, len(t.index))
@@ -95,8 +95,8 @@ func TestTableEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 	// A freed slot is used again rather than growing the slice.
 	tb.add(tableHash(4), tablePolicy(4, "acc_1", nil), "", 0)
-	if len(tb.slots) != 3 {
-		t.Fatalf("%d slots for 3 policies", len(tb.slots))
+	if tb.slots.n != 3 {
+		t.Fatalf("%d slots for 3 policies", tb.slots.n)
 	}
 }
 
@@ -109,8 +109,8 @@ func TestTableResize(t *testing.T) {
 	if got := fmt.Sprint(tb.order(t, 10)); got != "[9 8 7 6]" {
 		t.Fatalf("after shrinking: %s", got)
 	}
-	if len(tb.slots) != 4 || cap(tb.slots) != 4 {
-		t.Fatalf("shrinking kept %d slots (cap %d)", len(tb.slots), cap(tb.slots))
+	if tb.slots.n != 4 || len(tb.slots.pages) != 1 {
+		t.Fatalf("shrinking kept %d slots in %d pages", tb.slots.n, len(tb.slots.pages))
 	}
 	for i := 6; i < 10; i++ {
 		if p, _, _, ok := tb.get(tableHash(i)); !ok || p.creditLimit != int64(i) || p.AccountID != fmt.Sprintf("acc_%d", i%2) {
@@ -125,6 +125,27 @@ func TestTableResize(t *testing.T) {
 	}
 	if tb.len() != 6 {
 		t.Fatalf("len %d after growing to 6", tb.len())
+	}
+}
+
+// Growing adds pages; shrinking moves what is kept into new ones, so the
+// memory of the evicted policies is given back.
+func TestTablePages(t *testing.T) {
+	const n = 3 * pageSlots
+	tb := newTable(n)
+	for i := range n {
+		tb.add(tableHash(i), tablePolicy(i, "acc_1", nil), "", 0)
+	}
+	if len(tb.slots.pages) != 3 || tb.len() != n {
+		t.Fatalf("%d policies in %d pages, want %d in 3", tb.len(), len(tb.slots.pages), n)
+	}
+	tb.resize(10)
+	if len(tb.slots.pages) != 1 || tb.len() != 10 {
+		t.Fatalf("after shrinking to 10: %d policies in %d pages", tb.len(), len(tb.slots.pages))
+	}
+	order := tb.order(t, n)
+	if order[0] != n-1 || order[9] != n-10 {
+		t.Fatalf("kept %v, want the 10 most recent", order)
 	}
 }
 
