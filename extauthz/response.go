@@ -38,14 +38,18 @@ var (
 // the upstream and, unless configured otherwise, without its credentials.
 // dryRunCode, when set, marks a request that would have been denied.
 func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, dryRunCode policy.Code) *authv3.CheckResponse {
-	up := newHeaderList(4)
+	up := newHeaderList(3)
 	up.set(HeaderAccountID, d.AccountID)
 	up.set(HeaderTokenID, d.TokenID)
 	up.set(HeaderTokenKind, d.Kind.String())
 	if dryRunCode != "" {
 		up.set(HeaderDryRun, string(dryRunCode))
 	}
-	down := newHeaderList(4)
+	n := 2 // credits used and cost
+	if _, ok := d.Usage.Remaining(); ok {
+		n = 4 // and the limit and what remains
+	}
+	down := newHeaderList(n)
 	s.usageHeaders(d, &down)
 	ok := &authv3.OkHttpResponse{Headers: up.list, ResponseHeadersToAdd: down.list}
 	if dryRunCode == "" && (headers{cr.GetAttributes().GetRequest().GetHttp()}).Get(HeaderDryRun) != "" {
@@ -188,19 +192,34 @@ type errorDetail struct {
 	Message string      `json:"message"`
 }
 
+// metadataBlock holds a Check's metadata values and their oneof wrappers
+// in one allocation rather than two each: this runs on every Check.
+type metadataBlock struct {
+	vals [5]structpb.Value
+	strs [4]structpb.Value_StringValue
+	cost structpb.Value_NumberValue
+}
+
 // metadata is what Envoy's access log and rate-limit filter can read, under
 // the ext_authz filter's namespace.
 func metadata(d policy.Decision) *structpb.Struct {
-	f := map[string]*structpb.Value{
-		"cost": structpb.NewNumberValue(float64(d.Cost)),
+	m := new(metadataBlock)
+	f := make(map[string]*structpb.Value, 5)
+	m.cost.NumberValue = float64(d.Cost)
+	m.vals[0].Kind = &m.cost
+	f["cost"] = &m.vals[0]
+	str := func(i int, key, v string) {
+		m.strs[i].StringValue = v
+		m.vals[i+1].Kind = &m.strs[i]
+		f[key] = &m.vals[i+1]
 	}
 	if d.TokenID != "" {
-		f["account_id"] = structpb.NewStringValue(d.AccountID)
-		f["token_id"] = structpb.NewStringValue(d.TokenID)
-		f["token_kind"] = structpb.NewStringValue(d.Kind.String())
+		str(0, "account_id", d.AccountID)
+		str(1, "token_id", d.TokenID)
+		str(2, "token_kind", d.Kind.String())
 	}
 	if d.Code != "" {
-		f["code"] = structpb.NewStringValue(string(d.Code))
+		str(3, "code", string(d.Code))
 	}
 	return &structpb.Struct{Fields: f}
 }

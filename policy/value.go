@@ -94,13 +94,22 @@ func ParseValue(v string) (Kind, error) {
 			return 0, errMalformed
 		}
 	}
-	var buf [MaxValueLen]byte // body fits: the length was checked above
-	n := copy(buf[:], body)
 	var sum [checksumLen]byte
-	if string(appendChecksum(sum[:0], crc32.ChecksumIEEE(buf[:n]))) != v[len(body):] {
+	if string(appendChecksum(sum[:0], checksumString(body))) != v[len(body):] {
 		return 0, errMalformed
 	}
 	return k, nil
+}
+
+// checksumString is crc32.ChecksumIEEE of s without copying s into a
+// byte slice, which would put the copy on the heap on every Check (the
+// slice escapes into the assembly routine).
+func checksumString(s string) uint32 {
+	crc := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		crc = crc32.IEEETable[byte(crc)^s[i]] ^ (crc >> 8)
+	}
+	return ^crc
 }
 
 var errMalformed = Errorf(EInvalid, "policy: token value is malformed or its checksum does not match")
