@@ -342,6 +342,13 @@ func (s *Server) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watcher.Run(watchCtx) })
+	// Policies cached before the watcher has applied the changes logged
+	// just before this start would be evicted once more; wait for it a
+	// moment, but never for a database that does not answer.
+	select {
+	case <-s.watcher.Started():
+	case <-time.After(s.cfg.Cache.StoreTimeout):
+	}
 	// The meter outlives the gRPC server: it returns unspent credits and
 	// writes the last usage once no Check can spend any more.
 	meterCtx, stopMeter := context.WithCancel(context.WithoutCancel(ctx))

@@ -52,6 +52,7 @@ type Watcher struct {
 	// applied remembers, by sequence number, the changes of the recent
 	// past already applied, so re-reading the log does not evict again.
 	applied map[int64]time.Time
+	started chan struct{} // closed once start has applied the recent past
 }
 
 // recheckWindow is how far back each poll re-reads the Postgres log. A
@@ -71,8 +72,12 @@ func (db *DB) NewWatcher(inv Invalidator, cfg WatchConfig, log *slog.Logger) *Wa
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = 5 * time.Second
 	}
-	return &Watcher{db: db, inv: inv, cfg: cfg, log: log, applied: map[int64]time.Time{}}
+	return &Watcher{db: db, inv: inv, cfg: cfg, log: log, applied: map[int64]time.Time{}, started: make(chan struct{})}
 }
+
+// Started is closed once Run has applied the changes logged just before
+// it began: a policy cached before then may be evicted once more.
+func (w *Watcher) Started() <-chan struct{} { return w.started }
 
 // Connected reports whether notifications are flowing (always false on
 // SQLite, which has none).
@@ -93,6 +98,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	for {
 		err := w.start(ctx)
 		if err == nil {
+			close(w.started)
 			break
 		}
 		w.log.Warn("watch: reading the change log failed; retrying", "err", err)
@@ -175,14 +181,13 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
-// start reads where the change log ends and marks the changes of its
-// recent window as applied. Each poll re-reads the window before its last
+// start reads where the change log ends and applies the changes of its
+// recent window at once. Each poll re-reads the window before its last
 // read, to catch a change that committed after a higher one was read, so
-// the first poll's window reaches back before this replica started, to
-// changes the store already held when it did: evicting for them again
-// would drop what was loaded since. What the cache holds at this point is
-// dropped instead, once, because a change it missed may be among those
-// marked; at start it holds next to nothing.
+// the first poll's window reaches back before this replica started: left
+// to that poll, those changes would evict, a poll interval later, the
+// tokens loaded since. Applied now, they evict next to nothing and are
+// skipped when read again.
 func (w *Watcher) start(ctx context.Context) error {
 	last, err := w.db.LastChange(ctx)
 	if err != nil {
@@ -192,12 +197,10 @@ func (w *Watcher) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
 	for _, c := range recent {
-		w.applied[c.Seq] = now
+		w.relay(c)
 	}
 	w.last = last
-	w.inv.InvalidateAll()
 	return nil
 }
 
