@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -45,9 +44,7 @@ func run(ctx context.Context, addr string, grace time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	// Stream workers, as Tollgate runs them, so that the baseline pays
-	// the same gRPC costs.
-	gs := grpc.NewServer(grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
+	gs := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(gs, allowAll{resp: &authv3.CheckResponse{
 		Status:       &rpcstatus.Status{},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}},
