@@ -84,6 +84,17 @@ func TestNotifyReachesAnotherConnection(t *testing.T) {
 	}
 	expectNone("last_used_at touch")
 
+	if _, err := raw.Exec(`UPDATE tokens SET last_used_at = now() + interval '1 second', enabled = true WHERE id = $1`, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	expect("plain SQL update that also moves last_used_at", hashChange)
+
+	if err := db.RecordUsage(ctx, []store.DailyUsage{{TokenID: tok.ID, AccountID: a.ID, Day: time.Now().UTC().Format(time.DateOnly),
+		Requests: 1, Credits: 1, LastUsed: time.Now().Add(time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	expectNone("usage writer")
+
 	if _, err := raw.Exec(`UPDATE accounts SET premium = true WHERE id = $1`, a.ID); err != nil {
 		t.Fatal(err)
 	}
