@@ -70,7 +70,11 @@ type Cache struct {
 	cfg      atomic.Pointer[CacheConfig]
 	entries  *table
 	negative *lru.Cache[Hash, int64]
-	loads    singleflight.Group
+	// loads runs one store query per key at a time. An invalidation
+	// forgets the key (or replaces the group), so that a request arriving
+	// after a change never joins a query that began before it, which would
+	// answer with what the change replaced.
+	loads atomic.Pointer[singleflight.Group]
 
 	// gen counts invalidations. A load that sees it move while it queried
 	// may hold data older than the change, so it is not cached.
@@ -95,6 +99,7 @@ func NewCache(store Store, cfg CacheConfig, now func() time.Time, open Opener) (
 	}
 	c := &Cache{store: store, open: open, now: now, entries: newTable(cfg.Size), negative: negative}
 	c.cfg.Store(&cfg)
+	c.loads.Store(new(singleflight.Group))
 	return c, nil
 }
 
@@ -149,7 +154,8 @@ func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
 // load reads a policy from the store, once for all concurrent callers.
 func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, error) {
 	key := string(h[:])
-	ch := c.loads.DoChan(key, func() (any, error) {
+	loads := c.loads.Load()
+	ch := loads.DoChan(key, func() (any, error) {
 		gen := c.gen.Load()
 		// The query serves every caller waiting on it, so no one caller's
 		// cancellation may cut it short.
@@ -194,7 +200,7 @@ func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, err
 		p, _ := r.Val.(Policy)
 		return p, r.Err
 	case <-timer.C:
-		c.loads.Forget(key)
+		loads.Forget(key)
 		return Policy{}, &Error{Code: EUnavailable, Message: "token look-up timed out after " + cfg.StoreTimeout.String()}
 	case <-ctx.Done():
 		return Policy{}, &Error{Code: EUnavailable, Message: "token look-up abandoned", Err: ctx.Err()}
@@ -205,6 +211,7 @@ func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, err
 func (c *Cache) Invalidate(h Hash) {
 	c.gen.Add(1)
 	c.stats.invalidations.Add(1)
+	c.loads.Load().Forget(string(h[:]))
 	c.entries.remove(h)
 	c.negative.Remove(h)
 }
@@ -213,6 +220,7 @@ func (c *Cache) Invalidate(h Hash) {
 func (c *Cache) InvalidateAccount(id string) {
 	c.gen.Add(1)
 	c.stats.invalidations.Add(1)
+	c.loads.Store(new(singleflight.Group))
 	c.entries.staleAccount(id)
 }
 
@@ -220,6 +228,7 @@ func (c *Cache) InvalidateAccount(id string) {
 func (c *Cache) InvalidateAll() {
 	c.gen.Add(1)
 	c.stats.invalidations.Add(1)
+	c.loads.Store(new(singleflight.Group))
 	c.entries.purge()
 	c.negative.Purge()
 }

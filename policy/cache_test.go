@@ -20,7 +20,7 @@ type fakeStore struct {
 	account *policy.Account
 	err     error
 	calls   atomic.Int64
-	during  func() // runs inside TokenByHash, before it answers
+	during  func() // runs inside TokenByHash, after it has read, before it answers
 }
 
 var _ policy.Store = (*fakeStore)(nil)
@@ -39,19 +39,23 @@ func (s *fakeStore) add(t *policy.Token) string {
 
 func (s *fakeStore) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *policy.Account, error) {
 	s.calls.Add(1)
-	if s.during != nil {
-		s.during()
-	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return nil, nil, s.err
+	err, t, ok := s.err, s.tokens[h], false
+	var tc policy.Token
+	if t != nil {
+		tc, ok = *t, true
 	}
-	t, ok := s.tokens[h]
+	ac := *s.account
+	s.mu.Unlock()
+	if s.during != nil {
+		s.during() // what this call answers was read before
+	}
+	if err != nil {
+		return nil, nil, err
+	}
 	if !ok {
 		return nil, nil, fmt.Errorf("token: %w", policy.ErrNotFound)
 	}
-	tc, ac := *t, *s.account
 	return &tc, &ac, nil
 }
 
@@ -236,6 +240,41 @@ func TestCacheInvalidationDuringLoad(t *testing.T) {
 	cache.Get(context.Background(), h)
 	if got := s.calls.Load(); got != 2 {
 		t.Errorf("%d store calls, want the load that raced a change not cached (2)", got)
+	}
+}
+
+// A request that arrives after a change must not join a query that began
+// before it: it would be answered with what the change replaced.
+func TestCacheRequestAfterChangeStartsItsOwnLoad(t *testing.T) {
+	s, c := newFakeStore(), newClock()
+	cache := mustCache(t, s, c)
+	tok := policy.NewToken("acc_1", policy.Publishable)
+	h := policy.HashValue(s.add(tok))
+	reading, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	s.during = func() { s.during = nil; close(reading); <-release }
+	go cache.Get(context.Background(), h) // reads the token enabled, then stalls
+	<-reading
+	s.mu.Lock()
+	tok.Enabled = false // the change commits and is announced meanwhile
+	s.mu.Unlock()
+	cache.Invalidate(h)
+	type answer struct {
+		d   policy.Decision
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		p, err := cache.Get(context.Background(), h)
+		got <- answer{p.Evaluate(&policy.Request{}, c.now(), policy.EvalOptions{}), err}
+	}()
+	select {
+	case a := <-got:
+		if a.err != nil || a.d.Code != policy.CodeTokenDisabled {
+			t.Errorf("after the change: %+v (%v), want token_disabled", a.d, a.err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("a request after the change waited on the query that began before it")
 	}
 }
 
