@@ -135,7 +135,7 @@ func (db *DB) RecordUsage(ctx context.Context, batch []DailyUsage) error {
 	return db.inTx(ctx, func(tx *sqlx.Tx) error {
 		if db.dialect == Postgres {
 			// This transaction moves only last_used_at on tokens: the
-			// tokens trigger need not compare the rows (migration 00007).
+			// tokens trigger need not compare the rows (migration 00006).
 			if _, err := tx.ExecContext(ctx, `SET LOCAL tollgate.usage_writer = 'on'`); err != nil {
 				return wrapErr("record usage", err)
 			}

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"log/slog"
-	"math"
 	"sync/atomic"
 	"time"
 
@@ -182,7 +181,7 @@ func (w *Watcher) Run(ctx context.Context) {
 }
 
 // start reads where the change log ends and applies the changes of its
-// recent window at once. Each poll re-reads the window before its last
+// recent window (and any logged since that read) at once. Each poll re-reads the window before its last
 // read, to catch a change that committed after a higher one was read, so
 // the first poll's window reaches back before this replica started: left
 // to that poll, those changes would evict, a poll interval later, the
@@ -193,7 +192,7 @@ func (w *Watcher) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	recent, _, err := w.db.changesSince(ctx, math.MaxInt64, recheckWindow)
+	recent, _, err := w.db.changesSince(ctx, last, recheckWindow)
 	if err != nil {
 		return err
 	}
