@@ -214,8 +214,8 @@ func (b *bench) grow(n int) error {
 // tollgateArgs are the flags every benchmarked replica runs with: the
 // defaults, but for one trusted proxy in front of Envoy and a cache big
 // enough for the database.
-func (b *bench) tollgateArgs(grpcAddr, httpAddr string, cacheSize int) []string {
-	return []string{"serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-format", "json",
+func (b *bench) tollgateArgs(grpcAddr, httpAddr, metricsAddr string, cacheSize int) []string {
+	return []string{"serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--metrics-addr", metricsAddr, "--log-format", "json",
 		"--xff-trusted-hops", "1", "--cache-size", strconv.Itoa(cacheSize)}
 }
 
@@ -281,6 +281,10 @@ func (b *bench) startTollgate(name string, cacheSize int, extra ...string) (*Pro
 	if err != nil {
 		return nil, nil, err
 	}
+	m, err := freeAddr()
+	if err != nil {
+		return nil, nil, err
+	}
 	env := b.tollgateEnv()
 	var pp string
 	if b.cfg.Profile {
@@ -289,11 +293,11 @@ func (b *bench) startTollgate(name string, cacheSize int, extra ...string) (*Pro
 		}
 		env = append(env, "PPROF_ADDR="+pp)
 	}
-	p, err := StartProc(name, b.cfg.Tollgate, append(b.tollgateArgs(g, h, cacheSize), extra...), env, filepath.Join(b.cfg.WorkDir, name+".log"))
+	p, err := StartProc(name, b.cfg.Tollgate, append(b.tollgateArgs(g, h, m, cacheSize), extra...), env, filepath.Join(b.cfg.WorkDir, name+".log"))
 	if err != nil {
 		return nil, nil, err
 	}
-	p.GRPCAddr, p.HTTPAddr, p.PprofAddr = g, h, pp
+	p.GRPCAddr, p.HTTPAddr, p.MetricsAddr, p.PprofAddr = g, h, m, pp
 	if err := p.waitReady(20 * time.Second); err != nil {
 		p.Stop(5 * time.Second)
 		return nil, nil, err

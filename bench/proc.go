@@ -25,6 +25,8 @@ type Proc struct {
 	Name     string
 	GRPCAddr string
 	HTTPAddr string // "" for the no-op server
+	// MetricsAddr serves Tollgate's /metrics.
+	MetricsAddr string
 	// PprofAddr is where bench/profserve serves pprof, "" for none.
 	PprofAddr string
 	LogPath   string
@@ -167,7 +169,7 @@ func (p *Proc) waitReady(within time.Duration) error {
 // Metrics reads /metrics into series → value, keyed by the series as
 // printed (name and labels).
 func (p *Proc) Metrics(ctx context.Context) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+p.HTTPAddr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+p.MetricsAddr+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}

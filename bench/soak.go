@@ -185,12 +185,16 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := StartProc("tollgate-soak", cfg.Tollgate, []string{"serve", "--grpc-addr", g, "--http-addr", h, "--log-format", "json", "--xff-trusted-hops", "1"},
+	m, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p, err := StartProc("tollgate-soak", cfg.Tollgate, []string{"serve", "--grpc-addr", g, "--http-addr", h, "--metrics-addr", m, "--log-format", "json", "--xff-trusted-hops", "1"},
 		[]string{"TOLLGATE_DATABASE_URL=" + dbURL, "GODEBUG=gctrace=1"}, filepath.Join(cfg.WorkDir, "tollgate-soak.log"))
 	if err != nil {
 		return nil, err
 	}
-	p.GRPCAddr, p.HTTPAddr = g, h
+	p.GRPCAddr, p.HTTPAddr, p.MetricsAddr = g, h, m
 	defer p.Stop(20 * time.Second)
 	if err := p.waitReady(20 * time.Second); err != nil {
 		return nil, err

@@ -53,7 +53,7 @@ func MustStartTollgate(tb testing.TB) *tollgate {
 	tb.Helper()
 	dbURL := storetest.URL(tb, store.SQLite)
 	cfg := server.DefaultConfig()
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DatabaseURL = dbURL
 	cfg.InsecureCookies = true
 	cfg.ResyncInterval = 100 * time.Millisecond

@@ -45,7 +45,8 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	cfg := &st.cfg
 	f.StringVar(&st.configFile, "config", "", "YAML file of settings (keys are flag names); re-read on SIGHUP and when it changes")
 	f.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "ext_authz gRPC listen address")
-	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address for /healthz, /readyz and /metrics")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address for /healthz, /readyz, the Tokens API (/v1) and the console")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "HTTP listen address for /metrics alone, apart from the Tokens API and console")
 	f.StringVar(&cfg.ListenDatabaseURL, "listen-database-url", "", "direct Postgres URL for LISTEN when --database-url goes through a transaction pooler (default: --database-url)")
 	f.IntVar(&cfg.DBMaxConns, "db-max-conns", cfg.DBMaxConns, "most open connections in the store's pool (plus one for LISTEN)")
 	f.BoolVar(&cfg.Migrate, "migrate", false, "migrate the database before serving")
@@ -66,7 +67,8 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Remaining, "header-credits-remaining", cfg.ExtAuthz.CreditHeaders.Remaining, "response header with the credits left")
 	f.DurationVar(&cfg.SignatureSkew, "signature-skew", cfg.SignatureSkew, "how far a signed request's x-tollgate-date may be from the server's clock, either way")
 	f.BoolVar(&cfg.AllowUnsignedPayload, "allow-unsigned-payload", false, "accept signed requests whose x-tollgate-content-sha256 is UNSIGNED-PAYLOAD")
-	f.IntVar(&cfg.ReplayCacheSize, "replay-cache-size", cfg.ReplayCacheSize, "signatures remembered per replica to refuse replays within the skew window")
+	f.IntVar(&cfg.ReplayCacheSize, "replay-cache-size", cfg.ReplayCacheSize, "signatures remembered per replica and generation (about one skew of traffic) to refuse replays; when full, signed requests are refused (signature_replay_unverifiable)")
+	f.IntVar(&cfg.ReplayPerToken, "replay-per-token", cfg.ReplayPerToken, "of replay-cache-size, the most one token may take, so that no token's traffic can crowd out another's")
 	f.StringVar(&st.encryptionKeyFile, "encryption-key-file", "", "file holding the key that seals signing secrets (default: TOLLGATE_ENCRYPTION_KEY)")
 	f.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "how long a console sign-in lasts")
 	f.BoolVar(&cfg.InsecureCookies, "insecure-cookies", false, "send the console's session cookie without Secure (plain HTTP on a host other than localhost)")
@@ -119,8 +121,9 @@ func (a *app) serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the ext_authz gRPC server and its health and metrics endpoints",
-		Long: `Run the Envoy ext_authz v3 gRPC server (Authorization/Check) and the HTTP
-endpoints /healthz, /readyz and /metrics.
+		Long: `Run the Envoy ext_authz v3 gRPC server (Authorization/Check), the HTTP
+endpoints /healthz, /readyz, the Tokens API and the console (--http-addr), and
+/metrics on a port of its own (--metrics-addr).
 
 Settings come from, in rising order of precedence: defaults, the --config
 file (YAML, keys are flag names), the environment (TOLLGATE_<FLAG>, upper

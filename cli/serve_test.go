@@ -14,11 +14,11 @@ import (
 	"time"
 )
 
-// startServe runs "tollgate serve" on free ports and returns its HTTP
+// startServe runs "tollgate serve" on free ports and returns its metrics
 // address once it serves, and the lines it logs.
 func startServe(t *testing.T, dir string, args ...string) (string, <-chan string, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	cmd := exec.Command(binary, append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "TOLLGATE_DATABASE_URL=sqlite:"+filepath.Join(dir, "t.db"))
 	stderr, err := cmd.StderrPipe()
@@ -47,9 +47,9 @@ func startServe(t *testing.T, dir string, args ...string) (string, <-chan string
 			if !ok {
 				t.Fatal("serve exited before serving")
 			}
-			var rec struct{ Msg, HTTP string }
+			var rec struct{ Msg, Metrics string }
 			if json.Unmarshal([]byte(l), &rec) == nil && rec.Msg == "serving" {
-				return rec.HTTP, lines, cmd
+				return rec.Metrics, lines, cmd
 			}
 		case <-deadline:
 			t.Fatal("serve did not start within 20s")
@@ -126,10 +126,13 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		args []string
 		want string
 	}{
-		"unknown key": {[]string{"serve", "--config", conf}, `unknown setting "cache-sizee"`},
-		"zero ttl":    {[]string{"serve", "--cache-ttl", "0s"}, "cache-ttl must be > 0"},
-		"bad source":  {[]string{"serve", "--token-sources", "cookie"}, "token source"},
-		"no file":     {[]string{"serve", "--config", filepath.Join(dir, "missing.yaml")}, "config file"},
+		"unknown key":        {[]string{"serve", "--config", conf}, `unknown setting "cache-sizee"`},
+		"zero ttl":           {[]string{"serve", "--cache-ttl", "0s"}, "cache-ttl must be > 0"},
+		"bad source":         {[]string{"serve", "--token-sources", "cookie"}, "token source"},
+		"no file":            {[]string{"serve", "--config", filepath.Join(dir, "missing.yaml")}, "config file"},
+		"no metrics address": {[]string{"serve", "--metrics-addr", ""}, "metrics-addr must be set"},
+		"replay share above the cache": {[]string{"serve", "--replay-cache-size", "10", "--replay-per-token", "11"},
+			"replay-per-token (11) must not exceed replay-cache-size (10)"},
 	} {
 		if msg := c.fails(tc.args...); !strings.Contains(msg, tc.want) {
 			t.Errorf("%s: stderr %q, want it to mention %q", name, msg, tc.want)

@@ -87,13 +87,14 @@ func (b *syncBuffer) String() string {
 
 // replica is one running "tollgate serve" process and clients for it.
 type replica struct {
-	name     string
-	grpcAddr string
-	httpAddr string
-	cmd      *exec.Cmd
-	stderr   *syncBuffer
-	exited   chan struct{} // closed when the process has exited
-	waitErr  error         // valid once exited is closed
+	name        string
+	grpcAddr    string
+	httpAddr    string
+	metricsAddr string
+	cmd         *exec.Cmd
+	stderr      *syncBuffer
+	exited      chan struct{} // closed when the process has exited
+	waitErr     error         // valid once exited is closed
 
 	conn   *grpc.ClientConn
 	auth   authv3.AuthorizationClient
@@ -118,14 +119,15 @@ func startReplica(tb testing.TB, name, databaseURL string, extra ...string) *rep
 func startServe(tb testing.TB, name string, env []string, extra ...string) *replica {
 	tb.Helper()
 	r := &replica{
-		name:     name,
-		grpcAddr: freeAddr(tb),
-		httpAddr: freeAddr(tb),
-		stderr:   &syncBuffer{},
-		exited:   make(chan struct{}),
+		name:        name,
+		grpcAddr:    freeAddr(tb),
+		httpAddr:    freeAddr(tb),
+		metricsAddr: freeAddr(tb),
+		stderr:      &syncBuffer{},
+		exited:      make(chan struct{}),
 	}
 	args := append([]string{"serve",
-		"--grpc-addr", r.grpcAddr, "--http-addr", r.httpAddr,
+		"--grpc-addr", r.grpcAddr, "--http-addr", r.httpAddr, "--metrics-addr", r.metricsAddr,
 		"--migrate", "--log-format", "text",
 	}, extra...)
 	r.cmd = exec.Command(binary, args...)
@@ -207,7 +209,7 @@ func (r *replica) readyz() (int, error) {
 // whether it was there.
 func (r *replica) metric(tb testing.TB, name string) (float64, bool) {
 	tb.Helper()
-	resp, err := httpClient.Get("http://" + r.httpAddr + "/metrics")
+	resp, err := httpClient.Get("http://" + r.metricsAddr + "/metrics")
 	if err != nil {
 		tb.Fatalf("GET %s/metrics: %v", r.name, err)
 	}

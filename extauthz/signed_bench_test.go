@@ -71,7 +71,7 @@ func signedBenchServer(b *testing.B, signed bool, replaySize int) *signedSetup {
 	if err != nil {
 		b.Fatal(err)
 	}
-	replay, err := policy.NewReplayCache(replaySize)
+	replay, err := policy.NewReplayCache(policy.ReplayConfig{Size: replaySize, PerToken: replaySize}, time.Now)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -150,8 +150,8 @@ func (s *signedSetup) signedRequests(n int, signed, inCredential bool) (paths, a
 // verifying a signature (parse, canonical request, two SHA-256 passes, one
 // HMAC, the replay cache) adds. Every iteration presents a fresh, valid
 // signature: b.N distinct requests are signed before the timer starts, and
-// the replay cache holds more than b.N, so it never evicts and never
-// refuses. Both sides vary a query parameter the same way. The replay
+// the replay cache (and the token's share of it) holds more than b.N, so
+// it never refuses. Both sides vary a query parameter the same way. The replay
 // cache grows to b.N entries during the run, and its garbage-collection
 // cost grows with it, as it does in production up to --replay-cache-size.
 func BenchmarkCheckSigned(b *testing.B) {

@@ -54,8 +54,64 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (Decision, error) {
 		return Decision{}, err
 	}
 	dec := p.Evaluate(req, d.now(), d.opt)
-	if d.meter != nil {
-		return d.meter.Settle(ctx, p, dec)
+	remembered := false
+	if dec.Allow && dec.signed.ok && d.opt.Signatures.Replay != nil {
+		dec, remembered = d.remember(ctx, dec)
 	}
-	return dec, nil
+	if d.meter == nil {
+		return dec, nil
+	}
+	out, err := d.meter.Settle(ctx, p, dec)
+	if remembered && (err != nil || !out.Allow) {
+		// The signature was not used: the client may send the request
+		// again once the meter lets it. Failing to forget only makes
+		// the client sign afresh.
+		_ = d.opt.Signatures.Replay.Forget(ctx, p.TokenID, dec.signed.sig)
+	}
+	return out, err
+}
+
+// remember records the signature of a request that every rule allows, and
+// refuses the request when it was already recorded or cannot be. It comes
+// after every rule, so that a refused request (a wrong IP, a dataset not
+// granted) never uses up a signature or the token's share of the replay
+// memory, and before the meter, so that a replay is never charged: when
+// the meter refuses after all, Decide forgets the signature again. The
+// store's check and insert is one atomic step, so of two copies of a
+// request in flight at once, one is allowed at most.
+func (d *Decider) remember(ctx context.Context, dec Decision) (Decision, bool) {
+	fresh, err := d.opt.Signatures.Replay.Remember(ctx, dec.TokenID, dec.signed.sig, dec.signed.until)
+	switch {
+	case err != nil:
+		return refusedUnverifiable(dec, err), false
+	case !fresh:
+		dec = refused(dec, CodeSignatureReplayed, "this signed request was already used: sign every request afresh")
+	default:
+		return dec, true
+	}
+	return dec, false
+}
+
+// refused turns an allow into a deny, keeping who asked.
+func refused(dec Decision, code Code, msg string) Decision {
+	dec.Allow, dec.Code, dec.Message, dec.Cost, dec.signed = false, code, msg, 0, signed{}
+	return dec
+}
+
+// refusedUnverifiable refuses a request whose signature the replay store
+// could not remember.
+func refusedUnverifiable(dec Decision, err error) Decision {
+	var full *ReplayFullError
+	if !errors.As(err, &full) {
+		dec = refused(dec, CodeReplayUnverifiable, "the replay memory cannot be reached, so this signed request cannot be checked for a replay; retry later")
+		dec.Usage.RetryAfter = time.Second
+		return dec
+	}
+	msg := "this token has sent more signed requests than this server can remember within the signature window; retry later"
+	if !full.Token {
+		msg = "this server cannot remember more signed requests within the signature window, so cannot refuse this one if it were replayed; retry later"
+	}
+	dec = refused(dec, CodeReplayUnverifiable, msg)
+	dec.Usage.RetryAfter = full.RetryAfter
+	return dec
 }

@@ -25,6 +25,11 @@ const (
 	CodeSignatureInvalid     Code = "signature_invalid"
 	CodeSignatureExpired     Code = "signature_expired"
 	CodeSignatureReplayed    Code = "signature_replayed"
+	// CodeReplayUnverifiable refuses a signed request that Tollgate cannot
+	// remember, so could not refuse again if it were replayed: the token's
+	// share of the replay memory, or all of it, is full until the oldest
+	// signatures expire, or the replay store failed.
+	CodeReplayUnverifiable Code = "signature_replay_unverifiable"
 )
 
 // DenyCodes lists every deny reason, for metrics that want a series each.
@@ -34,19 +39,22 @@ func DenyCodes() []Code {
 		CodeTokenConflict, CodeSecretTokenInBrowser, CodeIPDenied, CodeRefererDenied, CodeAPIDenied,
 		CodeTierDenied, CodeDatasetDenied, CodeSourceDenied, CodeCreditsExhausted, CodeQuotaExhausted,
 		CodeRateLimited, CodeSignatureRequired, CodeSignatureInvalid, CodeSignatureExpired, CodeSignatureReplayed,
+		CodeReplayUnverifiable,
 	}
 }
 
 // Status returns the HTTP status that goes with a deny code: 401 when the
 // caller did not prove who it is, 402 when it ran out of credits, 429 when
-// it is going too fast, 403 otherwise.
+// it is going too fast (or its signatures cannot all be remembered: the
+// remedy is the same, wait and send a freshly signed request), 403
+// otherwise.
 func (c Code) Status() int {
 	switch {
 	case c.Unauthenticated():
 		return 401
 	case c == CodeCreditsExhausted || c == CodeQuotaExhausted:
 		return 402
-	case c == CodeRateLimited:
+	case c == CodeRateLimited || c == CodeReplayUnverifiable:
 		return 429
 	}
 	return 403
@@ -77,6 +85,9 @@ type Decision struct {
 	Cost int64
 	// Usage is where the token stands, when a Meter counted the request.
 	Usage Usage
+	// signed is the verified signature of an allowed signed request, for
+	// the Decider to remember.
+	signed signed
 }
 
 // Usage tells a caller where it stands: credits this period and, when it

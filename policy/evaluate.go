@@ -19,17 +19,20 @@ type EvalOptions struct {
 // stops at the first that fails: enabled → not expired → signature (for
 // tokens that require one) → secret token in a browser → IP →
 // Referer/Origin → API → tier → dataset → source grant. It does no I/O, and
-// for an unsigned request does not allocate when it allows.
+// for an unsigned request does not allocate when it allows. It does not
+// look for replays, which takes memory of earlier requests: Decider.Decide
+// does, once Evaluate allows.
 func (p *Policy) Evaluate(req *Request, now time.Time, opt EvalOptions) Decision {
-	d := p.evaluate(req, now, opt)
+	var s signed
+	d := p.evaluate(req, now, opt, &s)
 	d.TokenID, d.AccountID, d.Kind = p.TokenID, p.AccountID, p.kind
 	if d.Code == "" {
-		d.Allow, d.Cost = true, req.Cost
+		d.Allow, d.Cost, d.signed = true, req.Cost, s
 	}
 	return d
 }
 
-func (p *Policy) evaluate(req *Request, now time.Time, opt EvalOptions) Decision {
+func (p *Policy) evaluate(req *Request, now time.Time, opt EvalOptions, s *signed) Decision {
 	if !p.has(flagEnabled) {
 		return deny(CodeTokenDisabled, "this token is disabled")
 	}
@@ -37,7 +40,7 @@ func (p *Policy) evaluate(req *Request, now time.Time, opt EvalOptions) Decision
 		return deny(CodeTokenExpired, "this token has expired")
 	}
 	if p.signing != nil {
-		if d, ok := p.checkSignature(req, now, opt.Signatures); !ok {
+		if d, ok := p.checkSignature(req, now, opt.Signatures, s); !ok {
 			return d
 		}
 	}

@@ -3,8 +3,6 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,9 +16,10 @@ type SignatureOptions struct {
 	// AllowUnsignedPayload accepts x-tollgate-content-sha256:
 	// UNSIGNED-PAYLOAD, leaving the body out of the signature.
 	AllowUnsignedPayload bool
-	// Replay remembers signatures seen within the skew window; nil turns
-	// replay detection off.
-	Replay *ReplayCache
+	// Replay remembers the signatures of allowed requests, so that each
+	// is allowed once; nil turns replay detection off. The Decider uses it,
+	// not Evaluate: see Decider.Decide.
+	Replay ReplayStore
 }
 
 // signingKey holds a token's signing secret and the day's key derived
@@ -44,10 +43,18 @@ func (k *signingKey) forDay(day string) []byte {
 	return d.key
 }
 
+// signed is what the Decider needs of a verified signature to remember it.
+type signed struct {
+	sig   [sha256.Size]byte
+	until time.Time // the last moment the request is fresh
+	ok    bool
+}
+
 // checkSignature verifies a signed request: the Authorization header, the
-// credential, the time, the body and the signature, then that it is not a
-// replay.
-func (p *Policy) checkSignature(req *Request, now time.Time, opt SignatureOptions) (Decision, bool) {
+// credential, the time, the body and the signature. It does not look for
+// replays: the Decider remembers the signature once the request is allowed
+// (see Decider.Decide), and into s it puts what that needs.
+func (p *Policy) checkSignature(req *Request, now time.Time, opt SignatureOptions, s *signed) (Decision, bool) {
 	if !signing.IsSigned(req.Authorization) {
 		return deny(CodeSignatureRequired, "this token requires signed requests: add an Authorization: "+signing.Algorithm+" header (see docs/signing.md)"), false
 	}
@@ -70,9 +77,9 @@ func (p *Policy) checkSignature(req *Request, now time.Time, opt SignatureOption
 		}
 		return deny(CodeSignatureInvalid, err.Error()), false
 	}
-	if opt.Replay != nil && opt.Replay.seen(a.Signature, now, opt.Skew) {
-		return deny(CodeSignatureReplayed, "this signed request was already used: sign every request afresh"), false
-	}
+	// VerifyWithKey has parsed the date already; it cannot fail here.
+	date, _ := time.Parse(signing.DateFormat, req.header(signing.DateHeader))
+	*s = signed{sig: a.Signature, until: date.Add(opt.Skew), ok: true}
 	return Decision{}, true
 }
 
@@ -116,51 +123,4 @@ func (req *Request) header(name string) string {
 		return ""
 	}
 	return req.Headers.Get(name)
-}
-
-// ReplayCache remembers the signatures seen recently on this replica. A
-// signature can only be replayed within the skew window either side of its
-// date (after it, the request has expired), so the cache keeps two
-// generations of 2×skew each and drops the older as a new one starts. Its
-// maps hold no pointers, so a million signatures cost the garbage
-// collector nothing to scan. Each replica has its own: a replay sent to a
-// replica that never saw the original is not caught there.
-type ReplayCache struct {
-	mu        sync.Mutex
-	size      int // signatures per generation; when full, a new one starts early
-	cur, prev map[[sha256.Size]byte]struct{}
-	started   int64 // unix nanoseconds when cur began
-}
-
-// NewReplayCache returns a cache of up to size signatures per generation.
-func NewReplayCache(size int) (*ReplayCache, error) {
-	if size < 1 {
-		return nil, errors.New("policy: replay cache size must be at least 1")
-	}
-	return &ReplayCache{size: size, cur: map[[sha256.Size]byte]struct{}{}, prev: map[[sha256.Size]byte]struct{}{}}, nil
-}
-
-// seen records sig and reports whether it was already seen within the
-// window.
-func (r *ReplayCache) seen(sig [sha256.Size]byte, now time.Time, skew time.Duration) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	t := now.UnixNano()
-	switch elapsed := t - r.started; {
-	case elapsed >= int64(4*skew):
-		// Both generations are past the window.
-		clear(r.prev)
-		clear(r.cur)
-		r.started = t
-	case elapsed >= int64(2*skew) || len(r.cur) >= r.size:
-		r.prev, r.cur, r.started = r.cur, make(map[[sha256.Size]byte]struct{}, len(r.cur)), t
-	}
-	if _, ok := r.cur[sig]; ok {
-		return true
-	}
-	if _, ok := r.prev[sig]; ok {
-		return true
-	}
-	r.cur[sig] = struct{}{}
-	return false
 }

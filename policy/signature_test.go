@@ -210,10 +210,7 @@ func TestSignedRequests(t *testing.T) {
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			f := newSigFixture(t, policy.Publishable)
-			replay, err := policy.NewReplayCache(100)
-			if err != nil {
-				t.Fatal(err)
-			}
+			replay := mustReplayCache(t, 100, 100, f.clock)
 			d := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, AllowUnsignedPayload: c.allowUP, Replay: replay})
 			req := f.request()
 			if c.before != nil {
@@ -264,25 +261,34 @@ func TestSignedSecretToken(t *testing.T) {
 	}
 }
 
+// expect decides req and checks its code ("" = allowed).
+func expect(tb testing.TB, d *policy.Decider, req policy.Request, want policy.Code) {
+	tb.Helper()
+	if dec := mustDecide(tb, d, req); dec.Code != want || dec.Allow != (want == "") {
+		tb.Errorf("got allow=%v code=%q (%s), want code %q", dec.Allow, dec.Code, dec.Message, want)
+	}
+}
+
+// mustReplayCache returns a replay cache over c's time (the real time when
+// c is nil).
+func mustReplayCache(tb testing.TB, size, perToken int, c *clock) *policy.ReplayCache {
+	tb.Helper()
+	now := time.Now
+	if c != nil {
+		now = c.now
+	}
+	r, err := policy.NewReplayCache(policy.ReplayConfig{Size: size, PerToken: perToken}, now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
 func TestSignatureReplay(t *testing.T) {
-	newReplay := func(tb testing.TB, size int) *policy.ReplayCache {
-		tb.Helper()
-		r, err := policy.NewReplayCache(size)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return r
-	}
-	expect := func(tb testing.TB, d *policy.Decider, req policy.Request, want policy.Code) {
-		tb.Helper()
-		if dec := mustDecide(tb, d, req); dec.Code != want || dec.Allow != (want == "") {
-			tb.Errorf("got allow=%v code=%q (%s), want code %q", dec.Allow, dec.Code, dec.Message, want)
-		}
-	}
 
 	t.Run("inside the window", func(t *testing.T) {
 		f := newSigFixture(t, policy.Publishable)
-		d := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: newReplay(t, 100)})
+		d := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: mustReplayCache(t, 100, 100, f.clock)})
 		req := f.request()
 		sigSign(t, &req, f.tok.ID, f.secret, f.clock.now())
 		expect(t, d, req, "")
@@ -303,7 +309,7 @@ func TestSignatureReplay(t *testing.T) {
 
 	t.Run("the same signature is a replay whatever else changes", func(t *testing.T) {
 		f := newSigFixture(t, policy.Publishable)
-		d := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: newReplay(t, 100)})
+		d := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: mustReplayCache(t, 100, 100, f.clock)})
 		req := f.request()
 		sigSign(t, &req, f.tok.ID, f.secret, f.clock.now())
 		expect(t, d, req, "")
@@ -313,7 +319,7 @@ func TestSignatureReplay(t *testing.T) {
 
 	t.Run("a refused request is not remembered", func(t *testing.T) {
 		f := newSigFixture(t, policy.Publishable)
-		d := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: newReplay(t, 100)})
+		d := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: mustReplayCache(t, 100, 100, f.clock)})
 		req := f.request()
 		sigSign(t, &req, f.tok.ID, f.secret, f.clock.now())
 		bad := req
@@ -322,45 +328,62 @@ func TestSignatureReplay(t *testing.T) {
 		expect(t, d, req, "")
 	})
 
-	// An entry is kept for at least 2×skew and forgotten by 4×skew (two
-	// generations). With one skew, a request still fresh is never that old,
-	// so this needs the first sight under a longer skew, as when an
-	// operator shortens --signature-skew on a replica whose replay cache
-	// lives on (here: two deciders sharing it).
-	t.Run("forgotten after 4×skew", func(t *testing.T) {
+	// A signature is remembered for as long as its request is fresh,
+	// however the skew changed since (here: two deciders sharing one
+	// cache, as when an operator shortens --signature-skew).
+	t.Run("remembered while fresh under the longest skew", func(t *testing.T) {
 		f := newSigFixture(t, policy.Publishable)
-		replay := newReplay(t, 100)
+		replay := mustReplayCache(t, 100, 100, f.clock)
 		long := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: 6 * sigSkew, Replay: replay})
 		short := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: replay})
 		req := f.request()
 		sigSign(t, &req, f.tok.ID, f.secret, f.clock.now().Add(5*sigSkew))
 		expect(t, long, req, "")
 		f.clock.advance(4*sigSkew + time.Second) // still fresh for short
-		expect(t, short, req, "")
-		expect(t, short, req, policy.CodeSignatureReplayed) // and remembered again
+		expect(t, short, req, policy.CodeSignatureReplayed)
+		f.clock.advance(6 * sigSkew) // the last moment it is fresh for long
+		expect(t, long, req, policy.CodeSignatureReplayed)
 	})
 
-	t.Run("a full replay cache forgets the oldest", func(t *testing.T) {
+	// The cache refuses rather than forgets: it used to start a new
+	// generation early, forgetting the oldest signatures, which could
+	// then be replayed.
+	t.Run("a full replay cache refuses", func(t *testing.T) {
 		f := newSigFixture(t, policy.Publishable)
-		d := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: newReplay(t, 2)})
+		d := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: mustReplayCache(t, 2, 2, f.clock)})
 		var reqs []policy.Request
 		for i := range 5 {
 			req := f.request()
 			req.RawQuery += "&n=" + string(rune('0'+i))
 			sigSign(t, &req, f.tok.ID, f.secret, f.clock.now())
-			expect(t, d, req, "")
 			reqs = append(reqs, req)
 		}
-		// Two generations of two: the newest four are remembered, the
-		// first is gone (--replay-cache-size must hold 2×skew of traffic).
-		expect(t, d, reqs[4], policy.CodeSignatureReplayed)
-		expect(t, d, reqs[0], "")
+		// The first takes the first generation, which the second starts
+		// the next of; two more fit in that one.
+		for _, req := range reqs[:3] {
+			expect(t, d, req, "")
+		}
+		dec := mustDecide(t, d, reqs[3])
+		if dec.Code != policy.CodeReplayUnverifiable || dec.Allow {
+			t.Fatalf("got allow=%v code=%q, want code %q", dec.Allow, dec.Code, policy.CodeReplayUnverifiable)
+		}
+		if dec.Code.Status() != 429 || dec.Usage.RetryAfter <= 0 || dec.Usage.RetryAfter > 2*sigSkew {
+			t.Errorf("got status %d and retry after %v, want 429 within 2×skew", dec.Code.Status(), dec.Usage.RetryAfter)
+		}
+		for _, req := range reqs[:3] {
+			expect(t, d, req, policy.CodeSignatureReplayed)
+		}
+		// Once the first generation's signatures are past, there is room.
+		f.clock.advance(dec.Usage.RetryAfter)
+		again := reqs[4]
+		sigSign(t, &again, f.tok.ID, f.secret, f.clock.now())
+		expect(t, d, again, "")
 	})
 
 	t.Run("each replica has its own cache", func(t *testing.T) {
 		f := newSigFixture(t, policy.Publishable)
-		a := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: newReplay(t, 100)})
-		b := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: newReplay(t, 100)})
+		a := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: mustReplayCache(t, 100, 100, f.clock)})
+		b := f.decider(t, f.box.Open, policy.SignatureOptions{Skew: sigSkew, Replay: mustReplayCache(t, 100, 100, f.clock)})
 		req := f.request()
 		sigSign(t, &req, f.tok.ID, f.secret, f.clock.now())
 		expect(t, a, req, "")

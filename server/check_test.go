@@ -739,6 +739,21 @@ func TestServerLifecycle(t *testing.T) {
 				}
 			})
 
+			// /metrics has a listener of its own: scraping it reaches
+			// nothing else, and the Tokens API's port does not serve it.
+			t.Run("metrics listener", func(t *testing.T) {
+				for url, want := range map[string]int{
+					s.MetricsURL + "/metrics":  http.StatusOK,
+					s.BaseURL + "/metrics":     http.StatusNotFound,
+					s.MetricsURL + "/v1/":      http.StatusNotFound,
+					s.MetricsURL + "/console/": http.StatusNotFound,
+				} {
+					if got, _ := getURL(t, url); got != want {
+						t.Errorf("GET %s: got %d, want %d", url, got, want)
+					}
+				}
+			})
+
 			t.Run("metrics", func(t *testing.T) {
 				unknown := envoyRequest{Path: "/v1/prices?token=" + policy.NewValue(policy.Publishable)}
 				expectDeny(t, s.MustCheck(t, unknown.proto()), policy.CodeTokenUnknown, "", nil)

@@ -40,8 +40,9 @@ type testServer struct {
 	*server.Server
 	Auth   authv3.AuthorizationClient
 	Health healthpb.HealthClient
-	// BaseURL is where /healthz, /readyz and /metrics answer.
-	BaseURL string
+	// BaseURL is where /healthz, /readyz, the Tokens API and the console
+	// answer; MetricsURL is where /metrics does.
+	BaseURL, MetricsURL string
 	// Logs holds everything the server logged.
 	Logs *syncBuffer
 
@@ -57,7 +58,7 @@ type testServer struct {
 func MustStartServer(tb testing.TB, dbURL string, configure func(*server.Config)) *testServer {
 	tb.Helper()
 	cfg := server.DefaultConfig()
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DatabaseURL = dbURL
 	cfg.Migrate = true
 	cfg.DBMaxConns = 4
@@ -83,6 +84,7 @@ func MustStartServer(tb testing.TB, dbURL string, configure func(*server.Config)
 	}
 	s.Auth, s.Health = authv3.NewAuthorizationClient(conn), healthpb.NewHealthClient(conn)
 	s.BaseURL = "http://" + srv.HTTPAddr().String()
+	s.MetricsURL = "http://" + srv.MetricsAddr().String()
 	tb.Cleanup(func() {
 		if err := s.Stop(); err != nil {
 			tb.Errorf("server Run: %v", err)
@@ -121,14 +123,19 @@ func (s *testServer) MustCheck(tb testing.TB, req *authv3.CheckRequest) *authv3.
 // Get fetches an HTTP endpoint and returns its status and body.
 func (s *testServer) Get(tb testing.TB, path string) (int, string) {
 	tb.Helper()
-	resp, err := http.Get(s.BaseURL + path)
+	return getURL(tb, s.BaseURL+path)
+}
+
+func getURL(tb testing.TB, url string) (int, string) {
+	tb.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
-		tb.Fatalf("GET %s: %v", path, err)
+		tb.Fatalf("GET %s: %v", url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tb.Fatalf("GET %s: %v", path, err)
+		tb.Fatalf("GET %s: %v", url, err)
 	}
 	return resp.StatusCode, string(b)
 }
@@ -138,7 +145,7 @@ func (s *testServer) Get(tb testing.TB, path string) (int, string) {
 // `tollgate_check_decisions_total{code="token_unknown",result="deny"}`.
 func (s *testServer) Metric(tb testing.TB, series string) (float64, bool) {
 	tb.Helper()
-	status, body := s.Get(tb, "/metrics")
+	status, body := getURL(tb, s.MetricsURL+"/metrics")
 	if status != http.StatusOK {
 		tb.Fatalf("GET /metrics: got status %d, want 200", status)
 	}

@@ -1,6 +1,7 @@
 // Package server assembles a running Tollgate: the policy store, the cache
-// and its change watcher, the ext_authz gRPC server and the HTTP endpoints
-// for health and metrics. The command line builds a Config and calls Run;
+// and its change watcher, the ext_authz gRPC server, the HTTP endpoints
+// (health, the Tokens API and the console) and, on a listener of its own,
+// the metrics. The command line builds a Config and calls Run;
 // end-to-end tests start the same Server on port 0.
 package server
 
@@ -36,6 +37,10 @@ import (
 type Config struct {
 	GRPCAddr string
 	HTTPAddr string
+	// MetricsAddr serves /metrics, apart from the Tokens API and the
+	// console, so that scraping and what a NetworkPolicy opens for it
+	// reach nothing else.
+	MetricsAddr string
 	// DatabaseURL is the policy store; "" means the embedded default.
 	DatabaseURL string
 	// ListenDatabaseURL is where the LISTEN connection goes, when the pool
@@ -60,8 +65,9 @@ type Config struct {
 	SignatureSkew time.Duration
 	// AllowUnsignedPayload accepts signatures that leave the body out.
 	AllowUnsignedPayload bool
-	// ReplayCacheSize bounds the signatures remembered against replays.
-	ReplayCacheSize int
+	// ReplayCacheSize bounds the signatures remembered against replays,
+	// per generation; ReplayPerToken bounds one token's share of them.
+	ReplayCacheSize, ReplayPerToken int
 	// SessionTTL is how long a console sign-in lasts.
 	SessionTTL time.Duration
 	// InsecureCookies serves the console's session cookie without Secure,
@@ -81,9 +87,10 @@ type Config struct {
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
 	return Config{
-		GRPCAddr:   ":9191",
-		HTTPAddr:   ":8181",
-		DBMaxConns: 10,
+		GRPCAddr:    ":9191",
+		HTTPAddr:    ":8181",
+		MetricsAddr: ":9090",
+		DBMaxConns:  10,
 		Cache: policy.CacheConfig{
 			Size:         500_000,
 			TTL:          5 * time.Minute,
@@ -97,6 +104,7 @@ func DefaultConfig() Config {
 		SignatureSkew:   5 * time.Minute,
 		SessionTTL:      12 * time.Hour,
 		ReplayCacheSize: 1_000_000,
+		ReplayPerToken:  250_000,
 		ExtAuthz: extauthz.Config{
 			TokenSources:     extauthz.DefaultTokenSources(),
 			StripCredentials: true,
@@ -120,6 +128,8 @@ func (c *Config) Validate() error {
 		return errors.New("invalid config: grpc-addr must be set")
 	case c.HTTPAddr == "":
 		return errors.New("invalid config: http-addr must be set")
+	case c.MetricsAddr == "":
+		return errors.New("invalid config: metrics-addr must be set (metrics have a port of their own)")
 	case c.ResyncInterval <= 0:
 		return errors.New("invalid config: resync-interval must be > 0")
 	case c.ExtAuthz.TrustedHops < 0:
@@ -130,10 +140,15 @@ func (c *Config) Validate() error {
 		return errors.New("invalid config: shutdown-timeout must be > 0")
 	case c.SignatureSkew <= 0:
 		return errors.New("invalid config: signature-skew must be > 0")
-	case c.ReplayCacheSize < 1:
-		return errors.New("invalid config: replay-cache-size must be at least 1")
+	}
+	if err := c.replay().Validate(); err != nil {
+		return fmt.Errorf("invalid config: %w", err)
 	}
 	return nil
+}
+
+func (c *Config) replay() policy.ReplayConfig {
+	return policy.ReplayConfig{Size: c.ReplayCacheSize, PerToken: c.ReplayPerToken}
 }
 
 // Server is a running Tollgate.
@@ -148,8 +163,10 @@ type Server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	http     *http.Server
+	metricsH *http.Server
 	grpcLis  net.Listener
 	httpLis  net.Listener
+	metricsL net.Listener
 	draining atomic.Bool
 	mu       sync.Mutex // serialises Reconfigure
 }
@@ -176,6 +193,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.grpcLis.Close()
 		s.db.Close()
 		return nil, fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
+	}
+	if s.metricsL, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+		s.httpLis.Close()
+		s.grpcLis.Close()
+		s.db.Close()
+		return nil, fmt.Errorf("listen on metrics-addr %s: %w", cfg.MetricsAddr, err)
 	}
 	return s, nil
 }
@@ -226,7 +249,7 @@ func (s *Server) build() error {
 	} else {
 		s.log.Warn("no encryption key (TOLLGATE_ENCRYPTION_KEY): tokens that require signed requests cannot be checked")
 	}
-	replay, err := policy.NewReplayCache(s.cfg.ReplayCacheSize)
+	replay, err := policy.NewReplayCache(s.cfg.replay(), time.Now)
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
@@ -278,13 +301,15 @@ func (s *Server) build() error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	api := admin.New(s.db, admin.Config{SessionTTL: s.cfg.SessionTTL, InsecureCookies: s.cfg.InsecureCookies,
 		Box: box, Period: s.cfg.Credits.Period}, s.log)
 	mux.Handle("/v1/", api)
 	mux.Handle("/console/", api)
 	mux.Handle("GET /{$}", api)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	metricsMux := http.NewServeMux()
+	metricsMux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	s.metricsH = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second}
 	return nil
 }
 
@@ -293,6 +318,9 @@ func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
 
 // HTTPAddr returns the address the HTTP endpoints listen on.
 func (s *Server) HTTPAddr() net.Addr { return s.httpLis.Addr() }
+
+// MetricsAddr returns the address /metrics listens on.
+func (s *Server) MetricsAddr() net.Addr { return s.metricsL.Addr() }
 
 // Cache returns the policy cache, for tuning at run time.
 func (s *Server) Cache() *policy.Cache { return s.cache }
@@ -312,6 +340,7 @@ func (s *Server) Reconfigure(cfg Config) []string {
 	old.Cache = cfg.Cache
 	for name, changed := range map[string]bool{
 		"grpc-addr": old.GRPCAddr != cfg.GRPCAddr, "http-addr": old.HTTPAddr != cfg.HTTPAddr,
+		"metrics-addr": old.MetricsAddr != cfg.MetricsAddr,
 		"database-url": old.DatabaseURL != cfg.DatabaseURL, "listen-database-url": old.ListenDatabaseURL != cfg.ListenDatabaseURL,
 		"db-max-conns": old.DBMaxConns != cfg.DBMaxConns, "resync-interval": old.ResyncInterval != cfg.ResyncInterval,
 		"route-rules": old.RouteRules != cfg.RouteRules, "dry-run": old.ExtAuthz.DryRun != cfg.ExtAuthz.DryRun,
@@ -351,16 +380,22 @@ func (s *Server) Run(ctx context.Context) error {
 	var meterDone sync.WaitGroup
 	meterDone.Go(func() { s.meter.Run(meterCtx) })
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
-	go func() {
-		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
+	for _, h := range []struct {
+		srv *http.Server
+		lis net.Listener
+	}{{s.http, s.httpLis}, {s.metricsH, s.metricsL}} {
+		go func() {
+			if err := h.srv.Serve(h.lis); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	s.log.Info("serving", "grpc", s.GRPCAddr().String(), "http", s.HTTPAddr().String(), "store", s.db.Dialect())
+	s.log.Info("serving", "grpc", s.GRPCAddr().String(), "http", s.HTTPAddr().String(), "metrics", s.MetricsAddr().String(),
+		"store", s.db.Dialect())
 
 	var err error
 	select {
@@ -385,6 +420,11 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	if herr := s.http.Shutdown(shutCtx); herr != nil && err == nil {
 		err = fmt.Errorf("shut down http: %w", herr)
+	}
+	// Metrics stop last of the listeners, so that a final scrape still
+	// sees the shutdown's decisions.
+	if merr := s.metricsH.Shutdown(shutCtx); merr != nil && err == nil {
+		err = fmt.Errorf("shut down metrics: %w", merr)
 	}
 	stopMeter()
 	meterDone.Wait()
