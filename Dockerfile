@@ -24,7 +24,8 @@ LABEL org.opencontainers.image.title="tollgate" \
 COPY --from=build /out/tollgate /tollgate
 # distroless's nonroot user, by number so runAsNonRoot can verify it.
 USER 65532:65532
-# 9191: gRPC (ext_authz, health). 8181: HTTP (/healthz, /readyz, /metrics).
-EXPOSE 9191 8181
+# 9191: gRPC (ext_authz, health). 8181: HTTP (/healthz, /readyz, Tokens API,
+# console). 9090: /metrics.
+EXPOSE 9191 8181 9090
 ENTRYPOINT ["/tollgate"]
 CMD ["serve"]

@@ -19,6 +19,7 @@ var knobs = map[string]string{
 	"resync-interval":    "duration",
 	"store-timeout":      "duration",
 	"replay-cache-size":  "count",
+	"replay-per-token":   "count",
 }
 
 // TestKnobs checks the rendered tollgate.yaml of each kustomization: only

@@ -3,14 +3,18 @@ package k8s_test
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -221,4 +225,75 @@ func markdownAnchors(tb testing.TB, path string) map[string]bool {
 		anchors[b.String()] = true
 	}
 	return anchors
+}
+
+// TestMetricsPort checks that Prometheus scrapes Tollgate's metrics
+// listener (TOLLGATE_METRICS_ADDR), not the HTTP port that serves the
+// Tokens API and the console, and that the NetworkPolicy opens the first
+// to the monitoring namespace and the second to no one.
+func TestMetricsPort(t *testing.T) {
+	for _, dir := range kustomizations {
+		t.Run(dir, func(t *testing.T) {
+			r := MustRender(t, dir)
+			d := only[*appsv1.Deployment](t, r)
+			tg := container(t, &d.Spec.Template.Spec, "tollgate")
+			metricsPort, httpPort := addrPort(t, env(tg, "TOLLGATE_METRICS_ADDR")), addrPort(t, env(tg, "TOLLGATE_HTTP_ADDR"))
+			if metricsPort == httpPort {
+				t.Fatalf("TOLLGATE_METRICS_ADDR and TOLLGATE_HTTP_ADDR share port %d, want metrics on a port of their own", httpPort)
+			}
+			if !slices.ContainsFunc(tg.Ports, func(p corev1.ContainerPort) bool { return int(p.ContainerPort) == metricsPort }) {
+				t.Errorf("tollgate: declares no container port %d (TOLLGATE_METRICS_ADDR)", metricsPort)
+			}
+
+			sm := only[*monitoringv1.ServiceMonitor](t, r)
+			targets := map[string]int{} // Service port name → target port number
+			for _, s := range all[*corev1.Service](r) {
+				for _, p := range s.Spec.Ports {
+					targets[p.Name] = p.TargetPort.IntValue()
+				}
+			}
+			scraped := false
+			for _, ep := range sm.Spec.Endpoints {
+				switch targets[ep.Port] {
+				case metricsPort:
+					scraped = ep.Path == "/metrics"
+				case httpPort:
+					t.Errorf("endpoint %q scrapes the HTTP port %d, which serves the Tokens API", ep.Port, httpPort)
+				}
+			}
+			if !scraped {
+				t.Errorf("no ServiceMonitor endpoint scrapes /metrics on port %d", metricsPort)
+			}
+
+			np := only[*networkingv1.NetworkPolicy](t, r)
+			opened := false
+			for i, rule := range np.Spec.Ingress {
+				for _, p := range rule.Ports {
+					switch p.Port.IntValue() {
+					case metricsPort:
+						opened = true
+						if len(rule.From) == 0 {
+							t.Errorf("ingress rule %d: opens the metrics port to everyone, want the monitoring namespace", i)
+						}
+					case httpPort:
+						t.Errorf("ingress rule %d: opens the HTTP port %d (Tokens API, console) for scraping", i, httpPort)
+					}
+				}
+			}
+			if !opened {
+				t.Errorf("the NetworkPolicy does not open the metrics port %d", metricsPort)
+			}
+		})
+	}
+}
+
+// addrPort returns the port of a listen address such as ":9090".
+func addrPort(tb testing.TB, addr string) int {
+	tb.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil {
+		tb.Fatalf("listen address %q: want host:port", addr)
+	}
+	return n
 }
