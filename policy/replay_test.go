@@ -342,3 +342,37 @@ func (c *chargeCounter) Settle(_ context.Context, _ policy.Policy, d policy.Deci
 	}
 	return d, nil
 }
+
+// BenchmarkReplayRemember is the replay memory's cost per signed request:
+// one Remember of a fresh signature, from all cores at once, for one busy
+// token and spread over many tokens. Signatures are made before the timer
+// starts; the cache is sized to hold them all.
+func BenchmarkReplayRemember(b *testing.B) {
+	for _, tokens := range []int{1, 1000} {
+		b.Run("tokens="+strconv.Itoa(tokens), func(b *testing.B) {
+			ids := make([]string, tokens)
+			for i := range ids {
+				ids[i] = policy.NewID("tok")
+			}
+			sigs := make([][sha256.Size]byte, b.N)
+			for i := range sigs {
+				sigs[i] = sigN(i)
+			}
+			r := mustReplayCache(b, b.N+1, b.N+1, nil)
+			until := time.Now().Add(time.Hour)
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					i := int(next.Add(1) - 1)
+					if fresh, err := r.Remember(ctx, ids[i%tokens], sigs[i], until); !fresh || err != nil {
+						b.Errorf("remember %d: got %v, %v; want new", i, fresh, err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
