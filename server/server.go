@@ -340,7 +340,7 @@ func (s *Server) Reconfigure(cfg Config) []string {
 	old.Cache = cfg.Cache
 	for name, changed := range map[string]bool{
 		"grpc-addr": old.GRPCAddr != cfg.GRPCAddr, "http-addr": old.HTTPAddr != cfg.HTTPAddr,
-		"metrics-addr": old.MetricsAddr != cfg.MetricsAddr,
+		"metrics-addr": old.MetricsAddr != cfg.MetricsAddr, "replay-cache-size": old.ReplayCacheSize != cfg.ReplayCacheSize, "replay-per-token": old.ReplayPerToken != cfg.ReplayPerToken,
 		"database-url": old.DatabaseURL != cfg.DatabaseURL, "listen-database-url": old.ListenDatabaseURL != cfg.ListenDatabaseURL,
 		"db-max-conns": old.DBMaxConns != cfg.DBMaxConns, "resync-interval": old.ResyncInterval != cfg.ResyncInterval,
 		"route-rules": old.RouteRules != cfg.RouteRules, "dry-run": old.ExtAuthz.DryRun != cfg.ExtAuthz.DryRun,
