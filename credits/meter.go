@@ -70,6 +70,8 @@ type Meter struct {
 
 	buckets  *lru.Cache[string, *bucket]
 	replicas atomic.Int64
+	flushes  atomic.Uint64
+	inflight atomic.Int64 // usage rows taken out of usage and not yet written
 }
 
 var _ policy.Meter = (*Meter)(nil)
