@@ -155,6 +155,7 @@ func (m *Meter) addCounted(ctx context.Context, period int64, deltas map[string]
 		}
 	}
 	if failed != nil {
+		m.failures.Add(1)
 		m.log.Warn("credits: writing spending failed; will retry", "subjects", len(deltas), "err", failed)
 	}
 }
@@ -189,6 +190,7 @@ func (m *Meter) settle(ctx context.Context, k subjectKey, s *subject, all bool, 
 	defer s.mu.Unlock()
 	if err != nil {
 		s.pending, s.lease = s.pending+pending, s.lease+lease
+		m.failures.Add(1)
 		m.log.Warn("credits: writing spending failed; will retry", "subject", k.id, "err", err)
 		return
 	}

@@ -71,7 +71,8 @@ type Meter struct {
 	buckets  *lru.Cache[string, *bucket]
 	replicas atomic.Int64
 	flushes  atomic.Uint64
-	inflight atomic.Int64 // usage rows taken out of usage and not yet written
+	failures atomic.Uint64 // failed writes of usage or spending
+	inflight atomic.Int64  // usage rows taken out of usage and not yet written
 }
 
 var _ policy.Meter = (*Meter)(nil)

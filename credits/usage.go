@@ -54,6 +54,7 @@ func (m *Meter) writeUsage(ctx context.Context, all bool, start time.Time) {
 		err := m.store.RecordUsage(wctx, piece)
 		cancel()
 		if err != nil {
+			m.failures.Add(1)
 			m.log.Warn("credits: writing usage failed; will retry", "rows", len(rows)-written, "err", err)
 			break
 		}
@@ -84,6 +85,10 @@ func (m *Meter) Backlog() int {
 // anything to write. Two finished after a burst of traffic mean everything
 // it spent is written, which is what a load test waits for.
 func (m *Meter) Flushes() uint64 { return m.flushes.Load() }
+
+// FlushErrors returns how many writes of usage or spending have failed;
+// what each held went back into the books for the next flush.
+func (m *Meter) FlushErrors() uint64 { return m.failures.Load() }
 
 // merge puts a row that could not be written back into the books.
 // Called with m.mu held.

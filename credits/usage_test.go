@@ -131,6 +131,9 @@ func TestUsageWriterDrainsManyTokens(t *testing.T) {
 			t.Logf("%d tokens: counted in %v, usage drained in %v; %d usage writes (largest %d rows), %d spending writes (largest %d subjects)",
 				n, counted.Round(time.Millisecond), drained.Round(time.Millisecond), fs.usageCalls, fs.largestUsage, fs.addCalls, fs.largestAdd)
 
+			if failEvery > 0 && m.FlushErrors() == 0 {
+				t.Errorf("FlushErrors() = 0 with every %dth write failing", failEvery)
+			}
 			if fs.largestUsage > credits.UsageBatchRows {
 				t.Errorf("largest usage write %d rows, want at most %d", fs.largestUsage, credits.UsageBatchRows)
 			}

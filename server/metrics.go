@@ -138,6 +138,9 @@ func (m *metrics) followMeter(meter *credits.Meter) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tollgate_credits_flushes_total", Help: "Credit and usage flushes finished, with or without anything to write.",
 		}, func() float64 { return float64(meter.Flushes()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_credits_flush_errors_total", Help: "Failed writes of usage or credit spending (each is retried).",
+		}, func() float64 { return float64(meter.FlushErrors()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tollgate_usage_backlog_rows", Help: "Usage rows (token and day) counted and not yet written.",
 		}, func() float64 { return float64(meter.Backlog()) }),
