@@ -112,7 +112,7 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 		}
 	}
 	for period, deltas := range counted {
-		m.addCounted(ctx, period, deltas, subjects, all, current, idle)
+		m.addCounted(ctx, period, deltas, subjects, all, current, idle, start)
 	}
 	m.writeUsage(ctx, all, start)
 	m.flushes.Add(1)
@@ -122,16 +122,19 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 // in bounded chunks however many subjects there are; learns their totals;
 // and drops the books of those idle or finished. A chunk that fails puts
 // back only its own subjects' spending: the chunks before it are written.
-func (m *Meter) addCounted(ctx context.Context, period int64, deltas map[string]int64, subjects map[subjectKey]*subject, all bool, current, idle int64) {
+func (m *Meter) addCounted(ctx context.Context, period int64, deltas map[string]int64, subjects map[subjectKey]*subject, all bool, current, idle int64, start time.Time) {
 	ids := slices.Sorted(maps.Keys(deltas))
 	var failed error
-	for chunk := range slices.Chunk(ids, usageBatchRows) {
+	for i := 0; i < len(ids); i += usageBatchRows {
+		chunk := ids[i:min(i+usageBatchRows, len(ids))]
 		part := make(map[string]int64, len(chunk))
 		for _, id := range chunk {
 			part[id] = deltas[id]
 		}
 		var totals map[string]int64
-		if failed == nil {
+		// Past the flush's time budget the rest waits for the next flush,
+		// as after a failure; the first piece is always written.
+		if failed == nil && (all || i == 0 || time.Since(start) <= m.cfg.FlushInterval) {
 			wctx, cancel := context.WithTimeout(ctx, m.writeTimeout(len(chunk)))
 			totals, failed = m.store.AddCreditsBatch(wctx, time.Unix(period, 0), part)
 			cancel()

@@ -119,7 +119,7 @@ func TestUsageWriterDrainsManyTokens(t *testing.T) {
 			counted := time.Since(start)
 
 			stop := runMeter(m)
-			deadline := time.Now().Add(5 * time.Minute)
+			deadline := time.Now().Add(2*time.Minute + time.Duration(n)*time.Millisecond)
 			for m.Backlog() > 0 && time.Now().Before(deadline) {
 				time.Sleep(50 * time.Millisecond)
 			}
