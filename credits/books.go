@@ -1,8 +1,8 @@
 package credits
 
 import (
+	"cmp"
 	"context"
-	"maps"
 	"slices"
 	"time"
 )
@@ -86,20 +86,20 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 	m.mu.Unlock()
 	start := time.Now()
 
-	counted := map[int64]map[string]int64{} // period → subject → credits
+	// Spending is queued afresh only once the last queue is written, so a
+	// flush never re-sorts or re-queues a backlog it cannot write yet.
+	collect := len(m.queue.spend) == 0
 	for k, s := range subjects {
 		s.mu.Lock()
 		// A refund can leave a counted subject below zero (spent, written,
 		// then refunded): the one-by-one path handles that.
 		unlimited := s.limit < 0 && s.lease == 0 && s.pending >= 0
 		switch {
-		case unlimited && s.pending > 0:
-			if counted[k.period] == nil {
-				counted[k.period] = map[string]int64{}
-			}
-			counted[k.period][k.id] = s.pending
+		case unlimited && s.pending > 0 && collect:
+			m.queue.spend = append(m.queue.spend, spending{k, s.pending})
+			s.queued += s.pending
 			s.pending = 0
-		case unlimited && s.pending == 0 && (all || k.period != current || s.lastUsed < idle):
+		case unlimited && s.pending == 0 && s.queued == 0 && (all || k.period != current || s.lastUsed < idle):
 			// Nothing to write and no longer in use.
 			s.retired = true
 			m.mu.Lock()
@@ -111,63 +111,21 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 			m.settle(ctx, k, s, all, current, idle)
 		}
 	}
-	for period, deltas := range counted {
-		m.addCounted(ctx, period, deltas, subjects, all, current, idle, start)
+	if collect {
+		slices.SortFunc(m.queue.spend, func(a, b spending) int {
+			return cmp.Or(cmp.Compare(a.key.period, b.key.period), cmp.Compare(a.key.id, b.key.id))
+		})
 	}
+	m.writeSpending(ctx, all, start)
 	m.writeUsage(ctx, all, start)
 	m.flushes.Add(1)
-}
-
-// addCounted writes what subjects without a limit spent, for one period,
-// in bounded chunks however many subjects there are; learns their totals;
-// and drops the books of those idle or finished. A chunk that fails puts
-// back only its own subjects' spending: the chunks before it are written.
-func (m *Meter) addCounted(ctx context.Context, period int64, deltas map[string]int64, subjects map[subjectKey]*subject, all bool, current, idle int64, start time.Time) {
-	ids := slices.Sorted(maps.Keys(deltas))
-	var failed error
-	for i := 0; i < len(ids); i += usageBatchRows {
-		chunk := ids[i:min(i+usageBatchRows, len(ids))]
-		part := make(map[string]int64, len(chunk))
-		for _, id := range chunk {
-			part[id] = deltas[id]
-		}
-		var totals map[string]int64
-		// Past the flush's time budget the rest waits for the next flush,
-		// as after a failure; the first piece is always written.
-		if failed == nil && (all || i == 0 || time.Since(start) <= m.cfg.FlushInterval) {
-			wctx, cancel := context.WithTimeout(ctx, m.writeTimeout(len(chunk)))
-			totals, failed = m.store.AddCreditsBatch(wctx, time.Unix(period, 0), part)
-			cancel()
-		}
-		for _, id := range chunk {
-			k := subjectKey{id, period}
-			s := subjects[k]
-			s.mu.Lock()
-			if total, ok := totals[id]; ok {
-				s.total, s.known = total, true
-				if s.pending == 0 && (all || k.period != current || s.lastUsed < idle) {
-					s.retired = true
-					m.mu.Lock()
-					delete(m.subjects, k)
-					m.mu.Unlock()
-				}
-			} else {
-				s.pending += part[id]
-			}
-			s.mu.Unlock()
-		}
-	}
-	if failed != nil {
-		m.failures.Add(1)
-		m.log.Warn("credits: writing spending failed; will retry", "subjects", len(deltas), "err", failed)
-	}
 }
 
 // settled reports whether nothing is left to write.
 func (m *Meter) settled() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.usage) == 0 && len(m.subjects) == 0
+	return len(m.usage) == 0 && len(m.subjects) == 0 && m.queued.Load() == 0
 }
 
 // settle writes one subject's books. It takes what is owed out of the
@@ -202,7 +160,7 @@ func (m *Meter) settle(ctx context.Context, k subjectKey, s *subject, all bool, 
 	}
 	// Drop the books if nothing came in while they were written. Lock
 	// order is s.mu then m.mu here; nothing takes them the other way.
-	if s.lease == 0 && s.pending == 0 && (all || k.period != current || s.lastUsed < idle) {
+	if s.lease == 0 && s.pending == 0 && s.queued == 0 && (all || k.period != current || s.lastUsed < idle) {
 		s.retired = true
 		m.mu.Lock()
 		delete(m.subjects, k)
