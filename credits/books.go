@@ -1,10 +1,10 @@
 package credits
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
-
-	"github.com/tollgate/tollgate/store"
 )
 
 // Run keeps the books until ctx ends: every FlushInterval it writes usage,
@@ -27,10 +27,9 @@ func (m *Meter) Run(ctx context.Context) {
 		case <-tick.C:
 			// Not the server's context: cancelling a write whose statement
 			// already committed would put its credits back in the books,
-			// and the last flush would write them a second time.
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*m.cfg.StoreTimeout)
-			m.flush(fctx, false)
-			cancel()
+			// and the last flush would write them a second time. Each write
+			// carries a deadline of its own, sized to what it writes.
+			m.flush(context.WithoutCancel(ctx), false)
 		}
 	}
 }
@@ -46,14 +45,16 @@ func (m *Meter) heartbeat(ctx context.Context) {
 	m.replicas.Store(int64(n))
 }
 
-// close returns leases and writes usage with a fresh deadline: the
-// server's context is already done.
+// close returns leases and writes usage with a fresh deadline, since the
+// server's context is already done. The deadline grows with the backlog,
+// so a replica stopping with many rows unwritten gets the time to write
+// them rather than a fixed few seconds.
 func (m *Meter) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*m.cfg.StoreTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*m.cfg.StoreTimeout+time.Duration(m.Backlog())*usageRowBudget)
 	defer cancel()
 	// This is the last chance to write: retry until the books are empty or
 	// the deadline passes, rather than lose what a failed write held.
-	for wait := 50 * time.Millisecond; ; wait *= 2 {
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		m.flush(ctx, true)
 		if m.settled() {
 			break
@@ -82,27 +83,23 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 	for k, s := range m.subjects {
 		subjects[k] = s
 	}
-	batch := make([]store.DailyUsage, 0, len(m.usage))
-	for _, u := range m.usage {
-		batch = append(batch, *u)
-	}
-	clear(m.usage)
 	m.mu.Unlock()
+	start := time.Now()
 
-	counted := map[int64]map[string]int64{} // period → subject → credits
+	// Spending is queued afresh only once the last queue is written, so a
+	// flush never re-sorts or re-queues a backlog it cannot write yet.
+	collect := len(m.queue.spend) == 0
 	for k, s := range subjects {
 		s.mu.Lock()
 		// A refund can leave a counted subject below zero (spent, written,
 		// then refunded): the one-by-one path handles that.
 		unlimited := s.limit < 0 && s.lease == 0 && s.pending >= 0
 		switch {
-		case unlimited && s.pending > 0:
-			if counted[k.period] == nil {
-				counted[k.period] = map[string]int64{}
-			}
-			counted[k.period][k.id] = s.pending
+		case unlimited && s.pending > 0 && collect:
+			m.queue.spend = append(m.queue.spend, spending{k, s.pending})
+			s.queued += s.pending
 			s.pending = 0
-		case unlimited && s.pending == 0 && (all || k.period != current || s.lastUsed < idle):
+		case unlimited && s.pending == 0 && s.queued == 0 && (all || k.period != current || s.lastUsed < idle):
 			// Nothing to write and no longer in use.
 			s.retired = true
 			m.mu.Lock()
@@ -114,51 +111,21 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 			m.settle(ctx, k, s, all, current, idle)
 		}
 	}
-	for period, deltas := range counted {
-		m.addCounted(ctx, period, deltas, subjects, all, current, idle)
+	if collect {
+		slices.SortFunc(m.queue.spend, func(a, b spending) int {
+			return cmp.Or(cmp.Compare(a.key.period, b.key.period), cmp.Compare(a.key.id, b.key.id))
+		})
 	}
-	if err := m.store.RecordUsage(ctx, batch); err != nil {
-		m.log.Warn("credits: writing usage failed; will retry", "rows", len(batch), "err", err)
-		m.mu.Lock()
-		for _, u := range batch {
-			m.merge(u)
-		}
-		m.mu.Unlock()
-	}
-}
-
-// addCounted writes what subjects without a limit spent, for one period,
-// in a few statements however many subjects there are; learns their
-// totals; and drops the books of those idle or finished.
-func (m *Meter) addCounted(ctx context.Context, period int64, deltas map[string]int64, subjects map[subjectKey]*subject, all bool, current, idle int64) {
-	totals, err := m.store.AddCreditsBatch(ctx, time.Unix(period, 0), deltas)
-	for id, n := range deltas {
-		k := subjectKey{id, period}
-		s := subjects[k]
-		s.mu.Lock()
-		if err != nil {
-			s.pending += n
-		} else {
-			s.total, s.known = totals[id], true
-			if s.pending == 0 && (all || k.period != current || s.lastUsed < idle) {
-				s.retired = true
-				m.mu.Lock()
-				delete(m.subjects, k)
-				m.mu.Unlock()
-			}
-		}
-		s.mu.Unlock()
-	}
-	if err != nil {
-		m.log.Warn("credits: writing spending failed; will retry", "subjects", len(deltas), "err", err)
-	}
+	m.writeSpending(ctx, all, start)
+	m.writeUsage(ctx, all, start)
+	m.flushes.Add(1)
 }
 
 // settled reports whether nothing is left to write.
 func (m *Meter) settled() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.usage) == 0 && len(m.subjects) == 0
+	return len(m.usage) == 0 && len(m.subjects) == 0 && m.queued.Load() == 0
 }
 
 // settle writes one subject's books. It takes what is owed out of the
@@ -184,6 +151,7 @@ func (m *Meter) settle(ctx context.Context, k subjectKey, s *subject, all bool, 
 	defer s.mu.Unlock()
 	if err != nil {
 		s.pending, s.lease = s.pending+pending, s.lease+lease
+		m.failures.Add(1)
 		m.log.Warn("credits: writing spending failed; will retry", "subject", k.id, "err", err)
 		return
 	}
@@ -192,37 +160,10 @@ func (m *Meter) settle(ctx context.Context, k subjectKey, s *subject, all bool, 
 	}
 	// Drop the books if nothing came in while they were written. Lock
 	// order is s.mu then m.mu here; nothing takes them the other way.
-	if s.lease == 0 && s.pending == 0 && (all || k.period != current || s.lastUsed < idle) {
+	if s.lease == 0 && s.pending == 0 && s.queued == 0 && (all || k.period != current || s.lastUsed < idle) {
 		s.retired = true
 		m.mu.Lock()
 		delete(m.subjects, k)
 		m.mu.Unlock()
-	}
-}
-
-// merge puts a batch row that could not be written back into the books.
-// Called with m.mu held.
-func (m *Meter) merge(u store.DailyUsage) {
-	day, err := time.Parse(time.DateOnly, u.Day)
-	if err != nil {
-		return
-	}
-	k := usageKey{u.TokenID, day.Unix() / 86400}
-	cur, ok := m.usage[k]
-	if !ok {
-		cp := u
-		m.usage[k] = &cp
-		return
-	}
-	cur.Requests += u.Requests
-	cur.Credits += u.Credits
-	if u.LastUsed.After(cur.LastUsed) {
-		cur.LastUsed = u.LastUsed
-	}
-	for code, n := range u.Denials {
-		if cur.Denials == nil {
-			cur.Denials = map[string]int64{}
-		}
-		cur.Denials[code] += n
 	}
 }

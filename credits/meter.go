@@ -70,6 +70,13 @@ type Meter struct {
 
 	buckets  *lru.Cache[string, *bucket]
 	replicas atomic.Int64
+	flushes  atomic.Uint64
+	failures atomic.Uint64 // failed writes of usage or spending
+	// queue is what flushes took out of the books and have not written
+	// yet; only the goroutine keeping the books touches it. queued is its
+	// length in rows, for Backlog.
+	queue  writeQueue
+	queued atomic.Int64
 }
 
 var _ policy.Meter = (*Meter)(nil)
@@ -92,6 +99,9 @@ type subject struct {
 	total int64
 	// pending is spent and not yet added to the store (unlimited only).
 	pending int64
+	// queued is spending a flush has queued for writing and not yet
+	// written (unlimited only).
+	queued int64
 	// known is set once total has been read.
 	known bool
 	// refusedUntil (unix nanoseconds) is when a refusal from the store
@@ -216,7 +226,7 @@ func (m *Meter) peek(id string, period, now time.Time) int64 {
 // until they are spent or returned. For a subject without a limit the
 // overall total is learnt at the first flush after this replica first
 // counts it; until then only this replica's count shows.
-func (s *subject) used() int64 { return s.total - s.lease + s.pending }
+func (s *subject) used() int64 { return s.total - s.lease + s.pending + s.queued }
 
 // lockSubject returns the subject's books, locked, making them if need
 // be. Books being retired by a flush are skipped for their replacement.

@@ -35,6 +35,8 @@ var tollgateMetrics = []string{
 	"tollgate_listener_connected",
 	"tollgate_config_info",
 	"tollgate_credits_flush_errors_total",
+	"tollgate_credits_flushes_total",
+	"tollgate_usage_backlog_rows",
 }
 
 var histograms = []string{"tollgate_check_duration_seconds", "tollgate_store_duration_seconds"}

@@ -23,7 +23,6 @@ type metrics struct {
 	checkTime   prometheus.Observer
 	storeTime   prometheus.Observer
 	storeErrors prometheus.Counter
-	flushes     prometheus.Counter
 	configInfo  *prometheus.GaugeVec
 }
 
@@ -52,9 +51,6 @@ func newMetrics() *metrics {
 		checkErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tollgate_check_errors_total", Help: "Checks answered with a gRPC error: Tollgate could not decide.",
 		}),
-		flushes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tollgate_credits_flushes_total", Help: "Credit and usage flushes finished, with or without anything to write.",
-		}),
 	}
 	m.configInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tollgate_config_info", Help: "The tunables in effect (always 1).",
@@ -75,7 +71,7 @@ func newMetrics() *metrics {
 	}, []string{"op"})
 	m.checkTime, m.storeTime, m.storeErrors = checkTime, storeTime.WithLabelValues("token_by_hash"), storeErrors.WithLabelValues("token_by_hash")
 
-	reg.MustRegister(decisions, m.checkErrors, checkTime, storeTime, storeErrors, m.flushes)
+	reg.MustRegister(decisions, m.checkErrors, checkTime, storeTime, storeErrors)
 	return m
 }
 
@@ -136,16 +132,17 @@ func (s timedStore) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Tok
 	return t, a, err
 }
 
-// countedFlushes counts the meter's flushes: each one, the last at
-// shutdown too, ends with one usage write, empty or not. Two flushes
-// finished after a burst of traffic mean everything it spent is written,
-// which is what a load test waits for before its next run.
-type countedFlushes struct {
-	credits.Store
-	flushes prometheus.Counter
-}
-
-func (s countedFlushes) RecordUsage(ctx context.Context, batch []store.DailyUsage) error {
-	defer s.flushes.Inc()
-	return s.Store.RecordUsage(ctx, batch)
+// followMeter registers the series read from the credit meter.
+func (m *metrics) followMeter(meter *credits.Meter) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_credits_flushes_total", Help: "Credit and usage flushes finished, with or without anything to write.",
+		}, func() float64 { return float64(meter.Flushes()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_credits_flush_errors_total", Help: "Failed writes of usage or credit spending (each is retried).",
+		}, func() float64 { return float64(meter.FlushErrors()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_usage_backlog_rows", Help: "Usage rows (token and day) counted and not yet written.",
+		}, func() float64 { return float64(meter.Backlog()) }),
+	)
 }

@@ -271,10 +271,11 @@ func (s *Server) build() error {
 	m.follow(s.cache, s.watcher, &s.cfg)
 	s.metrics = m
 
-	s.meter, err = credits.New(countedFlushes{Store: s.db, flushes: m.flushes}, s.cfg.Credits, time.Now, s.log)
+	s.meter, err = credits.New(s.db, s.cfg.Credits, time.Now, s.log)
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
+	m.followMeter(s.meter)
 	decider := policy.NewDecider(s.cache, s.meter, time.Now, policy.EvalOptions{
 		AllowSecretInBrowser: s.cfg.AllowSecretInBrowser,
 		Signatures: policy.SignatureOptions{
