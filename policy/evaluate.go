@@ -79,8 +79,15 @@ func (p *Policy) evaluate(req *Request, now time.Time, opt EvalOptions) Decision
 	if secret {
 		return Decision{}
 	}
-	if req.Dataset != "" && !p.rules.allowsDataset(req.Dataset, req.Action) {
-		return deny(CodeDatasetDenied, fmt.Sprintf("this token may not %s dataset %.100q", req.Action, req.Dataset))
+	if req.Dataset != "" {
+		// A name no dataset may have is denied before any pattern sees it:
+		// a wildcard would match it, and its length is the client's choice.
+		if !validName(req.Dataset, false) {
+			return deny(CodeDatasetDenied, fmt.Sprintf("%.100q is not a dataset name (1-128 letters, digits, '_', '-' or '.')", req.Dataset))
+		}
+		if !p.rules.allowsDataset(req.Dataset, req.Action) {
+			return deny(CodeDatasetDenied, fmt.Sprintf("this token may not %s dataset %.100q", req.Action, req.Dataset))
+		}
 	}
 	if req.Connection != "" && !req.GrantFree && !p.rules.allowsSource(req.Connection, req.Source, req.Action) {
 		return deny(CodeSourceDenied, fmt.Sprintf("this token has no grant for this source of connection %.100q", req.Connection))
@@ -135,6 +142,9 @@ func (r *rules) allowsSource(conn, source string, act Action) bool {
 	if r == nil {
 		return false
 	}
+	// Only a valid table name can match a table pattern (see allowsDataset's
+	// caller); a saved query is compared whole.
+	table := act == Read && validName(source, false)
 	for _, g := range r.grants {
 		if g.Connection != conn {
 			continue
@@ -143,7 +153,7 @@ func (r *rules) allowsSource(conn, source string, act Action) bool {
 		case GrantAll:
 			return true
 		case GrantTable:
-			if act == Read && source != "" && MatchName(g.Source, source) {
+			if table && MatchName(g.Source, source) {
 				return true
 			}
 		case GrantQuery:

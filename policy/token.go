@@ -139,16 +139,24 @@ func (p *Permissions) normalize() error {
 	if len(p.Datasets) > maxListLen {
 		return fieldError("datasets", "at most %d entries", maxListLen)
 	}
+	datasets := make(map[string]Actions, len(p.Datasets))
 	for name, acts := range p.Datasets {
-		if !validName(name, true) {
-			return fieldError("datasets", "%q: want 1-128 letters, digits, '_', '-', '.' or '*'", name)
+		pattern, err := canonPattern(name)
+		if err != nil {
+			return fieldError("datasets", "%q: %v", name, err)
 		}
 		if acts == 0 || acts&^Actions(Read|Write|Delete) != 0 {
 			return fieldError("datasets", "%q: give at least one of read, write, delete", name)
 		}
+		// "a**" and "a*" are one pattern: keep the actions of both.
+		datasets[pattern] |= acts
 	}
-	if len(p.APIs) > maxListLen || len(p.Grants) > maxListLen {
+	p.Datasets = datasets
+	if len(p.APIs) > maxListLen {
 		return fieldError("allowed_apis", "at most %d entries", maxListLen)
+	}
+	if len(p.Grants) > maxListLen {
+		return fieldError("grants", "at most %d entries", maxListLen)
 	}
 	apis, err := normalizeAPIs(p.APIs)
 	if err != nil {
