@@ -1,0 +1,106 @@
+package policy_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/policy"
+)
+
+// hostileToken returns a publishable token that fills every list to its cap
+// with the entries that cost the most to check against hostileRequest, each
+// matching only in its last entry, so that an allowed request walks every
+// list to the end.
+func hostileToken(tb testing.TB) *policy.Token {
+	tb.Helper()
+	tok := policy.NewToken("acc_1", policy.Publishable)
+	read := policy.Actions(policy.Read)
+	tok.Datasets = map[string]policy.Actions{}
+	for i := range 99 {
+		// A long middle segment that nearly matches at every place of the
+		// name, and its first byte changing so no two are equal.
+		tok.Datasets[fmt.Sprintf("*%c%s%02d*", 'a'+i%2, strings.Repeat("a", 60), i)] = read
+	}
+	tok.Datasets["zz*"+strings.Repeat("a", 62)+"*"] = read
+	for i := range 99 {
+		tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable,
+			Source: fmt.Sprintf("*%s%02d*", strings.Repeat("ab", 30), i)})
+	}
+	tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable, Source: "t*"})
+	label := strings.Repeat("a", 63)
+	for i := range 99 {
+		tok.Domains = append(tok.Domains, fmt.Sprintf("https://*.%s.%s.%s.x%02d.example:8443/%s", label, label, label, i, strings.Repeat("p", 600)))
+	}
+	tok.Domains = append(tok.Domains, "*.example.org")
+	for i := range 99 {
+		tok.IPs = append(tok.IPs, fmt.Sprintf("2001:db8:%x::/48", i))
+	}
+	tok.IPs = append(tok.IPs, "10.0.0.0/8")
+	if err := tok.Normalize(); err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
+
+// hostileRequest is the most expensive request hostileToken allows: names
+// of the longest valid length, almost matching every pattern, and a long
+// Referer.
+func hostileRequest() policy.Request {
+	return policy.Request{
+		IP:         netip.MustParseAddr("10.1.2.3"),
+		Referer:    "https://" + strings.Repeat("a.", 100) + "www.example.org/" + strings.Repeat("q", 7<<10),
+		API:        "data",
+		Dataset:    "zz" + strings.Repeat("a", 126),
+		Connection: "wh",
+		Source:     "t" + strings.Repeat("ab", 63) + "a",
+		Tier:       policy.TierCore,
+		Action:     policy.Read,
+		Cost:       1,
+	}
+}
+
+// BenchmarkEvaluateWorstCase is a decision on a cache hit for the most
+// expensive token and request within the limits, next to an ordinary one
+// (the token and request of BenchmarkDecide).
+func BenchmarkEvaluateWorstCase(b *testing.B) {
+	normal := policy.NewToken("acc_1", policy.Publishable)
+	normal.Domains = []string{"example.com", "*.example.org", "https://app.example.net/dash"}
+	normal.IPs = []string{"10.0.0.0/8", "2001:db8::/32"}
+	normal.Datasets = map[string]policy.Actions{"sales.*": policy.Actions(policy.Read), "hr": policy.Actions(policy.Read)}
+	normal.APIs = []string{"data", "maps"}
+	normalReq := policy.Request{IP: netip.MustParseAddr("10.1.2.3"), Referer: "https://app.example.net/dash/x?y=1",
+		API: "data", Dataset: "sales.q1", Tier: policy.TierCore, Action: policy.Read, Cost: 1}
+	for _, c := range []struct {
+		name string
+		tok  *policy.Token
+		req  policy.Request
+	}{
+		{"normal", normal, normalReq},
+		{"hostile", hostileToken(b), hostileRequest()},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			s := newFakeStore()
+			if err := c.tok.Normalize(); err != nil {
+				b.Fatal(err)
+			}
+			req := c.req
+			req.Token = s.add(c.tok)
+			cache, err := policy.NewCache(s, testCacheConfig(), time.Now, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d := policy.NewDecider(cache, nil, time.Now, policy.EvalOptions{})
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if dec, err := d.Decide(ctx, &req); err != nil || !dec.Allow {
+					b.Fatalf("got %+v, %v, want an allow", dec, err)
+				}
+			}
+		})
+	}
+}
