@@ -21,14 +21,14 @@ func hostileToken(tb testing.TB) *policy.Token {
 	read := policy.Actions(policy.Read)
 	tok.Datasets = map[string]policy.Actions{}
 	for i := range 99 {
-		// A long middle segment that nearly matches at every place of the
-		// name, and its first byte changing so no two are equal.
-		tok.Datasets[fmt.Sprintf("*%c%s%02d*", 'a'+i%2, strings.Repeat("a", 60), i)] = read
+		// A long middle segment whose first two bytes recur all along the
+		// name, longer than the stdlib's vector search takes (63 bytes).
+		tok.Datasets[fmt.Sprintf("*%s%02d*", strings.Repeat("za", 50), i)] = read
 	}
-	tok.Datasets["zz*"+strings.Repeat("a", 62)+"*"] = read
+	tok.Datasets["zz*"+strings.Repeat("za", 31)+"*"] = read
 	for i := range 99 {
 		tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable,
-			Source: fmt.Sprintf("*%s%02d*", strings.Repeat("ab", 30), i)})
+			Source: fmt.Sprintf("*%s%02d*", strings.Repeat("ab", 50), i)})
 	}
 	tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable, Source: "t*"})
 	label := strings.Repeat("a", 63)
@@ -54,7 +54,7 @@ func hostileRequest() policy.Request {
 		IP:         netip.MustParseAddr("10.1.2.3"),
 		Referer:    "https://" + strings.Repeat("a.", 100) + "www.example.org/" + strings.Repeat("q", 7<<10),
 		API:        "data",
-		Dataset:    "zz" + strings.Repeat("a", 126),
+		Dataset:    "zz" + strings.Repeat("za", 63),
 		Connection: "wh",
 		Source:     "t" + strings.Repeat("ab", 63) + "a",
 		Tier:       policy.TierCore,
@@ -65,7 +65,9 @@ func hostileRequest() policy.Request {
 
 // BenchmarkEvaluateWorstCase is a decision on a cache hit for the most
 // expensive token and request within the limits, next to an ordinary one
-// (the token and request of BenchmarkDecide).
+// (the token and request of BenchmarkDecide). "idna referer" is the costliest
+// Referer for any token with allowed domains: a host of 1 KiB of CJK labels,
+// which IDNA maps to punycode before finding it too long.
 func BenchmarkEvaluateWorstCase(b *testing.B) {
 	normal := policy.NewToken("acc_1", policy.Publishable)
 	normal.Domains = []string{"example.com", "*.example.org", "https://app.example.net/dash"}
@@ -74,13 +76,18 @@ func BenchmarkEvaluateWorstCase(b *testing.B) {
 	normal.APIs = []string{"data", "maps"}
 	normalReq := policy.Request{IP: netip.MustParseAddr("10.1.2.3"), Referer: "https://app.example.net/dash/x?y=1",
 		API: "data", Dataset: "sales.q1", Tier: policy.TierCore, Action: policy.Read, Cost: 1}
+	domains := policy.NewToken("acc_1", policy.Publishable)
+	domains.Domains = []string{"example.com"}
+	idnaReq := policy.Request{Referer: "https://" + strings.Repeat(strings.Repeat("日", 20)+".", 16) + "example/", Action: policy.Read}
 	for _, c := range []struct {
-		name string
-		tok  *policy.Token
-		req  policy.Request
+		name  string
+		tok   *policy.Token
+		req   policy.Request
+		allow bool
 	}{
-		{"normal", normal, normalReq},
-		{"hostile", hostileToken(b), hostileRequest()},
+		{"normal", normal, normalReq, true},
+		{"hostile", hostileToken(b), hostileRequest(), true},
+		{"idna referer", domains, idnaReq, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			s := newFakeStore()
@@ -97,8 +104,8 @@ func BenchmarkEvaluateWorstCase(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
-				if dec, err := d.Decide(ctx, &req); err != nil || !dec.Allow {
-					b.Fatalf("got %+v, %v, want an allow", dec, err)
+				if dec, err := d.Decide(ctx, &req); err != nil || dec.Allow != c.allow {
+					b.Fatalf("got %+v, %v, want allow=%v", dec, err, c.allow)
 				}
 			}
 		})

@@ -25,9 +25,11 @@ func TestHostileNames(t *testing.T) {
 			}
 		}
 	}
-	nearMisses := make([]string, 0, 100)
-	for i := range 100 {
-		nearMisses = append(nearMisses, fmt.Sprintf("*%s%02d*", strings.Repeat("a", 60), i))
+	// As many long wildcards as the 2 KiB cap allows, each almost found at
+	// every place of an all-'a' name.
+	nearMisses := make([]string, 0, 19)
+	for i := range 19 {
+		nearMisses = append(nearMisses, fmt.Sprintf("*%s%02d*", strings.Repeat("a", 100), i))
 	}
 	cases := map[string]struct {
 		tok     func(*policy.Token)
@@ -47,8 +49,8 @@ func TestHostileNames(t *testing.T) {
 		"percent in name":             {tok: datasets("sales.*"), dataset: "sales.%2e%2e", want: policy.CodeDatasetDenied},
 		"a*a*a*…b vs aaa…a":           {tok: datasets("a*a*a*a*a*a*a*a*b"), dataset: strings.Repeat("a", 128), want: policy.CodeDatasetDenied},
 		"a*a*a*…b vs aaa…ab":          {tok: datasets("a*a*a*a*a*a*a*a*b"), dataset: strings.Repeat("a", 127) + "b"},
-		"100 near misses":             {tok: datasets(nearMisses...), dataset: strings.Repeat("a", 128), want: policy.CodeDatasetDenied},
-		"100 near misses, last fits":  {tok: datasets(nearMisses...), dataset: strings.Repeat("a", 100) + "99"},
+		"19 near misses":              {tok: datasets(nearMisses...), dataset: strings.Repeat("a", 128), want: policy.CodeDatasetDenied},
+		"19 near misses, last fits":   {tok: datasets(nearMisses...), dataset: "x" + strings.Repeat("a", 100) + "18x"},
 		"table: 59 KB name, star":     {tok: grant("wh:table:*"), source: strings.Repeat("t", 59<<10), want: policy.CodeSourceDenied},
 		"table: SQL in name":          {tok: grant("wh:table:public.*"), source: "public.t;DROP TABLE x", want: policy.CodeSourceDenied},
 		"table: star in name":         {tok: grant("wh:table:public.*"), source: "public.*", want: policy.CodeSourceDenied},
@@ -106,7 +108,17 @@ func TestTokenLimits(t *testing.T) {
 			field: "allowed_ips", msg: "at most 100"},
 		"101 APIs": {change: func(tok *policy.Token) { tok.APIs = many(101, "data") },
 			field: "allowed_apis", msg: "at most 100"},
-		"128-byte dataset": {change: func(tok *policy.Token) { tok.Datasets = setOf([]string{strings.Repeat("d", 127) + "*"}, read) }},
+		"2 KiB of wildcards": {change: func(tok *policy.Token) {
+			tok.Datasets = setOf(append(many(16, "*%03d"+strings.Repeat("d", 124)), "lit"+strings.Repeat("l", 125)), read)
+		}},
+		"over 2 KiB of wildcards": {change: func(tok *policy.Token) {
+			tok.Datasets = setOf(append(many(16, "*%03d"+strings.Repeat("d", 124)), "x*"), read)
+		},
+			field: "datasets", msg: "at most 2048 bytes"},
+		"over 2 KiB of table wildcards": {change: rawGrants(append(many(16, "wh:table:*%03d"+strings.Repeat("d", 124)), "wh:table:x*")...),
+			field: "grants", msg: "at most 2048 bytes"},
+		"2 KiB of tables and 100 literals": {change: rawGrants(append(many(16, "wh:table:*%03d"+strings.Repeat("d", 124)), many(84, "wh:table:t%03d"+strings.Repeat("t", 124))...)...)},
+		"128-byte dataset":                 {change: func(tok *policy.Token) { tok.Datasets = setOf([]string{strings.Repeat("d", 127) + "*"}, read) }},
 		"129-byte dataset": {change: func(tok *policy.Token) { tok.Datasets = setOf([]string{strings.Repeat("d", 128) + "*"}, read) },
 			field: "datasets", msg: "1-128"},
 		"129-byte table": {change: rawGrants("wh:table:" + strings.Repeat("t", 129)), field: "grants", msg: "1-128"},

@@ -123,12 +123,24 @@ func (r *rules) allowsDataset(name string, act Action) bool {
 	if r == nil {
 		return false
 	}
+	var x nameIndex
+	indexed := false
 	for i := range r.datasets {
 		d := &r.datasets[i]
 		if !d.actions.Has(act) {
 			continue
 		}
-		if (d.literal && d.pattern == name) || (!d.literal && MatchName(d.pattern, name)) {
+		if d.literal {
+			if d.pattern == name {
+				return true
+			}
+			continue
+		}
+		if !indexed {
+			x.reset(name)
+			indexed = true
+		}
+		if x.match(d.pattern) {
 			return true
 		}
 	}
@@ -145,6 +157,8 @@ func (r *rules) allowsSource(conn, source string, act Action) bool {
 	// Only a valid table name can match a table pattern (see allowsDataset's
 	// caller); a saved query is compared whole.
 	table := act == Read && validName(source, false)
+	var x nameIndex
+	indexed := false
 	for _, g := range r.grants {
 		if g.Connection != conn {
 			continue
@@ -153,7 +167,14 @@ func (r *rules) allowsSource(conn, source string, act Action) bool {
 		case GrantAll:
 			return true
 		case GrantTable:
-			if table && MatchName(g.Source, source) {
+			if !table {
+				continue
+			}
+			if !indexed {
+				x.reset(source)
+				indexed = true
+			}
+			if x.match(g.Source) {
 				return true
 			}
 		case GrantQuery:

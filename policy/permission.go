@@ -219,48 +219,6 @@ func canonPattern(s string) (string, error) {
 	return s, nil
 }
 
-// MatchName reports whether name matches pattern, where '*' in pattern
-// matches any run of bytes (including none and including dots), so
-// "sales.*" matches "sales.q1" and "sales.q1.eu". It does not allocate.
-//
-// Its work is linear in len(pattern)+len(name) but for the substring
-// searches, which strings.Index does with vector instructions. The text
-// before the first '*' must be a prefix of name and the text after the last
-// a suffix; every segment between is taken at its leftmost place in what is
-// left, which is never wrong because the '*' after it can absorb anything a
-// later place would have skipped. So no byte of name is looked at again for
-// a later segment, unlike a backtracking glob, whose work grows with
-// len(pattern)*len(name).
-func MatchName(pattern, name string) bool {
-	first := strings.IndexByte(pattern, '*')
-	if first < 0 {
-		return pattern == name
-	}
-	last := strings.LastIndexByte(pattern, '*')
-	prefix, suffix := pattern[:first], pattern[last+1:]
-	if len(name) < len(prefix)+len(suffix) || !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, suffix) {
-		return false
-	}
-	rest := name[len(prefix) : len(name)-len(suffix)]
-	mid := ""
-	if first < last {
-		mid = pattern[first+1 : last]
-	}
-	for mid != "" {
-		seg, more, _ := strings.Cut(mid, "*")
-		mid = more
-		if seg == "" {
-			continue
-		}
-		i := strings.Index(rest, seg)
-		if i < 0 {
-			return false
-		}
-		rest = rest[i+len(seg):]
-	}
-	return true
-}
-
 // normalizeAPIs lower-cases, checks and de-duplicates a list of APIs.
 func normalizeAPIs(apis []string) ([]string, error) {
 	out := make([]string, 0, len(apis))
