@@ -11,26 +11,35 @@ import (
 	"github.com/tollgate/tollgate/policy"
 )
 
-// hostileToken returns a publishable token that fills every list to its cap
-// with the entries that cost the most to check against hostileRequest, each
-// matching only in its last entry, so that an allowed request walks every
-// list to the end.
+// hostileToken returns a publishable token that fills every list to its caps
+// with the entries that cost the most to check against hostileRequest, the
+// only match being the last entry checked, so that an allowed request walks
+// every list to the end.
 func hostileToken(tb testing.TB) *policy.Token {
 	tb.Helper()
 	tok := policy.NewToken("acc_1", policy.Publishable)
 	read := policy.Actions(policy.Read)
+	name := hostileName()
 	tok.Datasets = map[string]policy.Actions{}
-	for i := range 99 {
-		// A long middle segment whose first two bytes recur all along the
-		// name, longer than the stdlib's vector search takes (63 bytes).
-		tok.Datasets[fmt.Sprintf("*%s%02d*", strings.Repeat("za", 50), i)] = read
+	// Wildcards (checked first: '*' sorts before letters) up to the 2 KiB
+	// cap, each a long middle segment found almost everywhere in the name
+	// and missing only at its end; then literal names that differ from it
+	// in the last bytes; then the name itself.
+	for i := range 16 {
+		tok.Datasets[fmt.Sprintf("*%s%02d*", strings.Repeat("za", 62), i)] = read
 	}
-	tok.Datasets["zz*"+strings.Repeat("za", 31)+"*"] = read
-	for i := range 99 {
+	for i := range 83 {
+		tok.Datasets[fmt.Sprintf("%s%02d", name[:126], i)] = read
+	}
+	tok.Datasets[name] = read
+	for i := range 16 {
 		tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable,
-			Source: fmt.Sprintf("*%s%02d*", strings.Repeat("ab", 50), i)})
+			Source: fmt.Sprintf("*%s%02d*", strings.Repeat("za", 62), i)})
 	}
-	tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable, Source: "t*"})
+	for i := range 83 {
+		tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable, Source: fmt.Sprintf("%s%02d", name[:126], i)})
+	}
+	tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable, Source: name})
 	label := strings.Repeat("a", 63)
 	for i := range 99 {
 		tok.Domains = append(tok.Domains, fmt.Sprintf("https://*.%s.%s.%s.x%02d.example:8443/%s", label, label, label, i, strings.Repeat("p", 600)))
@@ -46,17 +55,19 @@ func hostileToken(tb testing.TB) *policy.Token {
 	return tok
 }
 
+// hostileName is a dataset and table name of the longest valid length.
+func hostileName() string { return "zz" + strings.Repeat("za", 63) }
+
 // hostileRequest is the most expensive request hostileToken allows: names
-// of the longest valid length, almost matching every pattern, and a long
-// Referer.
+// that almost match every pattern, and a long Referer.
 func hostileRequest() policy.Request {
 	return policy.Request{
 		IP:         netip.MustParseAddr("10.1.2.3"),
 		Referer:    "https://" + strings.Repeat("a.", 100) + "www.example.org/" + strings.Repeat("q", 7<<10),
 		API:        "data",
-		Dataset:    "zz" + strings.Repeat("za", 63),
+		Dataset:    hostileName(),
 		Connection: "wh",
-		Source:     "t" + strings.Repeat("ab", 63) + "a",
+		Source:     hostileName(),
 		Tier:       policy.TierCore,
 		Action:     policy.Read,
 		Cost:       1,
