@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -161,6 +162,47 @@ func TestMatchName(t *testing.T) {
 	} {
 		if got := policy.MatchName(c.pattern, c.name); got != c.want {
 			t.Errorf("MatchName(%q, %q) = %v, want %v", c.pattern, c.name, got, c.want)
+		}
+	}
+}
+
+// TestMatchNameAgainstReference compares MatchName with matchRef on names
+// of every length around the 64- and 128-byte boundaries of its position
+// sets, over a two-letter alphabet so that near misses are common.
+func TestMatchNameAgainstReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	word := func(n int, alphabet string) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	for n := 0; n <= 132; n++ {
+		for range 60 {
+			name := word(n, "ab")
+			var pattern string
+			switch rng.IntN(3) {
+			case 0:
+				// Cut pieces of the name, so that the pattern often matches.
+				for _, piece := range strings.SplitAfter(name, name[:min(n, rng.IntN(4))]) {
+					pattern += piece[:len(piece)/2] + "*"
+				}
+			case 1:
+				pattern = word(rng.IntN(40), "ab**")
+			default:
+				// One long segment of the name, maybe with a byte changed,
+				// so that the shifts past 64 bytes are used.
+				i := rng.IntN(n + 1)
+				seg := []byte(name[i:min(n, i+rng.IntN(n+1))])
+				if len(seg) > 0 && rng.IntN(2) == 0 {
+					seg[rng.IntN(len(seg))] ^= 'a' ^ 'b'
+				}
+				pattern = "*" + string(seg) + "*"
+			}
+			if got, want := policy.MatchName(pattern, name), matchRef(pattern, name); got != want {
+				t.Fatalf("MatchName(%q, %q): got %v, want %v", pattern, name, got, want)
+			}
 		}
 	}
 }
