@@ -55,6 +55,8 @@ func TestHostileNames(t *testing.T) {
 		"table: SQL in name":          {tok: grant("wh:table:public.*"), source: "public.t;DROP TABLE x", want: policy.CodeSourceDenied},
 		"table: star in name":         {tok: grant("wh:table:public.*"), source: "public.*", want: policy.CodeSourceDenied},
 		"table: 128-byte name":        {tok: grant("wh:table:public.*"), source: "public." + strings.Repeat("t", 121)},
+		"table: literal name":         {tok: grant("wh:table:public.orders"), source: "public.orders"},
+		"table: literal, other name":  {tok: grant("wh:table:public.orders"), source: "public.orders2", want: policy.CodeSourceDenied},
 		"saved query is not a name":   {tok: grant("wh:query:SELECT * FROM t"), source: "SELECT * FROM t"},
 		"saved query, long SQL":       {tok: grant("wh:query:SELECT * FROM t"), source: "SELECT * FROM t" + strings.Repeat(" ", 59<<10), want: policy.CodeSourceDenied},
 		"all sources, any name":       {tok: grant("wh:all"), source: strings.Repeat("t", 59<<10)},

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -118,29 +119,33 @@ func (r *rules) checkDomains(req *Request) (Decision, bool) {
 }
 
 // allowsDataset reports whether any dataset rule matching name allows act.
-// A token with no rules has no dataset permissions.
+// A token with no rules has no dataset permissions. Literal rules are
+// compared first; the wildcards, only when one could apply.
 func (r *rules) allowsDataset(name string, act Action) bool {
 	if r == nil {
 		return false
 	}
-	var x nameIndex
-	indexed := false
+	wild := false
 	for i := range r.datasets {
 		d := &r.datasets[i]
-		if !d.actions.Has(act) {
-			continue
-		}
-		if d.literal {
-			if d.pattern == name {
+		if d.actions.Has(act) {
+			if d.literal && d.pattern == name {
 				return true
 			}
-			continue
+			wild = wild || !d.literal
 		}
-		if !indexed {
-			x.reset(name)
-			indexed = true
-		}
-		if x.match(d.pattern) {
+	}
+	return wild && r.matchDataset(name, act)
+}
+
+// matchDataset reports whether a wildcard rule allowing act matches name.
+// It is apart from allowsDataset so that only a check that needs the name's
+// index pays for clearing it.
+func (r *rules) matchDataset(name string, act Action) bool {
+	var x nameIndex
+	x.reset(name)
+	for i := range r.datasets {
+		if d := &r.datasets[i]; !d.literal && d.actions.Has(act) && x.match(d.pattern) {
 			return true
 		}
 	}
@@ -157,8 +162,7 @@ func (r *rules) allowsSource(conn, source string, act Action) bool {
 	// Only a valid table name can match a table pattern (see allowsDataset's
 	// caller); a saved query is compared whole.
 	table := act == Read && validName(source, false)
-	var x nameIndex
-	indexed := false
+	wild := false
 	for _, g := range r.grants {
 		if g.Connection != conn {
 			continue
@@ -167,20 +171,27 @@ func (r *rules) allowsSource(conn, source string, act Action) bool {
 		case GrantAll:
 			return true
 		case GrantTable:
-			if !table {
-				continue
-			}
-			if !indexed {
-				x.reset(source)
-				indexed = true
-			}
-			if x.match(g.Source) {
+			if table && g.Source == source {
 				return true
 			}
+			wild = wild || table && strings.IndexByte(g.Source, '*') >= 0
 		case GrantQuery:
 			if act == Read && source != "" && g.Source == source {
 				return true
 			}
+		}
+	}
+	return wild && r.matchTable(conn, source)
+}
+
+// matchTable reports whether a table grant on conn matches the table name
+// source; see matchDataset.
+func (r *rules) matchTable(conn, source string) bool {
+	var x nameIndex
+	x.reset(source)
+	for _, g := range r.grants {
+		if g.Connection == conn && g.Type == GrantTable && x.match(g.Source) {
+			return true
 		}
 	}
 	return false
