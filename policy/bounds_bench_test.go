@@ -21,25 +21,26 @@ func hostileToken(tb testing.TB) *policy.Token {
 	read := policy.Actions(policy.Read)
 	name := hostileName()
 	tok.Datasets = map[string]policy.Actions{}
-	// Wildcards (checked first: '*' sorts before letters) up to the 2 KiB
-	// cap, each a long middle segment found almost everywhere in the name
-	// and missing only at its end; then literal names that differ from it
-	// in the last bytes; then the name itself.
-	for i := range 16 {
-		tok.Datasets[fmt.Sprintf("*%s%02d*", strings.Repeat("za", 62), i)] = read
-	}
+	// Literal names that differ from the request's in the last bytes
+	// (compared first); wildcards up to the 2 KiB cap, each a long middle
+	// segment found almost everywhere in the name and missing only at its
+	// end; and the one match, a short wildcard that is checked last ('*'
+	// sorts before letters).
 	for i := range 83 {
 		tok.Datasets[fmt.Sprintf("%s%02d", name[:126], i)] = read
 	}
-	tok.Datasets[name] = read
 	for i := range 16 {
-		tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable,
-			Source: fmt.Sprintf("*%s%02d*", strings.Repeat("za", 62), i)})
+		tok.Datasets[fmt.Sprintf("*%s%02d*", strings.Repeat("za", 61), i)] = read
 	}
+	tok.Datasets["zz*"] = read
 	for i := range 83 {
 		tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable, Source: fmt.Sprintf("%s%02d", name[:126], i)})
 	}
-	tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable, Source: name})
+	for i := range 16 {
+		tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable,
+			Source: fmt.Sprintf("*%s%02d*", strings.Repeat("za", 61), i)})
+	}
+	tok.Grants = append(tok.Grants, policy.Grant{Connection: "wh", Type: policy.GrantTable, Source: "zz*"})
 	label := strings.Repeat("a", 63)
 	for i := range 99 {
 		tok.Domains = append(tok.Domains, fmt.Sprintf("https://*.%s.%s.%s.x%02d.example:8443/%s", label, label, label, i, strings.Repeat("p", 600)))
