@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -83,7 +84,9 @@ type datasetRule struct {
 
 // Compile builds the evaluable form of a token and its account. It fails
 // only on data that validation would have refused (say, a row edited by
-// hand), so that such a token is denied rather than half-enforced.
+// hand), so that such a token is denied rather than half-enforced. The one
+// exception only narrows: a stored wildcard domain over a public suffix
+// matches nothing.
 // A token that requires signed requests needs open to read its signing
 // secret; without one, it cannot be compiled.
 func Compile(t *Token, a *Account, open Opener) (Policy, error) {
@@ -139,6 +142,14 @@ func Compile(t *Token, a *Account, open Opener) (Policy, error) {
 	r := &rules{datasets: make([]datasetRule, 0, len(t.Datasets)), grants: t.Grants}
 	for _, d := range t.Domains {
 		dp, err := ParseDomainPattern(d)
+		if errors.Is(err, errPublicSuffix) {
+			// Stored before such wildcards were refused, or before the
+			// Public Suffix List (vendored with x/net) listed its host. It
+			// now matches nothing (no parsed Origin has the zero pattern's
+			// empty host) while the token stays restricted to its domains,
+			// so its other patterns keep working and nothing widens.
+			dp, err = DomainPattern{}, nil
+		}
 		if err != nil {
 			return Policy{}, fmt.Errorf("token %s: allowed domain %q: %w", t.ID, d, err)
 		}

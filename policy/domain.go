@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+	"golang.org/x/net/publicsuffix"
 )
 
 // Limits on what the parsers look at. A Referer is bounded so that a hostile
@@ -97,7 +98,18 @@ const (
 	errOriginNull     parseError = "is the opaque origin \"null\""
 	errNotAbsolute    parseError = "is not an absolute http or https URL"
 	errMissingSlashes parseError = "scheme must be followed by \"//\" and a host"
+	errPublicSuffix   parseError = "wildcard over a public suffix would allow every site registered under it; write your own domain, as in \"*.example.co.uk\""
 )
+
+// publicSuffix reports whether host is on the Public Suffix List, such as
+// "co.uk" or "github.io": a name under which anyone may register their own.
+// Private entries count as much as ICANN ones, since each "*.github.io" site
+// has its own owner. A TLD the list does not know is its own suffix, but a
+// wildcard's host always has two labels or more.
+func publicSuffix(host string) bool {
+	s, _ := publicsuffix.PublicSuffix(host)
+	return s == host
+}
 
 // ParseDomainPattern parses one allowed-domain entry, such as "example.com",
 // "https://example.com:8443/app/", "*.example.com", "localhost:3000",
@@ -185,6 +197,9 @@ func parseDomainPattern(s string) (DomainPattern, error) {
 		}
 		if strings.IndexByte(p.Host, '.') < 0 {
 			return p, parseError("wildcard must cover at least two labels, as in \"*.example.com\"")
+		}
+		if publicSuffix(p.Host) {
+			return p, errPublicSuffix
 		}
 	}
 	if hasPort {

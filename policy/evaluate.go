@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -82,8 +83,15 @@ func (p *Policy) evaluate(req *Request, now time.Time, opt EvalOptions, s *signe
 	if secret {
 		return Decision{}
 	}
-	if req.Dataset != "" && !p.rules.allowsDataset(req.Dataset, req.Action) {
-		return deny(CodeDatasetDenied, fmt.Sprintf("this token may not %s dataset %.100q", req.Action, req.Dataset))
+	if req.Dataset != "" {
+		// A name no dataset may have is denied before any pattern sees it:
+		// a wildcard would match it, and its length is the client's choice.
+		if !validName(req.Dataset, false) {
+			return deny(CodeDatasetDenied, fmt.Sprintf("%.100q is not a dataset name (1-128 letters, digits, '_', '-' or '.')", req.Dataset))
+		}
+		if !p.rules.allowsDataset(req.Dataset, req.Action) {
+			return deny(CodeDatasetDenied, fmt.Sprintf("this token may not %s dataset %.100q", req.Action, req.Dataset))
+		}
 	}
 	if req.Connection != "" && !req.GrantFree && !p.rules.allowsSource(req.Connection, req.Source, req.Action) {
 		return deny(CodeSourceDenied, fmt.Sprintf("this token has no grant for this source of connection %.100q", req.Connection))
@@ -114,17 +122,33 @@ func (r *rules) checkDomains(req *Request) (Decision, bool) {
 }
 
 // allowsDataset reports whether any dataset rule matching name allows act.
-// A token with no rules has no dataset permissions.
+// A token with no rules has no dataset permissions. Literal rules are
+// compared first; the wildcards, only when one could apply.
 func (r *rules) allowsDataset(name string, act Action) bool {
 	if r == nil {
 		return false
 	}
+	wild := false
 	for i := range r.datasets {
 		d := &r.datasets[i]
-		if !d.actions.Has(act) {
-			continue
+		if d.actions.Has(act) {
+			if d.literal && d.pattern == name {
+				return true
+			}
+			wild = wild || !d.literal
 		}
-		if (d.literal && d.pattern == name) || (!d.literal && MatchName(d.pattern, name)) {
+	}
+	return wild && r.matchDataset(name, act)
+}
+
+// matchDataset reports whether a wildcard rule allowing act matches name.
+// It is apart from allowsDataset so that only a check that needs the name's
+// index pays for clearing it.
+func (r *rules) matchDataset(name string, act Action) bool {
+	var x nameIndex
+	x.reset(name)
+	for i := range r.datasets {
+		if d := &r.datasets[i]; !d.literal && d.actions.Has(act) && x.match(d.pattern) {
 			return true
 		}
 	}
@@ -138,6 +162,10 @@ func (r *rules) allowsSource(conn, source string, act Action) bool {
 	if r == nil {
 		return false
 	}
+	// Only a valid table name can match a table pattern (see allowsDataset's
+	// caller); a saved query is compared whole.
+	table := act == Read && validName(source, false)
+	wild := false
 	for _, g := range r.grants {
 		if g.Connection != conn {
 			continue
@@ -146,13 +174,27 @@ func (r *rules) allowsSource(conn, source string, act Action) bool {
 		case GrantAll:
 			return true
 		case GrantTable:
-			if act == Read && source != "" && MatchName(g.Source, source) {
+			if table && g.Source == source {
 				return true
 			}
+			wild = wild || table && strings.IndexByte(g.Source, '*') >= 0
 		case GrantQuery:
 			if act == Read && source != "" && g.Source == source {
 				return true
 			}
+		}
+	}
+	return wild && r.matchTable(conn, source)
+}
+
+// matchTable reports whether a table grant on conn matches the table name
+// source; see matchDataset.
+func (r *rules) matchTable(conn, source string) bool {
+	var x nameIndex
+	x.reset(source)
+	for _, g := range r.grants {
+		if g.Connection == conn && g.Type == GrantTable && x.match(g.Source) {
+			return true
 		}
 	}
 	return false

@@ -2,7 +2,9 @@ package policy_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,6 +145,20 @@ func TestMatchName(t *testing.T) {
 		{"sales.*", "sales.q1.eu", true}, {"sales.*", "sales", false}, {"*", "", true}, {"*", "x", true},
 		{"a*b*c", "axxbyyc", true}, {"a*b*c", "axxbyy", false}, {"*.eu", "sales.eu", true}, {"**", "abc", true},
 		{"", "", true}, {"", "a", false}, {"a*", "", false},
+		// Prefix and suffix must not overlap.
+		{"ab*ba", "aba", false}, {"ab*ba", "abba", true}, {"a*a", "a", false}, {"a*a", "aa", true},
+		// Middle segments in order, without overlap.
+		{"*ab*ab*", "xabx", false}, {"*ab*ab*", "ababx", true}, {"*aa*aa*", "aaa", false}, {"*aa*aa*", "aaaa", true},
+		{"*b*a*", "ab", false}, {"x*a*b*y", "xbay", false}, {"x*a*b*y", "xaby", true},
+		// Shapes that make a backtracking glob quadratic.
+		{"a*a*a*a*a*a*a*a*b", strings.Repeat("a", 128), false},
+		{"a*a*a*a*a*a*a*a*b", strings.Repeat("a", 127) + "b", true},
+		{"*" + strings.Repeat("a", 63) + "b*", strings.Repeat("a", 128), false},
+		{"*" + strings.Repeat("a", 63) + "b*", strings.Repeat("a", 100) + "b", true},
+		{"*" + strings.Repeat("ab", 60) + "*", strings.Repeat("ab", 64), true},
+		{"*" + strings.Repeat("ab", 60) + "*", strings.Repeat("ab", 59) + "b" + strings.Repeat("ab", 5), false},
+		// Bytes, not characters: non-ASCII and invalid UTF-8 compare as bytes.
+		{"é*", "é", true}, {"*\xa9", "é", true}, {"\xff*", "\xff\xfe", true},
 	} {
 		if got := policy.MatchName(c.pattern, c.name); got != c.want {
 			t.Errorf("MatchName(%q, %q) = %v, want %v", c.pattern, c.name, got, c.want)
@@ -150,21 +166,82 @@ func TestMatchName(t *testing.T) {
 	}
 }
 
+// TestMatchNameAgainstReference compares MatchName with matchRef on names
+// of every length around the 64- and 128-byte boundaries of its position
+// sets, over a two-letter alphabet so that near misses are common.
+func TestMatchNameAgainstReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	word := func(n int, alphabet string) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	for n := 0; n <= 132; n++ {
+		for range 60 {
+			name := word(n, "ab")
+			var pattern string
+			switch rng.IntN(3) {
+			case 0:
+				// Cut pieces of the name, so that the pattern often matches.
+				for _, piece := range strings.SplitAfter(name, name[:min(n, rng.IntN(4))]) {
+					pattern += piece[:len(piece)/2] + "*"
+				}
+			case 1:
+				pattern = word(rng.IntN(40), "ab**")
+			default:
+				// One long segment of the name, maybe with a byte changed,
+				// so that the shifts past 64 bytes are used.
+				i := rng.IntN(n + 1)
+				seg := []byte(name[i:min(n, i+rng.IntN(n+1))])
+				if len(seg) > 0 && rng.IntN(2) == 0 {
+					seg[rng.IntN(len(seg))] ^= 'a' ^ 'b'
+				}
+				pattern = "*" + string(seg) + "*"
+			}
+			if got, want := policy.MatchName(pattern, name), matchRef(pattern, name); got != want {
+				t.Fatalf("MatchName(%q, %q): got %v, want %v", pattern, name, got, want)
+			}
+		}
+	}
+}
+
+// FuzzMatchName checks MatchName against matchRef, a plain dynamic
+// programme over every prefix of pattern and name.
 func FuzzMatchName(f *testing.F) {
 	f.Add("sales.*", "sales.q1")
 	f.Add("a*b*c*d", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaab")
+	f.Add("ab*ba", "aba")
+	f.Add("*aa*aa*", "aaa")
 	f.Fuzz(func(t *testing.T, pattern, name string) {
 		if len(pattern) > 256 || len(name) > 256 {
 			return
 		}
 		got := policy.MatchName(pattern, name)
-		if pattern == name && !got {
-			t.Errorf("MatchName(%q, itself) = false", pattern)
-		}
-		if pattern == "*" && !got {
-			t.Errorf("* did not match %q", name)
+		if want := matchRef(pattern, name); got != want {
+			t.Errorf("MatchName(%q, %q): got %v, want %v", pattern, name, got, want)
 		}
 	})
+}
+
+// matchRef is the reference glob: m[j] tells whether the pattern read so
+// far matches name[:j].
+func matchRef(pattern, name string) bool {
+	m := make([]bool, len(name)+1)
+	m[0] = true
+	for i := 0; i < len(pattern); i++ {
+		next := make([]bool, len(name)+1)
+		for j := range next {
+			if pattern[i] == '*' {
+				next[j] = m[j] || j > 0 && next[j-1]
+			} else {
+				next[j] = j > 0 && m[j-1] && name[j-1] == pattern[i]
+			}
+		}
+		m = next
+	}
+	return m[len(name)]
 }
 
 // BenchmarkDecide is the decision on a cache hit for a token with every

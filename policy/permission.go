@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -153,9 +154,11 @@ func (g *Grant) normalize() error {
 			return fieldError("grants", "an all-sources grant on %q takes no source", g.Connection)
 		}
 	case GrantTable:
-		if !validName(g.Source, true) {
-			return fieldError("grants", "table %q: want 1-128 letters, digits, '_', '-', '.' or '*'", g.Source)
+		src, err := canonPattern(g.Source)
+		if err != nil {
+			return fieldError("grants", "table %q: %v", g.Source, err)
 		}
+		g.Source = src
 	case GrantQuery:
 		g.Source = NormalizeSQL(g.Source)
 		if g.Source == "" || len(g.Source) > maxQueryLen {
@@ -173,10 +176,20 @@ const maxQueryLen = 16 << 10
 // ends, so a saved query matches the same text however it was wrapped.
 func NormalizeSQL(q string) string { return strings.Join(strings.Fields(q), " ") }
 
+// Limits on dataset, table and connection names and patterns. A request's
+// name longer than maxNameLen, or with a byte no name may hold, matches no
+// pattern, so the matcher never sees more than maxNameLen bytes of it.
+// maxStars keeps a pattern something a person can read; the matcher's cost
+// does not depend on it.
+const (
+	maxNameLen = 128
+	maxStars   = 8
+)
+
 // validName reports whether s is a dataset, table or connection name:
 // 1-128 of [A-Za-z0-9_.-], and '*' where wildcards are allowed.
 func validName(s string, wildcard bool) bool {
-	if s == "" || len(s) > 128 {
+	if s == "" || len(s) > maxNameLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -191,33 +204,19 @@ func validName(s string, wildcard bool) bool {
 	return true
 }
 
-// MatchName reports whether name matches pattern, where '*' in pattern
-// matches any run of characters (including none and including dots), so
-// "sales.*" matches "sales.q1" and "sales.q1.eu". It does not allocate.
-func MatchName(pattern, name string) bool {
-	// Classic greedy glob with one backtrack point: linear in practice.
-	p, n := 0, 0
-	star, mark := -1, 0
-	for n < len(name) {
-		switch {
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, n
-			p++
-		case p < len(pattern) && pattern[p] == name[n]:
-			p++
-			n++
-		case star >= 0:
-			p = star + 1
-			mark++
-			n = mark
-		default:
-			return false
-		}
+// canonPattern checks a dataset or table pattern and returns it with each
+// run of '*' collapsed to one, which matches the same names.
+func canonPattern(s string) (string, error) {
+	if !validName(s, true) {
+		return "", parseError("want 1-128 letters, digits, '_', '-', '.' or '*'")
 	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
+	for strings.Contains(s, "**") {
+		s = strings.ReplaceAll(s, "**", "*")
 	}
-	return p == len(pattern)
+	if strings.Count(s, "*") > maxStars {
+		return "", fmt.Errorf("at most %d '*' wildcards", maxStars)
+	}
+	return s, nil
 }
 
 // normalizeAPIs lower-cases, checks and de-duplicates a list of APIs.

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -81,6 +82,9 @@ type RateLimit struct {
 const (
 	maxListLen     = 100
 	maxNicknameLen = 100
+	// maxWildcardBytes bounds the wildcard patterns of one list (datasets,
+	// table grants): 100 patterns of 20 bytes, or fewer longer ones.
+	maxWildcardBytes = 2 << 10
 )
 
 // NewToken returns a token of the given kind with the defaults a user
@@ -139,16 +143,27 @@ func (p *Permissions) normalize() error {
 	if len(p.Datasets) > maxListLen {
 		return fieldError("datasets", "at most %d entries", maxListLen)
 	}
+	datasets := make(map[string]Actions, len(p.Datasets))
 	for name, acts := range p.Datasets {
-		if !validName(name, true) {
-			return fieldError("datasets", "%q: want 1-128 letters, digits, '_', '-', '.' or '*'", name)
+		pattern, err := canonPattern(name)
+		if err != nil {
+			return fieldError("datasets", "%q: %v", name, err)
 		}
 		if acts == 0 || acts&^Actions(Read|Write|Delete) != 0 {
 			return fieldError("datasets", "%q: give at least one of read, write, delete", name)
 		}
+		// "a**" and "a*" are one pattern: keep the actions of both.
+		datasets[pattern] |= acts
 	}
-	if len(p.APIs) > maxListLen || len(p.Grants) > maxListLen {
+	p.Datasets = datasets
+	if n := wildcardBytes(maps.Keys(datasets)); n > maxWildcardBytes {
+		return fieldError("datasets", "wildcard patterns may hold at most %d bytes in all (these hold %d); name datasets outright, or use fewer or shorter patterns", maxWildcardBytes, n)
+	}
+	if len(p.APIs) > maxListLen {
 		return fieldError("allowed_apis", "at most %d entries", maxListLen)
+	}
+	if len(p.Grants) > maxListLen {
+		return fieldError("grants", "at most %d entries", maxListLen)
 	}
 	apis, err := normalizeAPIs(p.APIs)
 	if err != nil {
@@ -165,7 +180,30 @@ func (p *Permissions) normalize() error {
 		}
 	}
 	p.Grants = grants
+	tables := func(yield func(string) bool) {
+		for _, g := range grants {
+			if g.Type == GrantTable && !yield(g.Source) {
+				return
+			}
+		}
+	}
+	if n := wildcardBytes(tables); n > maxWildcardBytes {
+		return fieldError("grants", "table patterns with '*' may hold at most %d bytes in all (these hold %d); name tables outright, or use fewer or shorter patterns", maxWildcardBytes, n)
+	}
 	return nil
+}
+
+// wildcardBytes returns the length of the patterns that hold a '*'. A
+// check's matching work grows with it (literal names are compared whole),
+// so it is capped per list at maxWildcardBytes.
+func wildcardBytes(patterns iter.Seq[string]) int {
+	n := 0
+	for p := range patterns {
+		if strings.IndexByte(p, '*') >= 0 {
+			n += len(p)
+		}
+	}
+	return n
 }
 
 func (r *Restrictions) normalize() error {

@@ -117,14 +117,15 @@ func routeCases(f *fixture) map[string]badCase {
 	key := hdr("x-api-key", f.V("datasets"))
 	seg := strings.Repeat("d", 60<<10)
 	return map[string]badCase{
+		// A name no dataset may have is denied before a wildcard sees it.
 		"60 KiB dataset segment":         {req: envoyRequest{Path: "/v2/data/" + seg + "/rows", Headers: key}, code: policy.CodeDatasetDenied, token: "datasets"},
-		"60 KiB allowed-looking segment": {req: envoyRequest{Path: "/v2/data/sales." + seg + "/rows", Headers: key}, allow: "datasets"},
+		"60 KiB allowed-looking segment": {req: envoyRequest{Path: "/v2/data/sales." + seg + "/rows", Headers: key}, code: policy.CodeDatasetDenied, token: "datasets"},
 		// Envoy normalises paths before ext_authz (envoy/envoy.yaml:
 		// normalize_path, merge_slashes, and escaped slashes rejected), so
 		// these reach Tollgate only from a misconfigured proxy.
 		"dot segments":               {req: envoyRequest{Path: "/v2/data/../data/payroll/rows", Headers: key}, code: policy.CodeDatasetDenied, token: "datasets"},
 		"empty dataset segment":      {req: envoyRequest{Path: "/v2/data//rows", Headers: key}, allow: "datasets"},
-		"NUL in the dataset segment": {req: envoyRequest{Path: "/v2/data/sales.q1\x00/rows", Headers: key}, allow: "datasets"},
+		"NUL in the dataset segment": {req: envoyRequest{Path: "/v2/data/sales.q1\x00/rows", Headers: key}, code: policy.CodeDatasetDenied, token: "datasets"},
 	}
 }
 
