@@ -114,13 +114,14 @@ func capture(s string) (string, bool) {
 // allocation.
 const maxCaptures = 8
 
-// apply fills req from the first rule matching method and path. A request
-// no rule matches is left as it is: it names no API, dataset or tier.
-func (rs *Routes) apply(req *policy.Request, method, path string) error {
+// apply fills req from the first rule matching method and path (which
+// must be canonical) and reports whether one matched. A rule for GET also
+// matches HEAD, which reads the same thing.
+func (rs *Routes) apply(req *policy.Request, method, path string) (bool, error) {
 	var caps [maxCaptures]struct{ name, value string }
 	for i := range rs.rules {
 		r := &rs.rules[i]
-		if r.method != "*" && r.method != method {
+		if r.method != "*" && r.method != method && (r.method != "GET" || method != "HEAD") {
 			continue
 		}
 		n, ok := r.match(path, caps[:])
@@ -143,9 +144,9 @@ func (rs *Routes) apply(req *policy.Request, method, path string) error {
 		if f.Cost != nil {
 			cost = strconv.FormatInt(*f.Cost, 10)
 		}
-		return parseRouteFields(req, f.Tier, f.Action, cost)
+		return true, parseRouteFields(req, f.Tier, f.Action, cost)
 	}
-	return nil
+	return false, nil
 }
 
 // match matches path against the template, storing captures in caps.

@@ -25,6 +25,15 @@ const (
 	CodeSignatureInvalid     Code = "signature_invalid"
 	CodeSignatureExpired     Code = "signature_expired"
 	CodeSignatureReplayed    Code = "signature_replayed"
+	// Codes for requests Tollgate cannot read the way the upstream would.
+	CodeRouteUnmatched     Code = "route_unmatched"
+	CodeRouteMisconfigured Code = "route_misconfigured"
+	CodeMethodUnknown      Code = "method_unknown"
+	CodePathInvalid        Code = "path_invalid"
+	CodeQueryInvalid       Code = "query_invalid"
+	CodeParamRepeated      Code = "param_repeated"
+	CodeRequestInvalid     Code = "request_invalid"
+	CodeSourceUnseen       Code = "source_unseen"
 )
 
 // DenyCodes lists every deny reason, for metrics that want a series each.
@@ -34,14 +43,22 @@ func DenyCodes() []Code {
 		CodeTokenConflict, CodeSecretTokenInBrowser, CodeIPDenied, CodeRefererDenied, CodeAPIDenied,
 		CodeTierDenied, CodeDatasetDenied, CodeSourceDenied, CodeCreditsExhausted, CodeQuotaExhausted,
 		CodeRateLimited, CodeSignatureRequired, CodeSignatureInvalid, CodeSignatureExpired, CodeSignatureReplayed,
+		CodeRouteUnmatched, CodeRouteMisconfigured, CodeMethodUnknown, CodePathInvalid, CodeQueryInvalid,
+		CodeParamRepeated, CodeRequestInvalid, CodeSourceUnseen,
 	}
 }
 
-// Status returns the HTTP status that goes with a deny code: 401 when the
-// caller did not prove who it is, 402 when it ran out of credits, 429 when
-// it is going too fast, 403 otherwise.
+// Status returns the HTTP status that goes with a deny code: 400 when the
+// request cannot be read unambiguously, 401 when the caller did not prove
+// who it is, 402 when it ran out of credits, 429 when it is going too
+// fast, 500 when the operator's route configuration is unusable, 403
+// otherwise.
 func (c Code) Status() int {
 	switch {
+	case c == CodePathInvalid || c == CodeQueryInvalid || c == CodeParamRepeated || c == CodeRequestInvalid:
+		return 400
+	case c == CodeRouteMisconfigured:
+		return 500
 	case c.Unauthenticated():
 		return 401
 	case c == CodeCreditsExhausted || c == CodeQuotaExhausted:

@@ -258,7 +258,9 @@ func (s *Server) build() error {
 			Skew: s.cfg.SignatureSkew, AllowUnsignedPayload: s.cfg.AllowUnsignedPayload, Replay: replay,
 		},
 	})
-	s.grpc = grpc.NewServer()
+	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
+	// rather than a gRPC error.
+	s.grpc = grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec{}))
 	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(decider, ea, s.log, m.observe))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
