@@ -322,4 +322,6 @@ func TestRefererIsABrowserMark(t *testing.T) {
 	}
 }
 
-func rawHeader(k, v string) *corev3.HeaderValue { return &corev3.HeaderValue{Key: k, RawValue: []byte(v)} }
+func rawHeader(k, v string) *corev3.HeaderValue {
+	return &corev3.HeaderValue{Key: k, RawValue: []byte(v)}
+}
