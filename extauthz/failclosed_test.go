@@ -224,15 +224,18 @@ func FuzzQuery(f *testing.F) {
 // documentation (HTTP header manipulation, x-forwarded-for). Tollgate sees
 // the header after Envoy: with use_remote_address Envoy has appended its
 // peer, and it reports as the source the trusted client address it
-// computed. So the client is Envoy's answer both ways: with
-// --xff-trusted-hops 0 (the peer Envoy reports) and with
-// --xff-trusted-hops set to Envoy's xff_num_trusted_hops + 1.
+// computed. So with --xff-trusted-hops 0 (the recommended setting: Envoy
+// computes) the client is Envoy's answer. Counting itself, with
+// --xff-trusted-hops set to Envoy's xff_num_trusted_hops + 1, Tollgate
+// gets the same answer, except where Envoy would fall back to the peer
+// (fewer entries than hops): there the address is unknown (self).
 func TestXFFEnvoyExamples(t *testing.T) {
 	tests := map[string]struct {
 		xffSeen  string // as Envoy forwards it, "" when absent
 		envoyN   int    // Envoy's xff_num_trusted_hops
 		envoyOut string // Envoy's trusted client address: the peer it reports
 		want     string
+		self     string // counting itself, when it differs from want ("-": unknown)
 	}{
 		"1: edge, no trusted proxy": {
 			xffSeen: "203.0.113.128, 203.0.113.10, 203.0.113.1, 192.0.2.10", envoyN: 0, envoyOut: "192.0.2.10", want: "192.0.2.10"},
@@ -243,12 +246,13 @@ func TestXFFEnvoyExamples(t *testing.T) {
 		"4: internal behind the edge of 3": {
 			xffSeen: "203.0.113.128, 203.0.113.10, 203.0.113.1, 192.0.2.10", envoyN: 2, envoyOut: "203.0.113.10", want: "203.0.113.10"},
 		"5: internal, internal client, no xff": {
-			envoyN: 0, envoyOut: "10.20.30.40", want: "10.20.30.40"},
+			envoyN: 0, envoyOut: "10.20.30.40", want: "10.20.30.40", self: "-"},
 		"6: internal, from another internal proxy": {
 			xffSeen: "10.20.30.40", envoyN: 0, envoyOut: "10.20.30.40", want: "10.20.30.40"},
 		// Fewer entries than trusted hops: Envoy falls back to the peer.
+		// (Example 5 is the same case for Tollgate counting itself.)
 		"fewer entries than hops": {
-			xffSeen: "192.0.2.10", envoyN: 2, envoyOut: "192.0.2.10", want: "192.0.2.10"},
+			xffSeen: "192.0.2.10", envoyN: 2, envoyOut: "192.0.2.10", want: "192.0.2.10", self: "-"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -262,6 +266,13 @@ func TestXFFEnvoyExamples(t *testing.T) {
 			}
 			// Tollgate counting itself, the peer being the last hop.
 			hops := tc.envoyN + 1
+			switch tc.self {
+			case "-":
+				want = netip.Addr{}
+			case "":
+			default:
+				want = netip.MustParseAddr(tc.self)
+			}
 			if got := seen(t, extauthz.Config{TrustedHops: hops, AllowUnmatchedRoutes: true}, r.check()).IP; got != want {
 				t.Errorf("--xff-trusted-hops %d: got %v, want %v", hops, got, want)
 			}

@@ -252,15 +252,15 @@ func bearer(v string) (string, bool) {
 // peer Envoy reports, which is the address Envoy itself computed from
 // x-forwarded-for under its xff_num_trusted_hops. With TrustedHops set it
 // is the entry that many places from the right of x-forwarded-for, read
-// across every line of the header, as Envoy counts them; when there are
-// fewer entries, Envoy falls back to the peer and so does this. An entry
-// that is not an address makes the address unknown, and an IP-restricted
-// token then denies.
+// across every line of the header, as Envoy counts them. Where Envoy falls
+// back to the peer (fewer entries than hops) the address is unknown here:
+// the request skipped a proxy that should have been there, and the peer
+// may be one of the trusted proxies. An entry that is not an address makes
+// the address unknown too, and an IP-restricted token then denies.
 func (s *Server) clientIP(attrs *authv3.AttributeContext, h headers) netip.Addr {
-	peer := func() netip.Addr { return parseAddr(attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()) }
 	hops := s.cfg.TrustedHops
 	if hops <= 0 {
-		return peer()
+		return parseAddr(attrs.GetSource().GetAddress().GetSocketAddress().GetAddress())
 	}
 	// Header lines in order; the entries count from the right of their
 	// concatenation. Envoy sends few lines: the first eight stay on the
@@ -286,7 +286,7 @@ func (s *Server) clientIP(attrs *authv3.AttributeContext, h headers) netip.Addr 
 			}
 		}
 	}
-	return peer()
+	return netip.Addr{}
 }
 
 // parseAddr parses an address, unmapping IPv4-in-IPv6 and dropping a zone.
