@@ -384,6 +384,11 @@ func TestCheckRouteConfigError(t *testing.T) {
 func TestNewRoutesRefuses(t *testing.T) {
 	tests := map[string]extauthz.RouteRule{
 		"relative path":        {Path: "data/{d}"},
+		"doubled slash":        {Path: "/data//{d}"},
+		"dot segment":          {Path: "/data/../{d}"},
+		"escaped letter":       {Path: "/d%61ta/{d}"},
+		"lower-case escape":    {Path: "/data%3a/{d}"},
+		"escaped slash":        {Path: "/data%2F{d}"},
 		"capture in a segment": {Path: "/data/x{d}"},
 		"empty capture":        {Path: "/data/{}"},
 		"repeated capture":     {Path: "/data/{d}/{d}"},

@@ -13,7 +13,8 @@ import (
 
 // Routes maps method and path templates to what a request is, for routes
 // whose Envoy configuration sets no context_extensions (for example behind
-// Istio, which cannot set them per route). The first rule that matches wins.
+// Istio, which cannot set them per route). The first rule that matches the
+// canonical path (see canonicalPath) wins; a rule for GET matches HEAD too.
 type Routes struct {
 	rules []routeRule
 }
@@ -65,6 +66,11 @@ func NewRoutes(rules []RouteRule) (*Routes, error) {
 		}
 		if !strings.HasPrefix(rr.Path, "/") {
 			return nil, fmt.Errorf("rule %d: path %q must start with /", i+1, rr.Path)
+		}
+		// Requests are matched in canonical form; a template in any other
+		// form could never match, and its requests would all be denied.
+		if c, err := canonicalPath(rr.Path); err != nil || c != rr.Path {
+			return nil, fmt.Errorf("rule %d: path %q is not in canonical form (no doubled slashes, dot segments, escapes of letters or digits, or lower-case escapes)", i+1, rr.Path)
 		}
 		segs := strings.Split(strings.TrimPrefix(rr.Path, "/"), "/")
 		if n := len(segs); segs[n-1] == "..." || segs[n-1] == "…" {
