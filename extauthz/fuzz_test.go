@@ -10,8 +10,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
@@ -33,11 +31,18 @@ func badRoute(tier, action, cost string) bool {
 	return err != nil || n < 0 || n > 1_000_000
 }
 
+// refused are the codes of requests Check will not read, which it denies
+// without asking the decider.
+var refused = map[policy.Code]bool{
+	policy.CodeMethodUnknown: true, policy.CodePathInvalid: true, policy.CodeQueryInvalid: true,
+	policy.CodeParamRepeated: true, policy.CodeRouteUnmatched: true, policy.CodeRequestInvalid: true,
+}
+
 // FuzzCheck feeds Check what a hostile client (path and headers), a
 // confused proxy (socket address, x-forwarded-for) or a careless operator
 // (context_extensions) can send. Check must not panic, must answer with a
-// deny when the decider denies, and must return a gRPC error only for an
-// unusable route configuration.
+// deny when the decider denies or the request cannot be read, and must
+// deny an unusable route configuration with route_misconfigured. It never returns a gRPC error.
 func FuzzCheck(f *testing.F) {
 	f.Add("/v1/prices/AAPL?token="+tokA+"&range=1m", "", "", "", "", "", "203.0.113.5", "data", "prices", "core", "", "1", uint8(0), false)
 	f.Add("/v1/sql?q=SELECT+*+FROM+t&api_key="+tokB, "Bearer "+tokA, tokB, "https://example.com/app", "https://example.com", "198.51.100.1, 203.0.113.5", "10.0.0.2", "sql", "", "premium", "read", "0", uint8(1), true)
@@ -70,28 +75,34 @@ func FuzzCheck(f *testing.F) {
 		srv := extauthz.NewServer(d, extauthz.Config{TrustedHops: int(hops % 4), StripCredentials: true, GrantFreeAPIs: []string{"lds"}}, discard, nil)
 		resp, err := srv.Check(context.Background(), cr)
 
-		wantErr := badRoute(tier, action, cost)
 		if err != nil {
-			if !wantErr {
-				t.Fatalf("got error %v for a usable route (tier %q, action %q, cost %q)", err, tier, action, cost)
-			}
-			if got := status.Code(err); got != codes.FailedPrecondition {
-				t.Fatalf("got %v, want %v", got, codes.FailedPrecondition)
-			}
-			return
-		}
-		if wantErr {
-			t.Fatalf("got %v, want an error for tier %q, action %q, cost %q", resp, tier, action, cost)
+			t.Fatalf("got gRPC error %v: every request must end in an answer", err)
 		}
 		denied := resp.GetDeniedResponse()
 		if denied == nil || resp.GetOkResponse() != nil {
 			t.Fatalf("got %v, want a deny", resp)
 		}
-		if got := denied.GetStatus().GetCode(); got != 403 {
-			t.Errorf("HTTP status: got %d, want 403", got)
+		code := policy.Code(resp.GetDynamicMetadata().GetFields()["code"].GetStringValue())
+		if got, want := int(denied.GetStatus().GetCode()), code.Status(); got != want {
+			t.Errorf("HTTP status: got %d, want %d for %s", got, want, code)
 		}
 		if !json.Valid([]byte(denied.GetBody())) {
 			t.Errorf("body %q is not JSON", denied.GetBody())
+		}
+		if refused[code] {
+			if len(d.reqs) != 0 {
+				t.Errorf("%s, yet the decider was asked", code)
+			}
+			return
+		}
+		if badRoute(tier, action, cost) {
+			if code != policy.CodeRouteMisconfigured {
+				t.Fatalf("got %s, want %s for tier %q, action %q, cost %q", code, policy.CodeRouteMisconfigured, tier, action, cost)
+			}
+			return
+		}
+		if code != policy.CodeDatasetDenied {
+			t.Fatalf("got %s, want the decider's %s", code, policy.CodeDatasetDenied)
 		}
 		req := d.Last(t)
 		if req.TokenConflict && req.Token == "" {
@@ -133,8 +144,12 @@ func FuzzRouteRules(f *testing.F) {
 		cr := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 			Method: method, Path: path, Headers: map[string]string{":path": path, ":method": method},
 		}}}}
-		if _, err := extauthz.NewServer(d, extauthz.Config{Routes: routes}, discard, nil).Check(context.Background(), cr); err != nil {
+		resp, err := extauthz.NewServer(d, extauthz.Config{Routes: routes, AllowUnmatchedRoutes: true}, discard, nil).Check(context.Background(), cr)
+		if err != nil {
 			t.Fatalf("Check: %v for rule %q %q", err, ruleMethod, template)
+		}
+		if code := policy.Code(resp.GetDynamicMetadata().GetFields()["code"].GetStringValue()); refused[code] {
+			return
 		}
 		got := d.Last(t)
 		if got.API == "" {

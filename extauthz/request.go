@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"iter"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -115,14 +114,32 @@ func (h headers) lookup(name string) string {
 	return ""
 }
 
-// readRequest lifts what a decision needs out of a CheckRequest.
+// readRequest lifts what a decision needs out of a CheckRequest. It
+// returns a *refusal for a request it cannot read unambiguously, and an
+// error wrapping errRoute for a route configuration it cannot use.
 func (s *Server) readRequest(cr *authv3.CheckRequest, req *policy.Request) error {
+	if hasRepairMark(cr) {
+		return refuseEncoding
+	}
 	attrs := cr.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
 	h := headers{httpReq}
-	path, query, _ := strings.Cut(httpReq.GetPath(), "?")
+	rawPath, query, _ := strings.Cut(httpReq.GetPath(), "?")
+	method := httpReq.GetMethod()
 
-	req.Method, req.Path, req.RawQuery = httpReq.GetMethod(), path, query
+	req.Method, req.Path, req.RawQuery = method, rawPath, query
+	act, ok := actionFromMethod(method)
+	if !ok {
+		return refuseMethod
+	}
+	path, err := canonicalPath(rawPath)
+	if err != nil {
+		return refusePath
+	}
+	q, err := readQuery(query)
+	if err != nil {
+		return err
+	}
 	req.Authorization, req.Headers = h.Get("authorization"), h
 	if raw := httpReq.GetRawBody(); len(raw) > 0 {
 		req.Body, req.HasBody = raw, true
@@ -130,7 +147,9 @@ func (s *Server) readRequest(cr *authv3.CheckRequest, req *policy.Request) error
 		req.Body, req.HasBody = []byte(b), true
 	}
 	req.Partial = h.Get("x-envoy-auth-partial-body") == "true"
-	s.readToken(h, query, req)
+	if err := s.readToken(h, &q, req); err != nil {
+		return err
+	}
 	if req.Token == "" && signing.IsSigned(req.Authorization) {
 		// A signed request may carry its publishable token in the
 		// signature's Credential rather than anywhere else.
@@ -140,35 +159,51 @@ func (s *Server) readRequest(cr *authv3.CheckRequest, req *policy.Request) error
 	}
 	req.Referer = h.Get("referer")
 	req.Origin = h.Get("origin")
-	req.FromBrowser = req.Origin != "" || h.Get("sec-fetch-site") != ""
+	// A Referer is a browser's mark too: scripts and servers rarely send
+	// one, and a secret token must not escape the browser rule by leaving
+	// out Origin and Sec-Fetch-Site.
+	req.FromBrowser = req.Origin != "" || req.Referer != "" || h.Get("sec-fetch-site") != ""
 	req.IP = s.clientIP(attrs, h)
 
 	req.Cost = 1
 	ext := attrs.GetContextExtensions()
-	if hasRouteKeys(ext) {
+	classified := false
+	switch {
+	case hasRouteKeys(ext):
 		if err := applyRoute(req, ext); err != nil {
 			return err
 		}
-	} else if s.cfg.Routes != nil {
-		if err := s.cfg.Routes.apply(req, httpReq.GetMethod(), path); err != nil {
+		classified = true
+	case s.cfg.Routes != nil:
+		if classified, err = s.cfg.Routes.apply(req, method, path); err != nil {
 			return err
 		}
 	}
+	if !classified && !s.cfg.AllowUnmatchedRoutes {
+		return refuseUnmatched
+	}
 	if req.Action == 0 {
-		req.Action = actionFromMethod(httpReq.GetMethod())
+		req.Action = act
 	}
 	req.GrantFree = s.grantFree(req.API)
 	if req.API == policy.APISQL && req.Source == "" {
-		if q, ok := queryParam(query, "q"); ok && len(q) <= maxSQLLen {
-			req.Source = policy.NormalizeSQL(q)
+		// The SQL comes from the client: from ?q=, which must be there
+		// once, and never from a body Tollgate is not shown.
+		if q.n[paramQ] > 1 {
+			return refuseRepeated(paramQ)
 		}
+		if v := q.v[paramQ]; q.n[paramQ] == 1 && len(v) <= maxSQLLen {
+			req.Source = policy.NormalizeSQL(v)
+		}
+		req.SourceUnseen = act != policy.Read || req.HasBody
 	}
 	return nil
 }
 
 // readToken finds the token in the configured places. The first found is
-// the token; a different one anywhere else is a conflict.
-func (s *Server) readToken(h headers, query string, req *policy.Request) {
+// the token; a different one anywhere else is a conflict. A query
+// parameter that carries tokens may appear once.
+func (s *Server) readToken(h headers, q *queryParams, req *policy.Request) error {
 	see := func(v string) {
 		switch {
 		case v == "":
@@ -181,9 +216,14 @@ func (s *Server) readToken(h headers, query string, req *policy.Request) {
 	for _, src := range s.cfg.TokenSources {
 		switch src {
 		case SourceQueryToken, SourceQueryAPIKey:
-			for v := range queryValues(query, string(src)) {
-				see(v)
+			p := paramToken
+			if src == SourceQueryAPIKey {
+				p = paramAPIKey
 			}
+			if q.n[p] > 1 {
+				return refuseRepeated(p)
+			}
+			see(q.v[p])
 		case SourceBearer:
 			for v := range h.values("authorization") {
 				if t, ok := bearer(v); ok {
@@ -196,6 +236,7 @@ func (s *Server) readToken(h headers, query string, req *policy.Request) {
 			}
 		}
 	}
+	return nil
 }
 
 // bearer returns the credentials of an "Authorization: Bearer …" header.
@@ -207,62 +248,45 @@ func bearer(v string) (string, bool) {
 	return strings.TrimSpace(v[len(prefix):]), true
 }
 
-// queryValues yields every value of the query parameter name, decoded,
-// reading the raw query without building a map: this runs on every
-// request. A repeated parameter yields each of its values.
-func queryValues(query, name string) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		for query != "" {
-			var pair string
-			pair, query, _ = strings.Cut(query, "&")
-			k, v, _ := strings.Cut(pair, "=")
-			if k != name {
-				continue
-			}
-			if strings.ContainsAny(v, "%+") {
-				if u, err := url.QueryUnescape(v); err == nil {
-					v = u
-				}
-				// An undecodable value cannot be a token; it stays as sent,
-				// and the format check refuses it.
-			}
-			if !yield(v) {
-				return
-			}
-		}
-	}
-}
-
-// queryParam returns the first value of the query parameter name.
-func queryParam(query, name string) (string, bool) {
-	for v := range queryValues(query, name) {
-		return v, true
-	}
-	return "", false
-}
-
-// clientIP returns the caller's address: the TCP peer, or with trusted
-// proxies in front, the x-forwarded-for entry that many hops from the right.
+// clientIP returns the caller's address. With no trusted proxies it is the
+// peer Envoy reports, which is the address Envoy itself computed from
+// x-forwarded-for under its xff_num_trusted_hops. With TrustedHops set it
+// is the entry that many places from the right of x-forwarded-for, read
+// across every line of the header, as Envoy counts them. Where Envoy falls
+// back to the peer (fewer entries than hops) the address is unknown here:
+// the request skipped a proxy that should have been there, and the peer
+// may be one of the trusted proxies. An entry that is not an address makes
+// the address unknown too, and an IP-restricted token then denies.
 func (s *Server) clientIP(attrs *authv3.AttributeContext, h headers) netip.Addr {
-	if hops := s.cfg.TrustedHops; hops > 0 {
-		xff := h.Get("x-forwarded-for")
-		for i := 1; xff != ""; i++ {
-			var entry string
-			if j := strings.LastIndexByte(xff, ','); j >= 0 {
+	hops := s.cfg.TrustedHops
+	if hops <= 0 {
+		return parseAddr(attrs.GetSource().GetAddress().GetSocketAddress().GetAddress())
+	}
+	// Header lines in order; the entries count from the right of their
+	// concatenation. Envoy sends few lines: the first eight stay on the
+	// stack.
+	var buf [8]string
+	lines := buf[:0]
+	for v := range h.values("x-forwarded-for") {
+		lines = append(lines, v)
+	}
+	seen := 0
+	for i := len(lines) - 1; i >= 0; i-- {
+		for xff := lines[i]; ; {
+			entry := xff
+			j := strings.LastIndexByte(xff, ',')
+			if j >= 0 {
 				xff, entry = xff[:j], xff[j+1:]
-			} else {
-				xff, entry = "", xff
 			}
-			if i == hops {
-				return parseAddr(strings.TrimSpace(entry))
+			if seen++; seen == hops {
+				return parseAddr(strings.Trim(entry, " \t"))
+			}
+			if j < 0 {
+				break
 			}
 		}
-		// Fewer entries than trusted hops: the request skipped a proxy that
-		// should have been there, so its address is unknown.
-		return netip.Addr{}
 	}
-	sock := attrs.GetSource().GetAddress().GetSocketAddress()
-	return parseAddr(sock.GetAddress())
+	return netip.Addr{}
 }
 
 // parseAddr parses an address, unmapping IPv4-in-IPv6 and dropping a zone.
@@ -278,14 +302,18 @@ func parseAddr(s string) netip.Addr {
 	return a.Unmap().WithZone("")
 }
 
-func actionFromMethod(m string) policy.Action {
+// actionFromMethod maps every method Tollgate knows to what it does; any
+// other method (methods are case-sensitive) is not known.
+func actionFromMethod(m string) (policy.Action, bool) {
 	switch m {
+	case "GET", "HEAD", "OPTIONS":
+		return policy.Read, true
 	case "POST", "PUT", "PATCH":
-		return policy.Write
+		return policy.Write, true
 	case "DELETE":
-		return policy.Delete
+		return policy.Delete, true
 	}
-	return policy.Read
+	return 0, false
 }
 
 // routeKeys are the context_extensions Tollgate reads.

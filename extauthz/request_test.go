@@ -141,15 +141,11 @@ func TestCheckReadsToken(t *testing.T) {
 		"raw bearer":              {req: httpReq{raw: true, path: "/v1/x", headers: map[string]string{"authorization": "Bearer " + tokA}}, token: tokA},
 		"percent-encoded":         {req: httpReq{path: "/v1/x?token=pk%5F" + tokA[3:len(tokA)-1] + "%30"}, token: tokA},
 		"plus is a space":         {req: httpReq{path: "/v1/x?token=pk+A"}, token: "pk A"},
-		"invalid escape kept":     {req: httpReq{path: "/v1/x?token=pk_%zz"}, token: "pk_%zz"},
-		"repeated same":           {req: httpReq{path: "/v1/x?token=" + tokA + "&token=" + tokA}, token: tokA},
-		"repeated different":      {req: httpReq{path: "/v1/x?token=" + tokA + "&token=" + tokB}, token: tokA, conflict: true},
-		"empty then value":        {req: httpReq{path: "/v1/x?token=&token=" + tokA}, token: tokA},
 		"empty value":             {req: httpReq{path: "/v1/x?token="}},
 		"no value":                {req: httpReq{path: "/v1/x?token&api_key"}},
 		"double ampersands":       {req: httpReq{path: "/v1/x?&&token=" + tokA + "&&"}, token: tokA},
 		"key is case-sensitive":   {req: httpReq{path: "/v1/x?TOKEN=" + tokA}},
-		"key is not decoded":      {req: httpReq{path: "/v1/x?%74oken=" + tokA}},
+		"key is decoded":          {req: httpReq{path: "/v1/x?%74oken=" + tokA}, token: tokA},
 		"only in path":            {req: httpReq{path: "/v1/token=" + tokA}},
 		"after a fragment-ish ?":  {req: httpReq{path: "/v1/x?a=b?token=" + tokA}},
 		"value with =":            {req: httpReq{path: "/v1/x?token=" + tokA + "=="}, token: tokA + "=="},
@@ -170,12 +166,10 @@ func TestCheckReadsToken(t *testing.T) {
 		},
 		"bearer and x-api-key same": {req: httpReq{path: "/v1/x", headers: map[string]string{"authorization": "Bearer " + tokA, "x-api-key": tokA}}, token: tokA},
 		"all four same":             {req: httpReq{path: "/v1/x?token=" + tokA + "&api_key=" + tokA, headers: map[string]string{"authorization": "Bearer " + tokA, "x-api-key": tokA}}, token: tokA},
-		// Every value of a repeated parameter is looked at.
-		"third repeated value differs": {req: httpReq{path: "/v1/x?token=" + tokA + "&token=" + tokA + "&token=" + tokB}, token: tokA, conflict: true},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := seen(t, extauthz.Config{TokenSources: tc.sources}, tc.req.check())
+			got := seen(t, extauthz.Config{TokenSources: tc.sources, AllowUnmatchedRoutes: true}, tc.req.check())
 			if got.Token != tc.token {
 				t.Errorf("Token: got %q, want %q", got.Token, tc.token)
 			}
@@ -199,7 +193,7 @@ func TestCheckManyQueryParams(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := seen(t, extauthz.Config{}, httpReq{path: tc.path}.check()).Token; got != tc.token {
+			if got := seen(t, extauthz.Config{AllowUnmatchedRoutes: true}, httpReq{path: tc.path}.check()).Token; got != tc.token {
 				t.Errorf("Token: got %q, want %q", got, tc.token)
 			}
 		})
@@ -238,7 +232,7 @@ func TestCheckReadsClientIP(t *testing.T) {
 			if tc.xff != "" {
 				r.headers = map[string]string{"x-forwarded-for": tc.xff}
 			}
-			got := seen(t, extauthz.Config{TrustedHops: tc.hops}, r.check()).IP
+			got := seen(t, extauthz.Config{TrustedHops: tc.hops, AllowUnmatchedRoutes: true}, r.check()).IP
 			var want netip.Addr
 			if tc.want != "" {
 				want = netip.MustParseAddr(tc.want)
@@ -251,7 +245,7 @@ func TestCheckReadsClientIP(t *testing.T) {
 	t.Run("unix socket peer", func(t *testing.T) {
 		cr := httpReq{path: "/"}.check()
 		cr.Attributes.Source = &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: "/run/envoy.sock"}}}}
-		if got := seen(t, extauthz.Config{}, cr).IP; got.IsValid() {
+		if got := seen(t, extauthz.Config{AllowUnmatchedRoutes: true}, cr).IP; got.IsValid() {
 			t.Errorf("IP: got %v, want none", got)
 		}
 	})
@@ -264,13 +258,13 @@ func TestCheckReadsBrowserMarks(t *testing.T) {
 		browser         bool
 	}{
 		"none":           {},
-		"referer only":   {headers: map[string]string{"referer": "https://a.example/"}, referer: "https://a.example/"},
+		"referer only":   {headers: map[string]string{"referer": "https://a.example/"}, referer: "https://a.example/", browser: true},
 		"origin":         {headers: map[string]string{"origin": "https://a.example"}, origin: "https://a.example", browser: true},
 		"sec-fetch-site": {headers: map[string]string{"sec-fetch-site": "none"}, browser: true},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := seen(t, extauthz.Config{}, httpReq{path: "/", headers: tc.headers}.check())
+			got := seen(t, extauthz.Config{AllowUnmatchedRoutes: true}, httpReq{path: "/", headers: tc.headers}.check())
 			if got.Referer != tc.referer || got.Origin != tc.origin || got.FromBrowser != tc.browser {
 				t.Errorf("got referer %q, origin %q, browser %v; want %q, %q, %v", got.Referer, got.Origin, got.FromBrowser, tc.referer, tc.origin, tc.browser)
 			}
@@ -311,7 +305,7 @@ func TestCheckReadsRoute(t *testing.T) {
 		extauthz.RouteRule{Path: "/lds/{connection}/{source}/…", API: "lds", Connection: "{connection}", Source: "{source}", Action: "read"},
 		extauthz.RouteRule{Method: "GET", Path: "/data/{dataset}", API: "never", Dataset: "shadowed by the first rule"},
 	)
-	cfg := extauthz.Config{Routes: routes, GrantFreeAPIs: []string{"lds"}}
+	cfg := extauthz.Config{Routes: routes, GrantFreeAPIs: []string{"lds"}, AllowUnmatchedRoutes: true}
 	tests := map[string]struct {
 		req  httpReq
 		want routeFields
@@ -325,7 +319,7 @@ func TestCheckReadsRoute(t *testing.T) {
 		"DELETE deletes":           {httpReq{method: "DELETE", path: "/other"}, routeFields{Action: policy.Delete, Cost: 1}},
 		"rule capture":             {httpReq{path: "/data/sales.q1/rows?x=1"}, routeFields{API: "data", Dataset: "sales.q1", Tier: policy.TierCore, Action: policy.Read, Cost: 1}},
 		"rule rest empty":          {httpReq{path: "/data/sales.q1"}, routeFields{API: "data", Dataset: "sales.q1", Tier: policy.TierCore, Action: policy.Read, Cost: 1}},
-		"rule empty capture":       {httpReq{path: "/data//rows"}, routeFields{Action: policy.Read, Cost: 1}},
+		"rule merged slashes":      {httpReq{path: "/data//rows"}, routeFields{API: "data", Dataset: "rows", Tier: policy.TierCore, Action: policy.Read, Cost: 1}},
 		"rule method and cost":     {httpReq{method: "POST", path: "/data/sales.q1/rows"}, routeFields{API: "data", Dataset: "sales.q1", Action: policy.Write, Cost: 3}},
 		"rule method mismatch":     {httpReq{method: "DELETE", path: "/data/sales.q1/rows"}, routeFields{Action: policy.Delete, Cost: 1}},
 		"rule any method":          {httpReq{method: "POST", path: "/sql/warehouse?q=SELECT%0A++1"}, routeFields{API: "sql", Connection: "warehouse", Source: "SELECT 1", Action: policy.Write, Cost: 1}},
@@ -340,7 +334,6 @@ func TestCheckReadsRoute(t *testing.T) {
 		"cost zero":               {httpReq{path: "/x", ext: map[string]string{"cost": "0"}}, routeFields{Action: policy.Read, Cost: 0}},
 		"cost max":                {httpReq{path: "/x", ext: map[string]string{"cost": "1000000"}}, routeFields{Action: policy.Read, Cost: 1_000_000}},
 		"sql q normalised":        {httpReq{path: "/x?q=%20SELECT%09*%0D%0AFROM++t%20", ext: map[string]string{"api": "sql", "connection": "w"}}, routeFields{API: "sql", Connection: "w", Source: "SELECT * FROM t", Action: policy.Read, Cost: 1}},
-		"sql first q":             {httpReq{path: "/x?q=SELECT+1&q=SELECT+2", ext: map[string]string{"api": "sql", "connection": "w"}}, routeFields{API: "sql", Connection: "w", Source: "SELECT 1", Action: policy.Read, Cost: 1}},
 		"sql source from route":   {httpReq{path: "/x?q=SELECT+2", ext: map[string]string{"api": "sql", "connection": "w", "source": "SELECT 1"}}, routeFields{API: "sql", Connection: "w", Source: "SELECT 1", Action: policy.Read, Cost: 1}},
 		"sql q too long":          {httpReq{path: "/x?q=" + strings.Repeat("x", 64<<10+1), ext: map[string]string{"api": "sql", "connection": "w"}}, routeFields{API: "sql", Connection: "w", Action: policy.Read, Cost: 1}},
 		"q only for sql":          {httpReq{path: "/x?q=SELECT+1", ext: map[string]string{"api": "data", "connection": "w"}}, routeFields{API: "data", Connection: "w", Action: policy.Read, Cost: 1}},
@@ -370,17 +363,19 @@ func TestCheckRouteConfigError(t *testing.T) {
 	for name, ext := range tests {
 		t.Run(name, func(t *testing.T) {
 			d := &fakeDecider{}
-			var observed error
-			srv := extauthz.NewServer(d, extauthz.Config{}, discard, func(_ policy.Decision, err error, _ time.Duration) { observed = err })
+			var observed policy.Code
+			srv := extauthz.NewServer(d, extauthz.Config{}, discard, func(d policy.Decision, _ error, _ time.Duration) { observed = d.Code })
 			resp, err := srv.Check(context.Background(), httpReq{path: "/?token=" + tokA, ext: ext}.check())
-			if got := status.Code(err); got != codes.FailedPrecondition {
-				t.Fatalf("got %v (response %v), want %v", err, resp, codes.FailedPrecondition)
+			if err != nil {
+				// An error is an allow under failure_mode_allow.
+				t.Fatalf("got gRPC error %v, want a deny", err)
 			}
+			expectRefused(t, resp, policy.CodeRouteMisconfigured)
 			if len(d.reqs) != 0 {
 				t.Errorf("the decider was asked %d times, want none", len(d.reqs))
 			}
-			if observed == nil {
-				t.Errorf("the observer heard no error")
+			if observed != policy.CodeRouteMisconfigured {
+				t.Errorf("the observer heard %q, want %q", observed, policy.CodeRouteMisconfigured)
 			}
 		})
 	}
@@ -389,6 +384,11 @@ func TestCheckRouteConfigError(t *testing.T) {
 func TestNewRoutesRefuses(t *testing.T) {
 	tests := map[string]extauthz.RouteRule{
 		"relative path":        {Path: "data/{d}"},
+		"doubled slash":        {Path: "/data//{d}"},
+		"dot segment":          {Path: "/data/../{d}"},
+		"escaped letter":       {Path: "/d%61ta/{d}"},
+		"lower-case escape":    {Path: "/data%3a/{d}"},
+		"escaped slash":        {Path: "/data%2F{d}"},
 		"capture in a segment": {Path: "/data/x{d}"},
 		"empty capture":        {Path: "/data/{}"},
 		"repeated capture":     {Path: "/data/{d}/{d}"},
@@ -419,7 +419,7 @@ func TestCheckRepeatedRawHeaderConflict(t *testing.T) {
 			cr := httpReq{raw: true, path: "/v1/x", headers: map[string]string{name: prefix + tokA}}.check()
 			hm := cr.Attributes.Request.Http.HeaderMap
 			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: name, RawValue: []byte(prefix + tokB)})
-			if got := seen(t, extauthz.Config{}, cr); !got.TokenConflict {
+			if got := seen(t, extauthz.Config{AllowUnmatchedRoutes: true}, cr); !got.TokenConflict {
 				t.Errorf("TokenConflict: got false with %s %q and %q, want true", name, prefix+tokA, prefix+tokB)
 			}
 		})
@@ -453,11 +453,11 @@ func TestCheckEmptyRequests(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Check: %v", err)
 			}
-			if got := d.Last(t); got.Token != "" || got.TokenConflict {
-				t.Errorf("decider saw token %q (conflict %v), want none", got.Token, got.TokenConflict)
-			}
-			if got := resp.GetDeniedResponse().GetStatus().GetCode(); got != 401 {
-				t.Errorf("HTTP status: got %v, want 401", got)
+			// No method and no path: nothing Envoy sends, refused before
+			// any token is looked for.
+			expectRefused(t, resp, policy.CodeMethodUnknown)
+			if len(d.reqs) != 0 {
+				t.Errorf("the decider was asked %d times, want none", len(d.reqs))
 			}
 		})
 	}
@@ -469,7 +469,7 @@ func TestCheckAnswers(t *testing.T) {
 			d := &fakeDecider{DecideFn: func(*policy.Request) (policy.Decision, error) {
 				return policy.Decision{Code: code, Message: `say "no" <politely>`, TokenID: "tok_1"}, nil
 			}}
-			resp, err := extauthz.NewServer(d, extauthz.Config{}, discard, nil).Check(context.Background(), httpReq{path: "/?token=" + tokA}.check())
+			resp, err := extauthz.NewServer(d, extauthz.Config{AllowUnmatchedRoutes: true}, discard, nil).Check(context.Background(), httpReq{path: "/?token=" + tokA}.check())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -493,7 +493,7 @@ func TestCheckAnswers(t *testing.T) {
 	}
 	t.Run("dry run", func(t *testing.T) {
 		d := &fakeDecider{DecideFn: denyAll(policy.CodeDatasetDenied)}
-		resp, err := extauthz.NewServer(d, extauthz.Config{DryRun: true}, discard, nil).Check(context.Background(), httpReq{path: "/"}.check())
+		resp, err := extauthz.NewServer(d, extauthz.Config{DryRun: true, AllowUnmatchedRoutes: true}, discard, nil).Check(context.Background(), httpReq{path: "/"}.check())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -524,7 +524,7 @@ func TestCheckCannotDecide(t *testing.T) {
 			d := &fakeDecider{DecideFn: func(*policy.Request) (policy.Decision, error) { return policy.Decision{Allow: true}, tc.err }}
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			resp, err := extauthz.NewServer(d, extauthz.Config{}, discard, nil).Check(ctx, httpReq{path: "/?token=" + tokA}.check())
+			resp, err := extauthz.NewServer(d, extauthz.Config{AllowUnmatchedRoutes: true}, discard, nil).Check(ctx, httpReq{path: "/?token=" + tokA}.check())
 			if got := status.Code(err); got != tc.want {
 				t.Errorf("got %v (response %v), want %v", err, resp, tc.want)
 			}
@@ -536,7 +536,7 @@ func TestCheckLogsNoToken(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := &fakeDecider{DecideFn: denyAll(policy.CodeTokenUnknown)}
-	srv := extauthz.NewServer(d, extauthz.Config{DenyLogLevel: slog.LevelWarn}, log, nil)
+	srv := extauthz.NewServer(d, extauthz.Config{DenyLogLevel: slog.LevelWarn, AllowUnmatchedRoutes: true}, log, nil)
 	for _, r := range []httpReq{
 		{path: "/v1/x?token=" + tokA},
 		{path: "/v1/x", headers: map[string]string{"authorization": "Bearer " + tokA, "referer": "https://e.example/?token=" + tokA}},

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -28,11 +29,9 @@ const (
 	HeaderDryRun = "x-tollgate-dry-run-deny"
 )
 
-// The credentials the upstream must not see.
-var (
-	credentialHeaders = []string{"authorization", "x-api-key"}
-	credentialParams  = []string{string(SourceQueryToken), string(SourceQueryAPIKey)}
-)
+// The credential headers the upstream must not see; the credential query
+// parameters are token and api_key.
+var credentialHeaders = []string{"authorization", "x-api-key"}
 
 // allowResponse lets the request through with the caller's identity for
 // the upstream and, unless configured otherwise, without its credentials.
@@ -65,9 +64,17 @@ func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, dryRu
 			}
 		}
 		_, query, _ := strings.Cut(httpReq.GetPath(), "?")
-		for _, name := range credentialParams {
-			if _, found := queryParam(query, name); found {
-				ok.QueryParametersToRemove = append(ok.QueryParametersToRemove, name)
+		if q, err := readQuery(query); err == nil {
+			for _, p := range []int{paramToken, paramAPIKey} {
+				if q.n[p] == 0 {
+					continue
+				}
+				// Envoy removes parameters by their name as sent: an
+				// escaped spelling ("%74oken") is removed under it too.
+				ok.QueryParametersToRemove = append(ok.QueryParametersToRemove, paramNames[p])
+				if raw := q.raw[p]; raw != paramNames[p] && utf8.ValidString(raw) {
+					ok.QueryParametersToRemove = append(ok.QueryParametersToRemove, raw)
+				}
 			}
 		}
 	}

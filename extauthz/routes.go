@@ -13,7 +13,8 @@ import (
 
 // Routes maps method and path templates to what a request is, for routes
 // whose Envoy configuration sets no context_extensions (for example behind
-// Istio, which cannot set them per route). The first rule that matches wins.
+// Istio, which cannot set them per route). The first rule that matches the
+// canonical path (see canonicalPath) wins; a rule for GET matches HEAD too.
 type Routes struct {
 	rules []routeRule
 }
@@ -66,6 +67,11 @@ func NewRoutes(rules []RouteRule) (*Routes, error) {
 		if !strings.HasPrefix(rr.Path, "/") {
 			return nil, fmt.Errorf("rule %d: path %q must start with /", i+1, rr.Path)
 		}
+		// Requests are matched in canonical form; a template in any other
+		// form could never match, and its requests would all be denied.
+		if c, err := canonicalPath(rr.Path); err != nil || c != rr.Path {
+			return nil, fmt.Errorf("rule %d: path %q is not in canonical form (no doubled slashes, dot segments, escapes of letters or digits, or lower-case escapes)", i+1, rr.Path)
+		}
 		segs := strings.Split(strings.TrimPrefix(rr.Path, "/"), "/")
 		if n := len(segs); segs[n-1] == "..." || segs[n-1] == "…" {
 			r.rest, segs = true, segs[:n-1]
@@ -114,13 +120,14 @@ func capture(s string) (string, bool) {
 // allocation.
 const maxCaptures = 8
 
-// apply fills req from the first rule matching method and path. A request
-// no rule matches is left as it is: it names no API, dataset or tier.
-func (rs *Routes) apply(req *policy.Request, method, path string) error {
+// apply fills req from the first rule matching method and path (which
+// must be canonical) and reports whether one matched. A rule for GET also
+// matches HEAD, which reads the same thing.
+func (rs *Routes) apply(req *policy.Request, method, path string) (bool, error) {
 	var caps [maxCaptures]struct{ name, value string }
 	for i := range rs.rules {
 		r := &rs.rules[i]
-		if r.method != "*" && r.method != method {
+		if r.method != "*" && r.method != method && (r.method != "GET" || method != "HEAD") {
 			continue
 		}
 		n, ok := r.match(path, caps[:])
@@ -143,9 +150,9 @@ func (rs *Routes) apply(req *policy.Request, method, path string) error {
 		if f.Cost != nil {
 			cost = strconv.FormatInt(*f.Cost, 10)
 		}
-		return parseRouteFields(req, f.Tier, f.Action, cost)
+		return true, parseRouteFields(req, f.Tier, f.Action, cost)
 	}
-	return nil
+	return false, nil
 }
 
 // match matches path against the template, storing captures in caps.

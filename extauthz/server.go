@@ -31,6 +31,11 @@ type Config struct {
 	TrustedHops int
 	// Routes describe requests whose route sets no context_extensions.
 	Routes *Routes
+	// AllowUnmatchedRoutes lets through, on the token's validity alone, a
+	// request that neither context_extensions nor a route rule describes.
+	// Off by default: such a request is denied (route_unmatched), since a
+	// token limited to some datasets or APIs would otherwise reach all.
+	AllowUnmatchedRoutes bool
 	// GrantFreeAPIs need no grant on a connection's sources (e.g. lds).
 	GrantFreeAPIs []string
 	// StripCredentials removes the token from what the upstream receives.
@@ -76,12 +81,7 @@ func NewServer(d Decider, cfg Config, log *slog.Logger, observe Observer) *Serve
 func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	var req policy.Request
-	if err := s.readRequest(cr, &req); err != nil {
-		s.observe(policy.Decision{}, err, time.Since(start))
-		s.log.Error("check: unusable route configuration", "err", err)
-		return nil, status.Error(codes.FailedPrecondition, "tollgate: "+err.Error())
-	}
-	d, err := s.decider.Decide(ctx, &req)
+	d, err := s.decide(ctx, cr, &req)
 	if err != nil {
 		s.observe(d, err, time.Since(start))
 		code := codes.Unavailable
@@ -105,6 +105,24 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.Ch
 	}
 	s.observe(d, nil, time.Since(start))
 	return resp, nil
+}
+
+// decide reads the request and asks the decider. A request that cannot
+// be read is a deny, never an error: an error is an allow under Envoy's
+// failure_mode_allow. So is a route configuration Tollgate cannot use,
+// the operator's mistake, which is logged as an error.
+func (s *Server) decide(ctx context.Context, cr *authv3.CheckRequest, req *policy.Request) (policy.Decision, error) {
+	err := s.readRequest(cr, req)
+	if err == nil {
+		return s.decider.Decide(ctx, req)
+	}
+	var r *refusal
+	if errors.As(err, &r) {
+		return policy.Decision{Code: r.code, Message: r.msg}, nil
+	}
+	s.log.Error("check: unusable route configuration", "err", err)
+	return policy.Decision{Code: policy.CodeRouteMisconfigured,
+		Message: "the route's configuration in Tollgate or Envoy is unusable; the operator has been told"}, nil
 }
 
 // logDeny writes one line per deny. It never logs the token or the path

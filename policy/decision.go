@@ -30,6 +30,15 @@ const (
 	// share of the replay memory, or all of it, is full until the oldest
 	// signatures expire, or the replay store failed.
 	CodeReplayUnverifiable Code = "signature_replay_unverifiable"
+	// Codes for requests Tollgate cannot read the way the upstream would.
+	CodeRouteUnmatched     Code = "route_unmatched"
+	CodeRouteMisconfigured Code = "route_misconfigured"
+	CodeMethodUnknown      Code = "method_unknown"
+	CodePathInvalid        Code = "path_invalid"
+	CodeQueryInvalid       Code = "query_invalid"
+	CodeParamRepeated      Code = "param_repeated"
+	CodeRequestInvalid     Code = "request_invalid"
+	CodeSourceUnseen       Code = "source_unseen"
 )
 
 // DenyCodes lists every deny reason, for metrics that want a series each.
@@ -40,16 +49,24 @@ func DenyCodes() []Code {
 		CodeTierDenied, CodeDatasetDenied, CodeSourceDenied, CodeCreditsExhausted, CodeQuotaExhausted,
 		CodeRateLimited, CodeSignatureRequired, CodeSignatureInvalid, CodeSignatureExpired, CodeSignatureReplayed,
 		CodeReplayUnverifiable,
+		CodeRouteUnmatched, CodeRouteMisconfigured, CodeMethodUnknown, CodePathInvalid, CodeQueryInvalid,
+		CodeParamRepeated, CodeRequestInvalid, CodeSourceUnseen,
 	}
 }
 
-// Status returns the HTTP status that goes with a deny code: 401 when the
-// caller did not prove who it is, 402 when it ran out of credits, 429 when
-// it is going too fast (or its signatures cannot all be remembered: the
-// remedy is the same, wait and send a freshly signed request), 403
+// Status returns the HTTP status that goes with a deny code: 400 when the
+// request cannot be read unambiguously, 401 when the caller did not prove
+// who it is, 402 when it ran out of credits, 429 when it is going too
+// fast (or its signatures cannot all be remembered: the remedy is the
+// same, wait and send a freshly signed request), 500 when the operator's
+// route configuration is unusable, 403
 // otherwise.
 func (c Code) Status() int {
 	switch {
+	case c == CodePathInvalid || c == CodeQueryInvalid || c == CodeParamRepeated || c == CodeRequestInvalid:
+		return 400
+	case c == CodeRouteMisconfigured:
+		return 500
 	case c.Unauthenticated():
 		return 401
 	case c == CodeCreditsExhausted || c == CodeQuotaExhausted:

@@ -60,8 +60,13 @@ func (p *Policy) evaluate(req *Request, now time.Time, opt EvalOptions, s *signe
 		}
 	}
 	if req.API != "" && !secret {
+		// Only a known API's canonical (lower-case) name has a bit: any
+		// other name is no API a token can hold, whatever its spelling
+		// means to the upstream.
 		switch bit := apiBit(req.API); {
-		case p.apis == 0 && req.API == APIImport:
+		case bit == 0:
+			return deny(CodeAPIDenied, fmt.Sprintf("%.40q is not a known API", req.API))
+		case p.apis == 0 && bit == apiBit(APIImport):
 			return deny(CodeAPIDenied, "the import API must be granted to a token explicitly")
 		case p.apis != 0 && p.apis&bit == 0:
 			return deny(CodeAPIDenied, fmt.Sprintf("this token may not call the %.40s API", req.API))
@@ -93,8 +98,13 @@ func (p *Policy) evaluate(req *Request, now time.Time, opt EvalOptions, s *signe
 			return deny(CodeDatasetDenied, fmt.Sprintf("this token may not %s dataset %.100q", req.Action, req.Dataset))
 		}
 	}
-	if req.Connection != "" && !req.GrantFree && !p.rules.allowsSource(req.Connection, req.Source, req.Action) {
-		return deny(CodeSourceDenied, fmt.Sprintf("this token has no grant for this source of connection %.100q", req.Connection))
+	if req.Connection != "" && !req.GrantFree {
+		if req.SourceUnseen && !p.rules.allowsAllSources(req.Connection) {
+			return deny(CodeSourceUnseen, fmt.Sprintf("the request may carry its source of connection %.100q where Tollgate cannot see it (a body): send it as ?q=, with GET", req.Connection))
+		}
+		if !p.rules.allowsSource(req.Connection, req.Source, req.Action) {
+			return deny(CodeSourceDenied, fmt.Sprintf("this token has no grant for this source of connection %.100q", req.Connection))
+		}
 	}
 	return Decision{}
 }
@@ -149,6 +159,19 @@ func (r *rules) matchDataset(name string, act Action) bool {
 	x.reset(name)
 	for i := range r.datasets {
 		if d := &r.datasets[i]; !d.literal && d.actions.Has(act) && x.match(d.pattern) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowsAllSources reports whether a grant covers every source of conn.
+func (r *rules) allowsAllSources(conn string) bool {
+	if r == nil {
+		return false
+	}
+	for _, g := range r.grants {
+		if g.Connection == conn && g.Type == GrantAll {
 			return true
 		}
 	}

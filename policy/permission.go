@@ -172,9 +172,102 @@ func (g *Grant) normalize() error {
 
 const maxQueryLen = 16 << 10
 
-// NormalizeSQL collapses every run of whitespace to one space and trims the
-// ends, so a saved query matches the same text however it was wrapped.
-func NormalizeSQL(q string) string { return strings.Join(strings.Fields(q), " ") }
+// NormalizeSQL collapses every run of ASCII whitespace between tokens to one
+// space and trims the ends, so a saved query matches the same text however
+// it was wrapped. It must never make equal two queries a database runs
+// differently, so it keeps byte for byte what whitespace means something
+// in: string literals and quoted identifiers ('…', "…", `…`, with
+// backslash escapes), dollar quotes ($$…$$, $tag$…$tag$), and comments
+// (/* … */, nested as in PostgreSQL; -- and # to the end of the line, whose
+// line break stays a line break). Other characters (NBSP, U+2028) are not
+// whitespace to a database and stay as they are. Where dialects disagree
+// it keeps more as it is, never less; an unterminated quote or comment
+// keeps the rest of the query as it is.
+func NormalizeSQL(q string) string {
+	var b strings.Builder
+	b.Grow(len(q))
+	space, lineBreak := false, false
+	for i := 0; i < len(q); {
+		c := q[i]
+		if sqlSpace(c) {
+			// A run after a comment's line break adds nothing: the break
+			// already ends the token.
+			space = b.Len() > 0 && !lineBreak
+			i++
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		end := sqlTokenEnd(q, i)
+		b.WriteString(q[i:end])
+		lineBreak = end > i+1 && (q[end-1] == '\n' || q[end-1] == '\r') && isLineComment(q, i)
+		i = end
+	}
+	return b.String()
+}
+
+// sqlSpace reports the whitespace SQL lexers agree on.
+func sqlSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+func isLineComment(q string, i int) bool {
+	return q[i] == '#' || strings.HasPrefix(q[i:], "--")
+}
+
+// sqlTokenEnd returns the end of what starts at q[i] and must be kept as
+// it is: a quoted run, a dollar quote or a comment; else the one byte.
+func sqlTokenEnd(q string, i int) int {
+	switch c := q[i]; {
+	case c == '\'' || c == '"' || c == '`':
+		for j := i + 1; j < len(q); j++ {
+			switch q[j] {
+			case '\\':
+				j++
+			case c:
+				return j + 1
+			}
+		}
+		return len(q)
+	case c == '#' || strings.HasPrefix(q[i:], "--"):
+		if j := strings.IndexAny(q[i:], "\n\r"); j >= 0 {
+			return i + j + 1
+		}
+		return len(q)
+	case strings.HasPrefix(q[i:], "/*"):
+		depth := 0
+		for j := i; j+1 < len(q); j++ {
+			switch {
+			case q[j] == '/' && q[j+1] == '*':
+				depth++
+				j++
+			case q[j] == '*' && q[j+1] == '/':
+				if depth--; depth == 0 {
+					return j + 2
+				}
+				j++
+			}
+		}
+		return len(q)
+	case c == '$':
+		j := i + 1
+		for j < len(q) && (q[j] == '_' || q[j] >= 'a' && q[j] <= 'z' || q[j] >= 'A' && q[j] <= 'Z' || q[j] >= 0x80 ||
+			(j > i+1 && q[j] >= '0' && q[j] <= '9')) {
+			j++
+		}
+		if j == len(q) || q[j] != '$' {
+			return i + 1 // $1, or a $ in a name
+		}
+		tag := q[i : j+1]
+		if k := strings.Index(q[j+1:], tag); k >= 0 {
+			return j + 1 + k + len(tag)
+		}
+		return len(q)
+	}
+	return i + 1
+}
 
 // Limits on dataset, table and connection names and patterns. A request's
 // name longer than maxNameLen, or with a byte no name may hold, matches no

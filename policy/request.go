@@ -47,8 +47,8 @@ type Request struct {
 	IP netip.Addr
 	// Referer and Origin are the raw header values.
 	Referer, Origin string
-	// FromBrowser is set when the request bears a browser's marks (an Origin
-	// or Sec-Fetch-Site header).
+	// FromBrowser is set when the request bears a browser's marks (an
+	// Origin, Referer or Sec-Fetch-Site header).
 	FromBrowser bool
 	// API, Dataset, Connection and Source name what the request uses.
 	API, Dataset, Connection, Source string
@@ -60,6 +60,10 @@ type Request struct {
 	Cost int64
 	// GrantFree is set when the API needs no grant on a connection's sources.
 	GrantFree bool
+	// SourceUnseen is set when the source may be in a part of the request
+	// Tollgate is not shown (a body): only a grant on all of the
+	// connection's sources can then allow it.
+	SourceUnseen bool
 
 	// What a signature covers, read only for tokens that require one.
 	Method, Path, RawQuery string

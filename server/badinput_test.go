@@ -84,7 +84,7 @@ func TestBadInput(t *testing.T) {
 		if err := os.WriteFile(rules, []byte(routeRulesYAML), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		routed := MustStartServer(t, f.URL, func(c *server.Config) { c.RouteRules = rules })
+		routed := MustStartServer(t, f.URL, func(c *server.Config) { c.RouteRules, c.ExtAuthz.AllowUnmatchedRoutes = rules, false })
 		for name, tc := range routeCases(f) {
 			t.Run(name, func(t *testing.T) { runBadCase(t, routed, nil, f, tc) })
 		}
@@ -124,8 +124,8 @@ func routeCases(f *fixture) map[string]badCase {
 		// normalize_path, merge_slashes, and escaped slashes rejected), so
 		// these reach Tollgate only from a misconfigured proxy.
 		"dot segments":               {req: envoyRequest{Path: "/v2/data/../data/payroll/rows", Headers: key}, code: policy.CodeDatasetDenied, token: "datasets"},
-		"empty dataset segment":      {req: envoyRequest{Path: "/v2/data//rows", Headers: key}, allow: "datasets"},
-		"NUL in the dataset segment": {req: envoyRequest{Path: "/v2/data/sales.q1\x00/rows", Headers: key}, code: policy.CodeDatasetDenied, token: "datasets"},
+		"empty dataset segment":      {req: envoyRequest{Path: "/v2/data//rows", Headers: key}, code: policy.CodeDatasetDenied, token: "datasets"},
+		"NUL in the dataset segment": {req: envoyRequest{Path: "/v2/data/sales.q1\x00/rows", Headers: key}, code: policy.CodePathInvalid},
 	}
 }
 
@@ -222,17 +222,19 @@ func badInputCases(t *testing.T, f *fixture) map[string]badCase {
 		"limits/60 KiB Referer":                    {req: ref("domains", "https://example.com/"+strings.Repeat("a", 60<<10)), code: policy.CodeRefererDenied, token: "domains"},
 		"limits/5 MiB of headers (over gRPC's 4)":  {req: envoyRequest{Path: "/v1/prices", Headers: key("basic", "x-pad", strings.Repeat("a", 5*mib))}, grpc: codes.ResourceExhausted},
 
-		// Encodings: invalid UTF-8 can only come in header_map's raw
-		// values (bytes); string fields that are not UTF-8 are refused by
-		// gRPC's decoder before Tollgate sees them.
+		// Encodings: invalid UTF-8 comes in header_map's raw values
+		// (bytes), or in string fields, as Envoy forwards what it got.
+		// Go's protobuf refuses the latter; Tollgate's codec repairs and
+		// marks them, and Check denies (an error would be an allow under
+		// failure_mode_allow).
 		"utf8/raw x-api-key not UTF-8":            {req: envoyRequest{Raw: true, Path: "/v1/prices", Headers: hdr("x-api-key", basic[:20]+"\xff\xfe"+basic[22:])}, code: policy.CodeTokenMalformed},
 		"utf8/raw Bearer not UTF-8":               {req: envoyRequest{Raw: true, Path: "/v1/prices", Headers: hdr("authorization", "Bearer \xc3\x28"+basic)}, code: policy.CodeTokenMalformed},
 		"utf8/raw Referer not UTF-8":              {req: envoyRequest{Raw: true, Path: "/v1/prices", Headers: key("domains", "referer", "https://example.com/\xff\xfe")}, code: policy.CodeRefererDenied, token: "domains"},
 		"utf8/raw Referer host not UTF-8":         {req: envoyRequest{Raw: true, Path: "/v1/prices", Headers: key("domains", "referer", "https://ex\xe4mple.com/")}, code: policy.CodeRefererDenied, token: "domains"},
 		"utf8/raw x-forwarded-for not UTF-8":      {req: envoyRequest{Raw: true, Path: "/v1/prices", Headers: key("ipv4", "x-forwarded-for", "203.0.113.\xff")}, code: policy.CodeIPDenied, token: "ipv4"},
-		"utf8/string header not UTF-8 (encoded)":  {raw: withInvalidUTF8(t, envoyRequest{Path: "/v1/prices", Headers: key("basic", "x-note", "PLACEHOLDER")}, "PLACEHOLDER"), grpc: codes.Internal},
-		"utf8/path not UTF-8 (encoded)":           {raw: withInvalidUTF8(t, envoyRequest{Path: "/v1/PLACEHOLDER?token=" + basic}, "PLACEHOLDER"), grpc: codes.Internal},
-		"utf8/context extension not UTF-8 (enc.)": {raw: withInvalidUTF8(t, envoyRequest{Path: "/v1/prices", Headers: key("datasets"), Ext: ext("api", "data", "dataset", "PLACEHOLDER")}, "PLACEHOLDER"), grpc: codes.Internal},
+		"utf8/string header not UTF-8 (encoded)":  {raw: withInvalidUTF8(t, envoyRequest{Path: "/v1/prices", Headers: key("basic", "x-note", "PLACEHOLDER")}, "PLACEHOLDER"), code: policy.CodeRequestInvalid},
+		"utf8/path not UTF-8 (encoded)":           {raw: withInvalidUTF8(t, envoyRequest{Path: "/v1/PLACEHOLDER?token=" + basic}, "PLACEHOLDER"), code: policy.CodeRequestInvalid},
+		"utf8/context extension not UTF-8 (enc.)": {raw: withInvalidUTF8(t, envoyRequest{Path: "/v1/prices", Headers: key("datasets"), Ext: ext("api", "data", "dataset", "PLACEHOLDER")}, "PLACEHOLDER"), code: policy.CodeRequestInvalid},
 		"nul/escaped NUL after the token":         {req: envoyRequest{Path: "/v1/prices?token=" + basic + "%00"}, code: policy.CodeTokenMalformed},
 		"nul/NUL inside the token":                {req: envoyRequest{Path: "/v1/prices", Headers: hdr("x-api-key", basic[:10]+"\x00"+basic[11:])}, code: policy.CodeTokenMalformed},
 		"nul/NUL after the token in x-api-key":    {req: envoyRequest{Path: "/v1/prices", Headers: hdr("x-api-key", basic+"\x00")}, code: policy.CodeTokenMalformed},
@@ -240,23 +242,23 @@ func badInputCases(t *testing.T, f *fixture) map[string]badCase {
 		"nul/NUL in x-forwarded-for":              {req: xff("ipv4", "203.0.113.9\x00"), code: policy.CodeIPDenied, token: "ipv4"},
 		// The path is not a policy input when the route names the
 		// dataset: a NUL in it changes nothing (Envoy refuses such paths).
-		"nul/NUL in the path": {req: envoyRequest{Path: "/v1/prices\x00/x?token=" + basic}, allow: "basic"},
+		"nul/NUL in the path": {req: envoyRequest{Path: "/v1/prices\x00/x?token=" + basic}, code: policy.CodePathInvalid},
 
 		// 10,000 query parameters.
 		"query/10,000 parameters, token last":           {req: envoyRequest{Path: "/v1/prices?" + params + "&token=" + basic}, allow: "basic"},
 		"query/10,000 parameters, token first":          {req: envoyRequest{Path: "/v1/prices?token=" + basic + "&" + params}, allow: "basic"},
 		"query/10,000 parameters, none a token":         {req: envoyRequest{Path: "/v1/prices?" + params}, code: policy.CodeTokenMissing},
-		"query/10,000 token parameters, the same":       {req: envoyRequest{Path: "/v1/prices?" + many(10_000, func(int) string { return "token=" + basic })}, allow: "basic"},
+		"query/10,000 token parameters, the same":       {req: envoyRequest{Path: "/v1/prices?" + many(10_000, func(int) string { return "token=" + basic })}, code: policy.CodeParamRepeated},
 		"query/10,000 parameters, second token at end":  {req: envoyRequest{Path: "/v1/prices?token=" + basic + "&" + params + "&api_key=" + V("datasets")}, code: policy.CodeTokenConflict},
 		"query/10,000 empty parameters and a token":     {req: envoyRequest{Path: "/v1/prices?" + strings.Repeat("&", 10_000) + "token=" + basic}, allow: "basic"},
 		"query/10,000 parameters on a sql route":        {req: envoyRequest{Path: "/v1/sql?" + params + "&q=SELECT+1&token=" + V("grants"), Ext: ext("api", "sql", "connection", "crm")}, code: policy.CodeSourceDenied, token: "grants"},
-		"query/undecodable escapes around the token":    {req: envoyRequest{Path: "/v1/prices?%zz=%zz&token=" + basic + "&%=%"}, allow: "basic"},
+		"query/undecodable escapes around the token":    {req: envoyRequest{Path: "/v1/prices?%zz=%zz&token=" + basic + "&%=%"}, code: policy.CodeQueryInvalid},
 		"query/token split by an encoded ampersand":     {req: envoyRequest{Path: "/v1/prices?token=" + basic[:20] + "%26" + basic[20:]}, code: policy.CodeTokenMalformed},
-		"query/token parameter repeated, second empty":  {req: envoyRequest{Path: "/v1/prices?token=" + basic + "&token="}, allow: "basic"},
+		"query/token parameter repeated, second empty":  {req: envoyRequest{Path: "/v1/prices?token=" + basic + "&token="}, code: policy.CodeParamRepeated},
 		"query/token parameter with a plus for a space": {req: envoyRequest{Path: "/v1/prices?token=+" + basic}, code: policy.CodeTokenMalformed},
 
 		// Duplicated and conflicting tokens.
-		"dup/query token twice":                       {req: envoyRequest{Path: "/v1/prices?token=" + basic + "&token=" + basic}, allow: "basic"},
+		"dup/query token twice":                       {req: envoyRequest{Path: "/v1/prices?token=" + basic + "&token=" + basic}, code: policy.CodeParamRepeated},
 		"dup/two x-api-key headers, same":             {req: envoyRequest{Raw: true, Path: "/v1/prices", Headers: key("basic"), Dup: [][2]string{{"x-api-key", basic}}}, allow: "basic"},
 		"dup/two x-api-key headers, different":        {req: envoyRequest{Raw: true, Path: "/v1/prices", Headers: key("basic"), Dup: [][2]string{{"x-api-key", V("datasets")}}}, code: policy.CodeTokenConflict},
 		"dup/two Bearer headers, different":           {req: envoyRequest{Raw: true, Path: "/v1/prices", Headers: hdr("authorization", "Bearer "+basic), Dup: [][2]string{{"authorization", "Bearer " + V("datasets")}}}, code: policy.CodeTokenConflict},
@@ -281,24 +283,24 @@ func badInputCases(t *testing.T, f *fixture) map[string]badCase {
 		"everywhere/Bearer and a signature-style": {req: envoyRequest{Path: "/v1/prices?token=" + basic, Headers: hdr("authorization", "TOLLGATE-HMAC-SHA256 Credential="+V("datasets")+"/20260101/tollgate_request, SignedHeaders=host;x-tollgate-date, Signature="+strings.Repeat("0", 64))}, allow: "basic"},
 
 		// Degenerate CheckRequests.
-		"shape/empty CheckRequest":                 {empty: &authv3.CheckRequest{}, code: policy.CodeTokenMissing},
-		"shape/attributes without request":         {empty: &authv3.CheckRequest{Attributes: &authv3.AttributeContext{ContextExtensions: ext("api", "data")}}, code: policy.CodeTokenMissing},
-		"shape/request without http":               {empty: &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{}}}, code: policy.CodeTokenMissing},
-		"shape/http with nothing in it":            {empty: &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{}}}}, code: policy.CodeTokenMissing},
-		"shape/no request, unusable route config":  {empty: &authv3.CheckRequest{Attributes: &authv3.AttributeContext{ContextExtensions: ext("tier", "gold")}}, grpc: codes.FailedPrecondition},
+		"shape/empty CheckRequest":                 {empty: &authv3.CheckRequest{}, code: policy.CodeMethodUnknown},
+		"shape/attributes without request":         {empty: &authv3.CheckRequest{Attributes: &authv3.AttributeContext{ContextExtensions: ext("api", "data")}}, code: policy.CodeMethodUnknown},
+		"shape/request without http":               {empty: &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{}}}, code: policy.CodeMethodUnknown},
+		"shape/http with nothing in it":            {empty: &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{}}}}, code: policy.CodeMethodUnknown},
+		"shape/no request, unusable route config":  {empty: &authv3.CheckRequest{Attributes: &authv3.AttributeContext{ContextExtensions: ext("tier", "gold")}}, code: policy.CodeMethodUnknown},
 		"shape/10,000 context_extensions":          {req: envoyRequest{Path: "/v1/prices", Headers: key("basic"), Ext: bigExt}, allow: "basic"},
 		"shape/1 MiB dataset in extensions":        {req: envoyRequest{Path: "/v1/prices", Headers: key("datasets"), Ext: ext("api", "data", "dataset", big)}, code: policy.CodeDatasetDenied, token: "datasets"},
 		"shape/1 MiB api in extensions":            {req: envoyRequest{Path: "/v1/prices", Headers: key("apis"), Ext: ext("api", big)}, code: policy.CodeAPIDenied, token: "apis"},
 		"shape/1 MiB connection in extensions":     {req: envoyRequest{Path: "/v1/prices", Headers: key("grants"), Ext: ext("api", "data", "connection", big, "source", big)}, code: policy.CodeSourceDenied, token: "grants"},
-		"shape/1 MiB tier in extensions":           {req: envoyRequest{Path: "/v1/prices", Headers: key("basic"), Ext: ext("api", "data", "tier", big)}, grpc: codes.FailedPrecondition},
-		"shape/1 MiB cost in extensions":           {req: envoyRequest{Path: "/v1/prices", Headers: key("basic"), Ext: ext("api", "data", "cost", strings.Repeat("9", mib))}, grpc: codes.FailedPrecondition},
+		"shape/1 MiB tier in extensions":           {req: envoyRequest{Path: "/v1/prices", Headers: key("basic"), Ext: ext("api", "data", "tier", big)}, code: policy.CodeRouteMisconfigured},
+		"shape/1 MiB cost in extensions":           {req: envoyRequest{Path: "/v1/prices", Headers: key("basic"), Ext: ext("api", "data", "cost", strings.Repeat("9", mib))}, code: policy.CodeRouteMisconfigured},
 		"shape/3 MiB of extensions":                {req: envoyRequest{Path: "/v1/prices", Headers: key("basic"), Ext: ext("api", "data", "a", big, "b", big, "c", big)}, allow: "basic"},
 		"shape/5 MiB of extensions (over gRPC's)":  {req: envoyRequest{Path: "/v1/prices", Headers: key("basic"), Ext: ext("api", "data", "a", big, "b", big, "c", big, "d", big, "e", big)}, grpc: codes.ResourceExhausted},
 		"shape/1 MiB body":                         {req: envoyRequest{Method: "POST", Path: "/v1/prices", Headers: key("basic", "content-type", "application/json")}, mutate: withBody([]byte(big)), allow: "basic"},
 		"shape/1 MiB body, partial, not UTF-8":     {req: envoyRequest{Method: "POST", Path: "/v1/prices", Headers: key("basic", "x-envoy-auth-partial-body", "true")}, mutate: withBody(bytes.Repeat([]byte{0xff, 0}, mib/2)), allow: "basic"},
-		"shape/unknown method":                     {req: envoyRequest{Method: "BREW", Path: "/v1/prices", Headers: key("basic")}, allow: "basic"},
+		"shape/unknown method":                     {req: envoyRequest{Method: "BREW", Path: "/v1/prices", Headers: key("basic")}, code: policy.CodeMethodUnknown},
 		"shape/1 MiB path, token at the end":       {req: envoyRequest{Path: "/" + big + "?token=" + basic}, allow: "basic"},
-		"shape/path without a slash or query mark": {req: envoyRequest{Path: "token=" + basic}, code: policy.CodeTokenMissing},
+		"shape/path without a slash or query mark": {req: envoyRequest{Path: "token=" + basic}, code: policy.CodePathInvalid},
 
 		// x-forwarded-for with one trusted proxy: the last entry is the caller.
 		"xff/IPv6 in range":                      {req: xff("ipv6", "198.51.100.1, 2001:db8:abcd::7"), allow: "ipv6"},

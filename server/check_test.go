@@ -136,7 +136,7 @@ func decisionCases(f *fixture) map[string]checkCase {
 		"source/percent-encoded value":   {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + pct.String()}, token: "basic"},
 		"source/percent-encoded _":       {req: envoyRequest{Path: "/v1/prices/AAPL?api_key=pk%5F" + basic[3:]}, token: "basic"},
 		"source/same token everywhere":   {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + basic + "&api_key=" + basic, Headers: hdr("authorization", "Bearer "+basic, "x-api-key", basic)}, token: "basic"},
-		"source/same token twice":        {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + basic + "&token=" + basic}, token: "basic"},
+		"source/same token twice":        {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + basic + "&token=" + basic}, code: policy.CodeParamRepeated},
 		"source/empty param beside one":  {req: envoyRequest{Path: "/v1/prices/AAPL?token=&api_key=" + basic}, token: "basic"},
 		"source/basic auth beside query": {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + basic, Headers: hdr("authorization", "Basic dXNlcjpwYXNz")}, token: "basic"},
 		"source/raw bearer":              {req: envoyRequest{Raw: true, Path: "/v1/prices/AAPL", Headers: hdr("authorization", "Bearer "+basic)}, token: "basic"},
@@ -156,7 +156,7 @@ func decisionCases(f *fixture) map[string]checkCase {
 		"malformed/unknown prefix":      {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: hdr("x-api-key", "xk_"+basic[3:])}, code: policy.CodeTokenMalformed},
 		"malformed/prefix swapped":      {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: hdr("authorization", "Bearer sk_"+basic[3:])}, code: policy.CodeTokenMalformed},
 		"malformed/trailing junk":       {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: hdr("x-api-key", basic+"x")}, code: policy.CodeTokenMalformed},
-		"malformed/invalid escape":      {req: envoyRequest{Path: "/v1/prices/AAPL?token=pk_%zz" + basic[5:]}, code: policy.CodeTokenMalformed},
+		"malformed/invalid escape":      {req: envoyRequest{Path: "/v1/prices/AAPL?token=pk_%zz" + basic[5:]}, code: policy.CodeQueryInvalid},
 		"malformed/two bearer words":    {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: hdr("authorization", "Bearer "+basic+" "+basic)}, code: policy.CodeTokenMalformed},
 		"malformed/over-long":           {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: hdr("x-api-key", "pk_"+strings.Repeat("a", 300))}, code: policy.CodeTokenMalformed},
 		"malformed/non-ASCII":           {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: hdr("x-api-key", "pk_ü"+basic[5:])}, code: policy.CodeTokenMalformed},
@@ -167,18 +167,18 @@ func decisionCases(f *fixture) map[string]checkCase {
 		"conflict/token and api_key":    {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + basic + "&api_key=" + V("datasets")}, code: policy.CodeTokenConflict},
 		"conflict/query and bearer":     {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + basic, Headers: hdr("authorization", "Bearer "+V("datasets"))}, code: policy.CodeTokenConflict},
 		"conflict/bearer and x-api-key": {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: hdr("authorization", "Bearer "+basic, "x-api-key", V("datasets"))}, code: policy.CodeTokenConflict},
-		"conflict/token param twice":    {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + basic + "&token=" + V("datasets")}, code: policy.CodeTokenConflict},
+		"conflict/token param twice":    {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + basic + "&token=" + V("datasets")}, code: policy.CodeParamRepeated},
 		"conflict/known and unknown":    {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + basic, Headers: hdr("x-api-key", unknown)}, code: policy.CodeTokenConflict},
 		"conflict/valid and malformed":  {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + basic + "&api_key=pk_short"}, code: policy.CodeTokenConflict},
 		// Every value of a repeated parameter is read.
-		"conflict/third value of a repeated token param": {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + basic + "&token=" + basic + "&token=" + V("datasets")}, code: policy.CodeTokenConflict},
+		"conflict/third value of a repeated token param": {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + basic + "&token=" + basic + "&token=" + V("datasets")}, code: policy.CodeParamRepeated},
 		// With raw headers Envoy sends a repeated header as separate entries.
 		"conflict/repeated x-api-key in raw header_map": {req: envoyRequest{Raw: true, Path: "/v1/prices/AAPL", Headers: key("basic"), Dup: [][2]string{{"x-api-key", V("datasets")}}}, code: policy.CodeTokenConflict},
 
 		"browser/secret with origin":         {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: key("secret", "origin", "https://app.example.com")}, code: policy.CodeSecretTokenInBrowser, token: "secret"},
 		"browser/secret with sec-fetch-site": {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: key("secret", "sec-fetch-site", "cross-site", "sec-fetch-mode", "cors")}, code: policy.CodeSecretTokenInBrowser, token: "secret"},
 		"browser/secret same-origin fetch":   {req: envoyRequest{Path: "/v1/prices/AAPL?token=" + V("secret"), Headers: hdr("sec-fetch-site", "same-origin")}, code: policy.CodeSecretTokenInBrowser, token: "secret"},
-		"browser/secret with referer only":   {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: key("secret", "referer", "https://app.example.com/")}, token: "secret"},
+		"browser/secret with referer only":   {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: key("secret", "referer", "https://app.example.com/")}, code: policy.CodeSecretTokenInBrowser, token: "secret"},
 		"browser/publishable with origin":    {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: key("basic", "origin", "https://app.example.com", "sec-fetch-site", "cross-site")}, token: "basic"},
 
 		"ip/v4 in range":                {req: envoyRequest{Path: "/v1/prices/AAPL", Headers: key("ipv4"), Peer: "203.0.113.5"}, token: "ipv4"},
@@ -368,7 +368,9 @@ func sameSet(a, b []string) bool {
 }
 
 // testRouteConfigErrors checks that a route Tollgate cannot read is its
-// operator's failure: a gRPC error, never an allow or a deny.
+// operator's failure, and a deny (route_misconfigured) logged as an error:
+// never an allow, and never a gRPC error, which Envoy's failure_mode_allow
+// would turn into one.
 func testRouteConfigErrors(t *testing.T, s *testServer, f *fixture) {
 	for name, ex := range map[string]map[string]string{
 		"tier gold":       ext("api", "data", "tier", "gold"),
@@ -383,8 +385,12 @@ func testRouteConfigErrors(t *testing.T, s *testServer, f *fixture) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				resp, err := s.Auth.Check(ctx, envoyRequest{Path: "/v1/prices", Headers: headers, Ext: ex}.proto())
-				if got := status.Code(err); got != codes.FailedPrecondition {
-					t.Fatalf("got %v (%v), want gRPC error %v", got, describeOrNil(resp), codes.FailedPrecondition)
+				if err != nil {
+					t.Fatalf("got gRPC error %v, want a deny", err)
+				}
+				expectDeny(t, resp, policy.CodeRouteMisconfigured, "", f.Values())
+				if !strings.Contains(s.Logs.String(), `"level":"ERROR","msg":"check: unusable route configuration"`) {
+					t.Errorf("no error logged for the operator")
 				}
 			})
 		}
@@ -493,7 +499,7 @@ func testVariants(t *testing.T, f *fixture) {
 			},
 		},
 		"route rules": {
-			configure: func(c *server.Config) { c.RouteRules = rules },
+			configure: func(c *server.Config) { c.RouteRules, c.ExtAuthz.AllowUnmatchedRoutes = rules, false },
 			strip:     true,
 			cases: map[string]checkCase{
 				"capture allowed":      {req: envoyRequest{Path: "/v2/data/sales.q1/rows?limit=5", Headers: key("datasets")}, token: "datasets"},
@@ -503,7 +509,7 @@ func testVariants(t *testing.T, f *fixture) {
 				"rule tier":            {req: envoyRequest{Path: "/v2/data/prices/rows", Headers: key("nocore")}, code: policy.CodeTierDenied, token: "nocore"},
 				"POST rule cost":       {req: envoyRequest{Method: "POST", Path: "/v2/data/sales.q1/rows", Headers: key("datasets")}, token: "datasets", cost: costOf(3)},
 				"POST rule denied":     {req: envoyRequest{Method: "POST", Path: "/v2/data/prices/rows", Headers: key("datasets")}, code: policy.CodeDatasetDenied, token: "datasets"},
-				"no rule matches":      {req: envoyRequest{Method: "DELETE", Path: "/v2/data/payroll/rows", Headers: key("basic")}, token: "basic"},
+				"no rule matches":      {req: envoyRequest{Method: "DELETE", Path: "/v2/data/payroll/rows", Headers: key("basic")}, code: policy.CodeRouteUnmatched},
 				"extensions win":       {req: envoyRequest{Path: "/v2/data/payroll/rows", Headers: key("datasets"), Ext: dataExt("prices")}, token: "datasets"},
 				"non-route extensions": {req: envoyRequest{Path: "/v2/data/payroll/rows", Headers: key("datasets"), Ext: ext("virtual_host", "edge")}, code: policy.CodeDatasetDenied, token: "datasets"},
 				"sql rule":             {req: envoyRequest{Path: "/v2/sql/warehouse?q=SELECT+id,+total+FROM+public.orders+WHERE+total+%3E+100", Headers: key("grants")}, token: "grants", cost: costOf(2)},

@@ -282,7 +282,9 @@ func (s *Server) build() error {
 			Skew: s.cfg.SignatureSkew, AllowUnsignedPayload: s.cfg.AllowUnsignedPayload, Replay: replay,
 		},
 	})
-	s.grpc = grpc.NewServer()
+	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
+	// rather than a gRPC error.
+	s.grpc = grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec{}))
 	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(decider, ea, s.log, m.observe))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -346,6 +348,7 @@ func (s *Server) Reconfigure(cfg Config) []string {
 		"db-max-conns": old.DBMaxConns != cfg.DBMaxConns, "resync-interval": old.ResyncInterval != cfg.ResyncInterval,
 		"route-rules": old.RouteRules != cfg.RouteRules, "dry-run": old.ExtAuthz.DryRun != cfg.ExtAuthz.DryRun,
 		"xff-trusted-hops":        old.ExtAuthz.TrustedHops != cfg.ExtAuthz.TrustedHops,
+		"allow-unmatched-routes":  old.ExtAuthz.AllowUnmatchedRoutes != cfg.ExtAuthz.AllowUnmatchedRoutes,
 		"strip-credentials":       old.ExtAuthz.StripCredentials != cfg.ExtAuthz.StripCredentials,
 		"allow-secret-in-browser": old.AllowSecretInBrowser != cfg.AllowSecretInBrowser,
 		"token-sources":           !slices.Equal(old.ExtAuthz.TokenSources, cfg.ExtAuthz.TokenSources),
