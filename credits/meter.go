@@ -49,11 +49,21 @@ type Config struct {
 	ReplicaTTL time.Duration
 	// StoreTimeout bounds one reservation.
 	StoreTimeout time.Duration
+	// Limiter, when set, limits rates fleet-wide; each replica's share
+	// (the rate split between live replicas) is then only the fallback.
+	Limiter Limiter
+	// LimiterTimeout bounds one call to the Limiter; past it the Check is
+	// decided by this replica's share.
+	LimiterTimeout time.Duration
+	// LimiterRetry is how long a failed Limiter is left alone before one
+	// Check tries it again.
+	LimiterRetry time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Period: Month, MaxBlock: 1000, FlushInterval: 2 * time.Second, ReplicaTTL: 6 * time.Second, StoreTimeout: 2 * time.Second}
+	return Config{Period: Month, MaxBlock: 1000, FlushInterval: 2 * time.Second, ReplicaTTL: 6 * time.Second, StoreTimeout: 2 * time.Second,
+		LimiterTimeout: 10 * time.Millisecond, LimiterRetry: time.Second}
 }
 
 // Meter is the policy.Meter of one replica.
@@ -70,6 +80,14 @@ type Meter struct {
 
 	buckets  *lru.Cache[string, *bucket]
 	replicas atomic.Int64
+
+	// over remembers, per token, until when (unix nanoseconds) the fleet
+	// limiter refuses it.
+	over *lru.Cache[string, int64]
+	// limiterDown is when (unix nanoseconds) to try a failed limiter
+	// again; 0 while it answers.
+	limiterDown atomic.Int64
+	fallbacks   atomic.Uint64
 }
 
 var _ policy.Meter = (*Meter)(nil)
@@ -117,12 +135,19 @@ func New(s Store, cfg Config, now func() time.Time, log *slog.Logger) (*Meter, e
 	if cfg.MaxBlock < 1 || cfg.FlushInterval <= 0 || cfg.ReplicaTTL <= 0 || cfg.StoreTimeout <= 0 {
 		return nil, errors.New("credits: block, flush interval, replica TTL and store timeout must be positive")
 	}
+	if cfg.Limiter != nil && (cfg.LimiterTimeout <= 0 || cfg.LimiterRetry <= 0) {
+		return nil, errors.New("credits: the limiter's timeout and retry interval must be positive")
+	}
 	buckets, err := lru.New[string, *bucket](100_000)
 	if err != nil {
 		return nil, err
 	}
+	over, err := lru.New[string, int64](100_000)
+	if err != nil {
+		return nil, err
+	}
 	m := &Meter{store: s, cfg: cfg, now: now, log: log, id: policy.NewID("rep"),
-		subjects: map[subjectKey]*subject{}, usage: map[usageKey]*store.DailyUsage{}, buckets: buckets}
+		subjects: map[subjectKey]*subject{}, usage: map[usageKey]*store.DailyUsage{}, buckets: buckets, over: over}
 	m.replicas.Store(1)
 	return m, nil
 }
@@ -152,7 +177,7 @@ func (m *Meter) apply(ctx context.Context, p *policy.Policy, d *policy.Decision)
 		report, d.Usage.Limit = p.AccountID, quota
 	}
 	if rps, burst, ok := p.RateLimit(); ok {
-		left, wait, ok := m.bucket(p.TokenID, rps, burst, max(m.replicas.Load(), 1)).take(now)
+		left, wait, ok := m.rate(ctx, p.TokenID, rps, burst, now)
 		d.Usage.RateRPS, d.Usage.RateBurst, d.Usage.RateRemaining = rps, burst, left
 		if !ok {
 			d.Usage.RetryAfter = wait

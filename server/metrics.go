@@ -108,6 +108,23 @@ func (m *metrics) follow(cache *policy.Cache, w *store.Watcher, cfg *Config) {
 	m.showConfig(cfg)
 }
 
+// followMeter registers the rate limits' fleet-wide state.
+func (m *metrics) followMeter(meter *credits.Meter) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tollgate_ratelimit_fallback_total",
+			Help: "Rate-limited Checks decided by this replica's share of the limit because Redis failed or was resting after a failure."},
+			func() float64 { return float64(meter.RateFallbacks()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tollgate_ratelimit_fleetwide",
+			Help: "1 while rate limits are checked fleet-wide in Redis; 0 in the per-replica fallback or without --redis-url."},
+			func() float64 {
+				if meter.LimiterUp() {
+					return 1
+				}
+				return 0
+			}),
+	)
+}
+
 // observe is the extauthz.Observer.
 func (m *metrics) observe(d policy.Decision, err error, elapsed time.Duration) {
 	m.checkTime.Observe(elapsed.Seconds())

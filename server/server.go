@@ -27,6 +27,7 @@ import (
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/redislimit"
 	"github.com/tollgate/tollgate/seal"
 	"github.com/tollgate/tollgate/store"
 )
@@ -48,6 +49,11 @@ type Config struct {
 	Cache policy.CacheConfig
 	// Credits tunes credit accounting and rate limits.
 	Credits credits.Config
+	// RedisURL, when set, makes rate limits fleet-wide (GCRA in Redis);
+	// RedisTimeout bounds each call, past which a Check falls back to
+	// this replica's share of the limit.
+	RedisURL     string
+	RedisTimeout time.Duration
 	// ResyncInterval is how often the change log is read to catch up on
 	// missed notifications.
 	ResyncInterval time.Duration
@@ -94,6 +100,7 @@ func DefaultConfig() Config {
 		},
 		ResyncInterval:  30 * time.Second,
 		Credits:         credits.DefaultConfig(),
+		RedisTimeout:    credits.DefaultConfig().LimiterTimeout,
 		SignatureSkew:   5 * time.Minute,
 		SessionTTL:      12 * time.Hour,
 		ReplayCacheSize: 1_000_000,
@@ -132,6 +139,8 @@ func (c *Config) Validate() error {
 		return errors.New("invalid config: signature-skew must be > 0")
 	case c.ReplayCacheSize < 1:
 		return errors.New("invalid config: replay-cache-size must be at least 1")
+	case c.RedisTimeout <= 0:
+		return errors.New("invalid config: redis-timeout must be > 0")
 	}
 	return nil
 }
@@ -144,6 +153,7 @@ type Server struct {
 	cache    *policy.Cache
 	watcher  *store.Watcher
 	meter    *credits.Meter
+	redis    *redislimit.Client // nil without --redis-url
 	metrics  *metrics
 	grpc     *grpc.Server
 	health   *health.Server
@@ -248,10 +258,17 @@ func (s *Server) build() error {
 	m.follow(s.cache, s.watcher, &s.cfg)
 	s.metrics = m
 
-	s.meter, err = credits.New(countedFlushes{Store: s.db, flushes: m.flushes}, s.cfg.Credits, time.Now, s.log)
-	if err != nil {
+	cc := s.cfg.Credits
+	if s.cfg.RedisURL != "" {
+		if s.redis, err = redislimit.Open(s.cfg.RedisURL, redislimit.DefaultPrefix); err != nil {
+			return fmt.Errorf("invalid config: %w", err)
+		}
+		cc.Limiter, cc.LimiterTimeout = s.redis, s.cfg.RedisTimeout
+	}
+	if s.meter, err = credits.New(countedFlushes{Store: s.db, flushes: m.flushes}, cc, time.Now, s.log); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
+	m.followMeter(s.meter)
 	decider := policy.NewDecider(s.cache, s.meter, time.Now, policy.EvalOptions{
 		AllowSecretInBrowser: s.cfg.AllowSecretInBrowser,
 		Signatures: policy.SignatureOptions{
@@ -314,6 +331,7 @@ func (s *Server) Reconfigure(cfg Config) []string {
 		"grpc-addr": old.GRPCAddr != cfg.GRPCAddr, "http-addr": old.HTTPAddr != cfg.HTTPAddr,
 		"database-url": old.DatabaseURL != cfg.DatabaseURL, "listen-database-url": old.ListenDatabaseURL != cfg.ListenDatabaseURL,
 		"db-max-conns": old.DBMaxConns != cfg.DBMaxConns, "resync-interval": old.ResyncInterval != cfg.ResyncInterval,
+		"redis-url": old.RedisURL != cfg.RedisURL, "redis-timeout": old.RedisTimeout != cfg.RedisTimeout,
 		"route-rules": old.RouteRules != cfg.RouteRules, "dry-run": old.ExtAuthz.DryRun != cfg.ExtAuthz.DryRun,
 		"xff-trusted-hops":        old.ExtAuthz.TrustedHops != cfg.ExtAuthz.TrustedHops,
 		"strip-credentials":       old.ExtAuthz.StripCredentials != cfg.ExtAuthz.StripCredentials,
@@ -388,6 +406,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	stopMeter()
 	meterDone.Wait()
+	if s.redis != nil {
+		s.redis.Close()
+	}
 	stopWatch()
 	wg.Wait()
 	if cerr := s.db.Close(); cerr != nil && err == nil {
