@@ -33,6 +33,7 @@ type Store interface {
 	AddCreditsBatch(ctx context.Context, period time.Time, deltas map[string]int64) (map[string]int64, error)
 	RecordUsage(ctx context.Context, batch []store.DailyUsage) error
 	Heartbeat(ctx context.Context, id string, ttl time.Duration) (int, error)
+	ReportDemand(ctx context.Context, id string, ttl time.Duration, demand map[string]float64) (map[string]float64, error)
 	RemoveReplica(ctx context.Context, id string) error
 }
 
@@ -47,6 +48,9 @@ type Config struct {
 	// ReplicaTTL is how long a replica counts as alive after its last
 	// heartbeat; rate limits are split between the live replicas.
 	ReplicaTTL time.Duration
+	// ShareInterval is how often each replica reports its demand for
+	// rate-limited tokens and takes its share of each limit by demand.
+	ShareInterval time.Duration
 	// StoreTimeout bounds one reservation.
 	StoreTimeout time.Duration
 	// Limiter, when set, limits rates fleet-wide; each replica's share
@@ -62,7 +66,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Period: Month, MaxBlock: 1000, FlushInterval: 2 * time.Second, ReplicaTTL: 6 * time.Second, StoreTimeout: 2 * time.Second,
+	return Config{Period: Month, MaxBlock: 1000, FlushInterval: 2 * time.Second, ReplicaTTL: 6 * time.Second, ShareInterval: time.Second, StoreTimeout: 2 * time.Second,
 		LimiterTimeout: 10 * time.Millisecond, LimiterRetry: time.Second}
 }
 
@@ -80,6 +84,9 @@ type Meter struct {
 
 	buckets  *lru.Cache[string, *bucket]
 	replicas atomic.Int64
+	// lastShare and sharing belong to Run's demand reports.
+	lastShare time.Time
+	sharing   bool
 
 	// over remembers, per token, until when (unix nanoseconds) the fleet
 	// limiter refuses it.
@@ -132,8 +139,8 @@ func New(s Store, cfg Config, now func() time.Time, log *slog.Logger) (*Meter, e
 	if _, err := ParsePeriod(string(cfg.Period)); err != nil {
 		return nil, err
 	}
-	if cfg.MaxBlock < 1 || cfg.FlushInterval <= 0 || cfg.ReplicaTTL <= 0 || cfg.StoreTimeout <= 0 {
-		return nil, errors.New("credits: block, flush interval, replica TTL and store timeout must be positive")
+	if cfg.MaxBlock < 1 || cfg.FlushInterval <= 0 || cfg.ReplicaTTL <= 0 || cfg.StoreTimeout <= 0 || cfg.ShareInterval <= 0 {
+		return nil, errors.New("credits: block, flush interval, replica TTL, share interval and store timeout must be positive")
 	}
 	if cfg.Limiter != nil && (cfg.LimiterTimeout <= 0 || cfg.LimiterRetry <= 0) {
 		return nil, errors.New("credits: the limiter's timeout and retry interval must be positive")

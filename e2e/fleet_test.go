@@ -238,3 +238,19 @@ func TestFleetRateLimitRedisFaults(t *testing.T) {
 		t.Errorf("%s logged the fallback %d times, want about once per outage (2)", reps[0].name, n)
 	}
 }
+
+// TestFleetRateLimitShares: without Redis, four replicas on one database
+// split each limit by demand (reported through Postgres every second), so
+// a token whose traffic all goes through one replica gets nearly the whole
+// limit after a warm-up, and traffic spread over all of them still sums to
+// the limit.
+func TestFleetRateLimitShares(t *testing.T) {
+	t.Parallel()
+	db, dbURL := MustOpenDB(t)
+	reps := startMeteredReplicas(t, dbURL, 4)
+	for _, r := range reps {
+		// The shares are split between the replicas each has counted.
+		r.waitMetric(t, "tollgate_replicas", 10*time.Second, func(v float64) bool { return v == 4 }, "4 replicas counted")
+	}
+	checkFleetRate(t, db, reps, 3*time.Second)
+}

@@ -114,6 +114,9 @@ func (m *metrics) followMeter(meter *credits.Meter) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tollgate_ratelimit_fallback_total",
 			Help: "Rate-limited Checks decided by this replica's share of the limit because Redis failed or was resting after a failure."},
 			func() float64 { return float64(meter.RateFallbacks()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tollgate_replicas",
+			Help: "Live replicas counted at the last heartbeat; without Redis each rate limit is shared between them by demand."},
+			func() float64 { return float64(meter.Replicas()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tollgate_ratelimit_fleetwide",
 			Help: "1 while rate limits are checked fleet-wide in Redis; 0 in the per-replica fallback or without --redis-url."},
 			func() float64 {
