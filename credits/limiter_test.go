@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -276,5 +277,42 @@ func TestLimiterSettingsChecked(t *testing.T) {
 		if _, err := credits.New(db, cfg, time.Now, quiet); err == nil {
 			t.Errorf("%s: got no error, want one", name)
 		}
+	}
+}
+
+// TestAccountRateLimit: an account's rate limit is shared by all its
+// tokens, beside each token's own, with and without a fleet limiter.
+func TestAccountRateLimit(t *testing.T) {
+	for name, lim := range map[string]func(t *testing.T) credits.Limiter{
+		"redis":  func(t *testing.T) credits.Limiter { return MustRedis(t) },
+		"shares": func(*testing.T) credits.Limiter { return nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := fleetMeters(t, 1, lim(t), newClock(), quiet)[0]
+			acc := &policy.Account{ID: policy.NewID("acc"), RateLimit: &policy.RateLimit{RPS: 1, Burst: 4}}
+			free, own := policy.NewToken(acc.ID, policy.Publishable), policy.NewToken(acc.ID, policy.Publishable)
+			own.RateLimit = &policy.RateLimit{RPS: 1, Burst: 1}
+			pf, po := compile(t, free, acc), compile(t, own, acc)
+			steps := []struct {
+				p     *policy.Policy
+				allow bool
+				rps   int64 // the limit the headers describe
+				msg   string
+			}{
+				{po, true, 1, ""},
+				{po, false, 1, "this token is over"}, // its own limit, before the account's
+				{pf, true, 1, ""},                    // a token without one: the account's
+				{pf, true, 1, ""},
+				{pf, true, 1, ""},                      // the account's burst of 4 is spent
+				{pf, false, 1, "this account is over"}, // for every token
+			}
+			for i, st := range steps {
+				d := settle(t, m, st.p, 1)
+				if d.Allow != st.allow || d.Usage.RateRPS != st.rps || (!st.allow && (d.Code != policy.CodeRateLimited ||
+					!strings.HasPrefix(d.Message, st.msg) || d.Usage.RetryAfter <= 0)) {
+					t.Errorf("step %d: got %+v, want allow=%t and, when refused, rate_limited %q… with a wait", i+1, d, st.allow, st.msg)
+				}
+			}
+		})
 	}
 }

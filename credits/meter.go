@@ -183,13 +183,27 @@ func (m *Meter) apply(ctx context.Context, p *policy.Policy, d *policy.Decision)
 	if tokLimit < 0 && quota >= 0 {
 		report, d.Usage.Limit = p.AccountID, quota
 	}
-	if rps, burst, ok := p.RateLimit(); ok {
-		left, wait, ok := m.rate(ctx, p.TokenID, rps, burst, now)
-		d.Usage.RateRPS, d.Usage.RateBurst, d.Usage.RateRemaining = rps, burst, left
+	// The token's own rate limit, then its account's, shared by every
+	// token of the account (keyed by the account id: ids of tokens and
+	// accounts never collide). The headers describe the limit that refused,
+	// else the token's, else the account's.
+	tr, tb, tok := p.RateLimit()
+	ar, ab, aok := p.AccountRateLimit()
+	for _, lim := range [2]subjectRate{
+		rateOn(p.TokenID, "this token is over its rate limit; retry later", tr, tb, tok),
+		rateOn(p.AccountID, "this account is over its rate limit (shared by all its tokens); retry later", ar, ab, aok),
+	} {
+		if !lim.ok {
+			continue
+		}
+		left, wait, ok := m.rate(ctx, lim.id, lim.rps, lim.burst, now)
+		if d.Usage.RateRPS == 0 || !ok {
+			d.Usage.RateRPS, d.Usage.RateBurst, d.Usage.RateRemaining = lim.rps, lim.burst, left
+		}
 		if !ok {
 			d.Usage.RetryAfter = wait
 			d.Usage.Used = m.peek(report, period, now)
-			refuse(d, policy.CodeRateLimited, "this token is over its rate limit; retry later")
+			refuse(d, policy.CodeRateLimited, lim.msg)
 			return nil
 		}
 	}
@@ -221,6 +235,18 @@ func (m *Meter) apply(ctx context.Context, p *policy.Policy, d *policy.Decision)
 		d.Usage.Used = usedAcc
 	}
 	return nil
+}
+
+// subjectRate is a rate limit on one subject (a token or an account),
+// with the message of its refusal.
+type subjectRate struct {
+	id, msg    string
+	rps, burst int64
+	ok         bool
+}
+
+func rateOn(id, msg string, rps, burst int64, ok bool) subjectRate {
+	return subjectRate{id: id, msg: msg, rps: rps, burst: burst, ok: ok}
 }
 
 func limitOf(n int64, ok bool) int64 {
