@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -34,12 +35,13 @@ type fleetRate struct {
 
 func (f fleetRate) rps() float64 { return float64(f.allowed) / f.window.Seconds() }
 
-// driveRate sends Checks for c from workers goroutines, each pausing pace
+// driveRate sends Checks from workers goroutines (a worker's n-th with
+// calls[(worker+n) % len(calls)]), each pausing pace
 // between Checks (so the offered load is workers/pace, well above the
 // limit, without spinning a loaded machine), for warmup+window. pick
 // chooses the replica for a worker's n-th Check. Allows are counted only
 // inside the window, by the time each Check was sent.
-func driveRate(reps []*replica, c call, workers int, pace, warmup, window time.Duration, pick func(worker, n int) int) fleetRate {
+func driveRate(reps []*replica, calls []call, workers int, pace, warmup, window time.Duration, pick func(worker, n int) int) fleetRate {
 	start := time.Now()
 	from, until := start.Add(warmup), start.Add(warmup+window)
 	var allowed, sent, errs atomic.Int64
@@ -51,7 +53,7 @@ func driveRate(reps []*replica, c call, workers int, pace, warmup, window time.D
 				if !at.Before(until) {
 					return
 				}
-				o := reps[pick(w, n)].check(c, 5*time.Second)
+				o := reps[pick(w, n)].check(calls[(w+n)%len(calls)], 5*time.Second)
 				if o.GRPC != 0 || o.Bad != "" || (!o.Allowed && o.DenyCode != string(policy.CodeRateLimited)) {
 					errs.Add(1)
 				}
@@ -69,39 +71,65 @@ func driveRate(reps []*replica, c call, workers int, pace, warmup, window time.D
 	return fleetRate{allowed: allowed.Load(), sent: sent.Load(), errors: errs.Load(), window: window}
 }
 
-// checkFleetRate runs the fleet-wide evidence on four replicas: a token
-// whose traffic all goes through one replica sustains at least 90% of its
-// limit, and a token whose traffic is spread round-robin over every
-// replica sustains at most 110% of it. Both run at once, on two tokens.
+// checkFleetRate runs the fleet-wide evidence on four replicas, for a
+// token's own limit and for an account's limit shared by two of its
+// tokens: traffic that all goes through one replica sustains at least 90%
+// of the limit, and traffic spread round-robin over every replica
+// sustains at most 110% of it. Both spreads run at once, on two subjects.
 func checkFleetRate(t *testing.T, db *store.DB, reps []*replica, warmup time.Duration) {
 	t.Helper()
-	const limit, burst, workers = 50, 10, 4
-	pace, window := 10*time.Millisecond, 4*time.Second // offered: 400 a second per token
-	acc := MustCreateAccount(t, db, "Fleet Ltd", false)
-	_, onePod := MustCreateToken(t, db, acc.ID, func(tok *policy.Token) { tok.RateLimit = &policy.RateLimit{RPS: limit, Burst: burst} })
-	_, spread := MustCreateToken(t, db, acc.ID, func(tok *policy.Token) { tok.RateLimit = &policy.RateLimit{RPS: limit, Burst: burst} })
+	const limit, burst = 50, 10
+	rl := &policy.RateLimit{RPS: limit, Burst: burst}
+	// Two subjects for each kind of limit: one for each spread.
+	subjects := func(kind string) [2][]call {
+		var out [2][]call
+		for i := range out {
+			switch kind {
+			case "token":
+				acc := MustCreateAccount(t, db, "Fleet Ltd", false)
+				_, v := MustCreateToken(t, db, acc.ID, func(tok *policy.Token) { tok.RateLimit = rl })
+				out[i] = []call{{Token: v, Ext: meteredExt()}}
+			case "account":
+				acc := MustCreateAccount(t, db, "Fleet Ltd", false)
+				MustUpdateAccountRate(t, db, acc.ID, rl)
+				for range 2 {
+					_, v := MustCreateToken(t, db, acc.ID, nil)
+					out[i] = append(out[i], call{Token: v, Ext: meteredExt()})
+				}
+			}
+		}
+		return out
+	}
+	for _, kind := range []string{"token", "account"} {
+		t.Run(kind, func(t *testing.T) { checkSpreads(t, reps, subjects(kind), limit, warmup) })
+	}
+}
 
+// checkSpreads drives two subjects with one limit: the first through one
+// replica, the second round-robin over all.
+func checkSpreads(t *testing.T, reps []*replica, subjects [2][]call, limit float64, warmup time.Duration) {
+	const workers = 4
+	pace, window := 10*time.Millisecond, 4*time.Second // offered: 400 a second per subject
 	var one, rr fleetRate
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		one = driveRate(reps, call{Token: onePod, Ext: meteredExt()}, workers, pace, warmup, window, func(int, int) int { return 0 })
+		one = driveRate(reps, subjects[0], workers, pace, warmup, window, func(int, int) int { return 0 })
 	})
 	wg.Go(func() {
-		rr = driveRate(reps, call{Token: spread, Ext: meteredExt()}, workers, pace, warmup, window,
-			func(w, n int) int { return (w + n) % len(reps) })
+		rr = driveRate(reps, subjects[1], workers, pace, warmup, window, func(w, n int) int { return (w + n) % len(reps) })
 	})
 	wg.Wait()
-	t.Logf("limit %d rps, %d replicas, window %v after %v: one replica %.1f rps (%.0f%%, %d of %d sent), round-robin %.1f rps (%.0f%%, %d of %d sent)",
+	t.Logf("limit %.0f rps, %d replicas, window %v after %v: one replica %.1f rps (%.0f%%, %d of %d sent), round-robin %.1f rps (%.0f%%, %d of %d sent)",
 		limit, len(reps), window, warmup, one.rps(), 100*one.rps()/limit, one.allowed, one.sent,
 		rr.rps(), 100*rr.rps()/limit, rr.allowed, rr.sent)
 	if one.errors+rr.errors > 0 {
 		t.Errorf("answers other than allow or rate_limited: got %d, want 0", one.errors+rr.errors)
 	}
 	if one.rps() < 0.9*limit {
-		t.Errorf("all traffic through one replica: got %.1f rps, want at least 90%% of the limit %d", one.rps(), limit)
+		t.Errorf("all traffic through one replica: got %.1f rps, want at least 90%% of the limit %.0f", one.rps(), limit)
 	}
 	if rr.rps() > 1.1*limit {
-		t.Errorf("traffic round-robin over %d replicas: got %.1f rps, want at most 110%% of the limit %d", len(reps), rr.rps(), limit)
+		t.Errorf("traffic round-robin over %d replicas: got %.1f rps, want at most 110%% of the limit %.0f", len(reps), rr.rps(), limit)
 	}
 }
 
@@ -192,13 +220,13 @@ func TestFleetRateLimitRedisFaults(t *testing.T) {
 		}
 	}
 
-	up := driveRate(reps, c, 4, 10*time.Millisecond, 500*time.Millisecond, 2*time.Second, onePod)
+	up := driveRate(reps, []call{c}, 4, 10*time.Millisecond, 500*time.Millisecond, 2*time.Second, onePod)
 	t.Logf("Redis up: %.1f rps through one of %d replicas", up.rps(), replicas)
 	fleetwide(1)
 
 	// Stopped: connections are refused at once.
 	rp.stop()
-	down := driveRate(reps, c, 4, 10*time.Millisecond, 500*time.Millisecond, 2*time.Second, onePod)
+	down := driveRate(reps, []call{c}, 4, 10*time.Millisecond, 500*time.Millisecond, 2*time.Second, onePod)
 	t.Logf("Redis stopped: %.1f rps through one of %d replicas (its share starts at %d and follows demand)", down.rps(), replicas, limit/replicas)
 	fleetwide(0)
 	// Its share: R/N at first, then nearly all of R as its demand is
@@ -210,7 +238,7 @@ func TestFleetRateLimitRedisFaults(t *testing.T) {
 	// Started again (an empty Redis: the script is loaded anew).
 	startRedis(t, redisAddr)
 	fleetwide(1)
-	back := driveRate(reps, c, 4, 10*time.Millisecond, 500*time.Millisecond, 2*time.Second, onePod)
+	back := driveRate(reps, []call{c}, 4, 10*time.Millisecond, 500*time.Millisecond, 2*time.Second, onePod)
 	t.Logf("Redis restarted: %.1f rps through one replica", back.rps())
 	if back.rps() < 0.8*limit {
 		t.Errorf("after Redis restarted: got %.1f rps through one replica, want the whole limit %d again", back.rps(), limit)
@@ -218,7 +246,7 @@ func TestFleetRateLimitRedisFaults(t *testing.T) {
 
 	// Slow: every answer comes back later than --redis-timeout.
 	proxy.setLatency(300 * time.Millisecond)
-	slow := driveRate(reps, c, 4, 10*time.Millisecond, 500*time.Millisecond, 2*time.Second, onePod)
+	slow := driveRate(reps, []call{c}, 4, 10*time.Millisecond, 500*time.Millisecond, 2*time.Second, onePod)
 	t.Logf("Redis slow (300ms): %.1f rps through one replica", slow.rps())
 	fleetwide(0)
 	proxy.setLatency(0)
@@ -254,4 +282,16 @@ func TestFleetRateLimitShares(t *testing.T) {
 		r.waitMetric(t, "tollgate_replicas", 10*time.Second, func(v float64) bool { return v == 4 }, "4 replicas counted")
 	}
 	checkFleetRate(t, db, reps, 3*time.Second)
+}
+
+// MustUpdateAccountRate sets an account's rate limit.
+func MustUpdateAccountRate(tb testing.TB, db *store.DB, id string, rl *policy.RateLimit) {
+	tb.Helper()
+	if _, err := db.UpdateAccount(context.Background(), id, func(a *policy.Account) error {
+		cp := *rl
+		a.RateLimit = &cp
+		return nil
+	}); err != nil {
+		tb.Fatalf("set the rate limit of account %s: %v", id, err)
+	}
 }
