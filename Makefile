@@ -10,9 +10,10 @@ FUZZTIME ?= 30s
 run:
 	$(GO) run ./cmd/tollgate serve --demo
 
-## test: every test, against real Postgres and headless Chromium (installed if missing)
+## test: every test, against real Postgres, Redis and headless Chromium (installed if missing)
 test:
 	bash .ci/postgres.sh
+	bash .ci/redis.sh
 	bash .ci/chromium.sh
 	$(GO) test -count=1 ./...
 
@@ -28,9 +29,10 @@ bench-go:
 soak:
 	bash .ci/soak.sh
 
-## faults: the fault tests (Postgres down or slow, kill -9, SIGTERM) against real processes
+## faults: the fault tests (Postgres down or slow, Redis down, kill -9, SIGTERM) against real processes
 faults:
 	bash .ci/postgres.sh
+	bash .ci/redis.sh
 	$(GO) test -count=1 ./e2e/
 
 ## lint: formatting and vet

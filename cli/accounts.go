@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/store"
@@ -20,7 +21,7 @@ func (a *app) accountsCmd() *cobra.Command {
 
 func (a *app) accountsCreateCmd() *cobra.Command {
 	var acc policy.Account
-	var quota int64
+	var quota, rps, burst int64
 	cmd := &cobra.Command{
 		Use:   "create --name NAME",
 		Short: "Create an account and its secret token (the token is printed once)",
@@ -29,6 +30,11 @@ func (a *app) accountsCreateCmd() *cobra.Command {
 			if cmd.Flags().Changed("credit-quota") {
 				acc.CreditQuota = &quota
 			}
+			rl, err := accountRateLimit(cmd.Flags(), rps, burst)
+			if err != nil {
+				return err
+			}
+			acc.RateLimit = rl
 			return a.withStore(cmd.Context(), func(db *store.DB) error {
 				secret, value, err := db.CreateAccount(cmd.Context(), &acc)
 				if err != nil {
@@ -50,6 +56,8 @@ func (a *app) accountsCreateCmd() *cobra.Command {
 	f.StringVar(&acc.Name, "name", "", "account name (required)")
 	f.BoolVar(&acc.Premium, "premium", false, "the account subscribes to premium data")
 	f.Int64Var(&quota, "credit-quota", 0, "credits the account may spend per period (default: no quota)")
+	f.Int64Var(&rps, "rate-limit", 0, "requests per second for all the account's tokens together (default: no limit)")
+	f.Int64Var(&burst, "rate-burst", 0, "requests allowed at once under the account's rate limit (default: the rate limit)")
 	cmd.MarkFlagRequired("name")
 	return cmd
 }
@@ -97,15 +105,19 @@ func (a *app) accountsShowCmd() *cobra.Command {
 
 func (a *app) accountsUpdateCmd() *cobra.Command {
 	var name string
-	var premium, clearQuota bool
-	var quota int64
+	var premium, clearQuota, clearRate bool
+	var quota, rps, burst int64
 	cmd := &cobra.Command{
 		Use:   "update ID",
-		Short: "Change an account's name, premium subscription or credit quota",
+		Short: "Change an account's name, premium subscription, credit quota or rate limit",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f := cmd.Flags()
+			rl, err := accountRateLimit(f, rps, burst)
+			if err != nil {
+				return err
+			}
 			return a.withStore(cmd.Context(), func(db *store.DB) error {
-				f := cmd.Flags()
 				acc, err := db.UpdateAccount(cmd.Context(), args[0], func(acc *policy.Account) error {
 					if f.Changed("name") {
 						acc.Name = name
@@ -118,6 +130,9 @@ func (a *app) accountsUpdateCmd() *cobra.Command {
 					}
 					if clearQuota {
 						acc.CreditQuota = nil
+					}
+					if rl != nil || clearRate {
+						acc.RateLimit = rl
 					}
 					return nil
 				})
@@ -133,15 +148,35 @@ func (a *app) accountsUpdateCmd() *cobra.Command {
 	f.BoolVar(&premium, "premium", false, "subscribe to premium data (--premium=false to stop)")
 	f.Int64Var(&quota, "credit-quota", 0, "credits the account may spend per period")
 	f.BoolVar(&clearQuota, "clear-credit-quota", false, "remove the credit quota")
+	f.Int64Var(&rps, "rate-limit", 0, "requests per second for all the account's tokens together")
+	f.Int64Var(&burst, "rate-burst", 0, "requests allowed at once under the account's rate limit (default: the rate limit)")
+	f.BoolVar(&clearRate, "clear-rate-limit", false, "remove the account's rate limit")
 	cmd.MarkFlagsMutuallyExclusive("credit-quota", "clear-credit-quota")
+	cmd.MarkFlagsMutuallyExclusive("rate-limit", "clear-rate-limit")
 	return cmd
 }
 
 func printAccount(w io.Writer, acc *policy.Account) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "id\t%s\nname\t%s\npremium\t%t\ncredit quota\t%s\ncreated\t%s\n",
-		acc.ID, acc.Name, acc.Premium, optInt(acc.CreditQuota), acc.CreatedAt.Format(time.RFC3339))
+	rate := "-"
+	if rl := acc.RateLimit; rl != nil {
+		rate = fmt.Sprintf("%d/s, burst %d", rl.RPS, rl.Burst)
+	}
+	fmt.Fprintf(tw, "id\t%s\nname\t%s\npremium\t%t\ncredit quota\t%s\nrate limit\t%s\ncreated\t%s\n",
+		acc.ID, acc.Name, acc.Premium, optInt(acc.CreditQuota), rate, acc.CreatedAt.Format(time.RFC3339))
 	tw.Flush()
+}
+
+// accountRateLimit reads --rate-limit and --rate-burst; nil when neither
+// was given.
+func accountRateLimit(f *pflag.FlagSet, rps, burst int64) (*policy.RateLimit, error) {
+	switch {
+	case f.Changed("rate-burst") && !f.Changed("rate-limit"):
+		return nil, fmt.Errorf("--rate-burst needs --rate-limit")
+	case !f.Changed("rate-limit"):
+		return nil, nil
+	}
+	return &policy.RateLimit{RPS: rps, Burst: burst}, nil
 }
 
 func optInt(v *int64) string {

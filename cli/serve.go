@@ -59,6 +59,8 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.DurationVar(&cfg.Cache.StoreTimeout, "store-timeout", cfg.Cache.StoreTimeout, "deadline of one store look-up (a cache miss); keep it below Envoy's check timeout [reloadable]")
 	f.DurationVar(&cfg.ResyncInterval, "resync-interval", cfg.ResyncInterval, "how often the change log is read to catch up on missed notifications")
 	f.StringVar(&st.creditPeriod, "credit-period", string(cfg.Credits.Period), "credits count per calendar month, week, day or hour (UTC)")
+	f.StringVar(&cfg.RedisURL, "redis-url", "", "Redis (redis://[user:password@]host:port[/db]) for fleet-wide rate limits; without it each replica enforces a share")
+	f.DurationVar(&cfg.RedisTimeout, "redis-timeout", cfg.RedisTimeout, "deadline of one rate-limit call to Redis; past it (or while Redis is down) each replica enforces its share")
 	f.Int64Var(&cfg.Credits.MaxBlock, "credit-block", cfg.Credits.MaxBlock, "most credits a replica reserves at once; blocks shrink near a limit (a replica killed outright loses at most one)")
 	f.DurationVar(&cfg.Credits.FlushInterval, "usage-flush-interval", cfg.Credits.FlushInterval, "how often usage history and unlimited spending are written")
 	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Used, "header-credits-used", cfg.ExtAuthz.CreditHeaders.Used, "response header with the credits used this period")

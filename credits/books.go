@@ -17,6 +17,9 @@ func (m *Meter) Run(ctx context.Context) {
 	defer tick.Stop()
 	beat := time.NewTicker(max(m.cfg.ReplicaTTL/3, 100*time.Millisecond))
 	defer beat.Stop()
+	share := time.NewTicker(m.cfg.ShareInterval)
+	defer share.Stop()
+	m.lastShare = m.now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -24,6 +27,8 @@ func (m *Meter) Run(ctx context.Context) {
 			return
 		case <-beat.C:
 			m.heartbeat(ctx)
+		case <-share.C:
+			m.shareDemand(ctx, m.now())
 		case <-tick.C:
 			// Not the server's context: cancelling a write whose statement
 			// already committed would put its credits back in the books,

@@ -33,6 +33,7 @@ type Store interface {
 	AddCreditsBatch(ctx context.Context, period time.Time, deltas map[string]int64) (map[string]int64, error)
 	RecordUsage(ctx context.Context, batch []store.DailyUsage) error
 	Heartbeat(ctx context.Context, id string, ttl time.Duration) (int, error)
+	ReportDemand(ctx context.Context, id string, ttl time.Duration, demand map[string]float64) (map[string]float64, error)
 	RemoveReplica(ctx context.Context, id string) error
 }
 
@@ -47,13 +48,26 @@ type Config struct {
 	// ReplicaTTL is how long a replica counts as alive after its last
 	// heartbeat; rate limits are split between the live replicas.
 	ReplicaTTL time.Duration
+	// ShareInterval is how often each replica reports its demand for
+	// rate-limited tokens and takes its share of each limit by demand.
+	ShareInterval time.Duration
 	// StoreTimeout bounds one reservation.
 	StoreTimeout time.Duration
+	// Limiter, when set, limits rates fleet-wide; each replica's share
+	// (the rate split between live replicas) is then only the fallback.
+	Limiter Limiter
+	// LimiterTimeout bounds one call to the Limiter; past it the Check is
+	// decided by this replica's share.
+	LimiterTimeout time.Duration
+	// LimiterRetry is how long a failed Limiter is left alone before one
+	// Check tries it again.
+	LimiterRetry time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Period: Month, MaxBlock: 1000, FlushInterval: 2 * time.Second, ReplicaTTL: 6 * time.Second, StoreTimeout: 2 * time.Second}
+	return Config{Period: Month, MaxBlock: 1000, FlushInterval: 2 * time.Second, ReplicaTTL: 6 * time.Second, ShareInterval: time.Second, StoreTimeout: 2 * time.Second,
+		LimiterTimeout: 10 * time.Millisecond, LimiterRetry: time.Second}
 }
 
 // Meter is the policy.Meter of one replica.
@@ -77,6 +91,18 @@ type Meter struct {
 	// length in rows, for Backlog.
 	queue  writeQueue
 	queued atomic.Int64
+
+	// lastShare and sharing belong to Run's demand reports.
+	lastShare time.Time
+	sharing   bool
+
+	// over remembers, per token, until when (unix nanoseconds) the fleet
+	// limiter refuses it.
+	over *lru.Cache[string, int64]
+	// limiterDown is when (unix nanoseconds) to try a failed limiter
+	// again; 0 while it answers.
+	limiterDown atomic.Int64
+	fallbacks   atomic.Uint64
 }
 
 var _ policy.Meter = (*Meter)(nil)
@@ -124,15 +150,22 @@ func New(s Store, cfg Config, now func() time.Time, log *slog.Logger) (*Meter, e
 	if _, err := ParsePeriod(string(cfg.Period)); err != nil {
 		return nil, err
 	}
-	if cfg.MaxBlock < 1 || cfg.FlushInterval <= 0 || cfg.ReplicaTTL <= 0 || cfg.StoreTimeout <= 0 {
-		return nil, errors.New("credits: block, flush interval, replica TTL and store timeout must be positive")
+	if cfg.MaxBlock < 1 || cfg.FlushInterval <= 0 || cfg.ReplicaTTL <= 0 || cfg.StoreTimeout <= 0 || cfg.ShareInterval <= 0 {
+		return nil, errors.New("credits: block, flush interval, replica TTL, share interval and store timeout must be positive")
+	}
+	if cfg.Limiter != nil && (cfg.LimiterTimeout <= 0 || cfg.LimiterRetry <= 0) {
+		return nil, errors.New("credits: the limiter's timeout and retry interval must be positive")
 	}
 	buckets, err := lru.New[string, *bucket](100_000)
 	if err != nil {
 		return nil, err
 	}
+	over, err := lru.New[string, int64](100_000)
+	if err != nil {
+		return nil, err
+	}
 	m := &Meter{store: s, cfg: cfg, now: now, log: log, id: policy.NewID("rep"),
-		subjects: map[subjectKey]*subject{}, usage: map[usageKey]*store.DailyUsage{}, buckets: buckets}
+		subjects: map[subjectKey]*subject{}, usage: map[usageKey]*store.DailyUsage{}, buckets: buckets, over: over}
 	m.replicas.Store(1)
 	return m, nil
 }
@@ -161,13 +194,27 @@ func (m *Meter) apply(ctx context.Context, p *policy.Policy, d *policy.Decision)
 	if tokLimit < 0 && quota >= 0 {
 		report, d.Usage.Limit = p.AccountID, quota
 	}
-	if rps, burst, ok := p.RateLimit(); ok {
-		left, wait, ok := m.bucket(p.TokenID, rps, burst, max(m.replicas.Load(), 1)).take(now)
-		d.Usage.RateRPS, d.Usage.RateBurst, d.Usage.RateRemaining = rps, burst, left
+	// The token's own rate limit, then its account's, shared by every
+	// token of the account (keyed by the account id: ids of tokens and
+	// accounts never collide). The headers describe the limit that refused,
+	// else the token's, else the account's.
+	tr, tb, tok := p.RateLimit()
+	ar, ab, aok := p.AccountRateLimit()
+	for _, lim := range [2]subjectRate{
+		rateOn(p.TokenID, "this token is over its rate limit; retry later", tr, tb, tok),
+		rateOn(p.AccountID, "this account is over its rate limit (shared by all its tokens); retry later", ar, ab, aok),
+	} {
+		if !lim.ok {
+			continue
+		}
+		left, wait, ok := m.rate(ctx, lim.id, lim.rps, lim.burst, now)
+		if d.Usage.RateRPS == 0 || !ok {
+			d.Usage.RateRPS, d.Usage.RateBurst, d.Usage.RateRemaining = lim.rps, lim.burst, left
+		}
 		if !ok {
 			d.Usage.RetryAfter = wait
 			d.Usage.Used = m.peek(report, period, now)
-			refuse(d, policy.CodeRateLimited, "this token is over its rate limit; retry later")
+			refuse(d, policy.CodeRateLimited, lim.msg)
 			return nil
 		}
 	}
@@ -199,6 +246,18 @@ func (m *Meter) apply(ctx context.Context, p *policy.Policy, d *policy.Decision)
 		d.Usage.Used = usedAcc
 	}
 	return nil
+}
+
+// subjectRate is a rate limit on one subject (a token or an account),
+// with the message of its refusal.
+type subjectRate struct {
+	id, msg    string
+	rps, burst int64
+	ok         bool
+}
+
+func rateOn(id, msg string, rps, burst int64, ok bool) subjectRate {
+	return subjectRate{id: id, msg: msg, rps: rps, burst: burst, ok: ok}
 }
 
 func limitOf(n int64, ok bool) int64 {

@@ -16,9 +16,12 @@ type Account struct {
 	Premium bool `json:"premium" db:"premium"`
 	// CreditQuota caps the credits the whole account may spend per period;
 	// nil means no cap.
-	CreditQuota *int64    `json:"credit_quota" db:"credit_quota"`
-	CreatedAt   time.Time `json:"created_at" db:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at" db:"updated_at"`
+	CreditQuota *int64 `json:"credit_quota" db:"credit_quota"`
+	// RateLimit caps the requests of all the account's tokens together,
+	// beside each token's own; nil means no cap.
+	RateLimit *RateLimit `json:"rate_limit" db:"-"`
+	CreatedAt time.Time  `json:"created_at" db:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at" db:"updated_at"`
 }
 
 // Validate checks every field and returns an *Error naming the first bad one.
@@ -32,7 +35,7 @@ func (a *Account) Validate() error {
 	case a.CreditQuota != nil && *a.CreditQuota < 0:
 		return fieldError("credit_quota", "must not be negative")
 	}
-	return nil
+	return a.RateLimit.validate()
 }
 
 // Role is what a user may do in an account.

@@ -30,6 +30,7 @@ type terms struct {
 	creditLimit        int64 // -1 means none
 	accountQuota       int64 // -1 means none
 	rateRPS, rateBurst int64 // 0 means no rate limit
+	accRPS, accBurst   int64 // the account's; 0 means none
 	kind               Kind
 	flags              policyFlags
 	apis               apiSet
@@ -110,6 +111,9 @@ func Compile(t *Token, a *Account, open Opener) (Policy, error) {
 	}
 	if t.RateLimit != nil {
 		p.rateRPS, p.rateBurst = t.RateLimit.RPS, t.RateLimit.Burst
+	}
+	if a.RateLimit != nil {
+		p.accRPS, p.accBurst = a.RateLimit.RPS, a.RateLimit.Burst
 	}
 	for _, f := range []struct {
 		on   bool
@@ -200,6 +204,12 @@ func (p *Policy) AccountQuota() (int64, bool) { return p.accountQuota, p.account
 // RateLimit returns the token's rate limit, if it has one.
 func (p *Policy) RateLimit() (rps, burst int64, ok bool) {
 	return p.rateRPS, p.rateBurst, p.rateRPS > 0
+}
+
+// AccountRateLimit returns the account's rate limit, shared by all its
+// tokens, if it has one.
+func (p *Policy) AccountRateLimit() (rps, burst int64, ok bool) {
+	return p.accRPS, p.accBurst, p.accRPS > 0
 }
 
 // SignedRequests reports whether the token requires signed requests.

@@ -237,16 +237,23 @@ func (r *Restrictions) normalize() error {
 	if r.CreditLimit != nil && *r.CreditLimit < 0 {
 		return fieldError("credit_limit", "must not be negative")
 	}
-	if rl := r.RateLimit; rl != nil {
-		if rl.RPS < 1 || rl.RPS > 1_000_000 {
-			return fieldError("rate_limit", "rps must be between 1 and 1000000")
-		}
-		if rl.Burst == 0 {
-			rl.Burst = rl.RPS
-		}
-		if rl.Burst < 1 || rl.Burst > 10_000_000 {
-			return fieldError("rate_limit", "burst must be between 1 and 10000000")
-		}
+	return r.RateLimit.validate()
+}
+
+// validate checks a token's or an account's rate limit (nil is none) and
+// fills in the burst, which defaults to the rate.
+func (rl *RateLimit) validate() error {
+	if rl == nil {
+		return nil
+	}
+	if rl.RPS < 1 || rl.RPS > 1_000_000 {
+		return fieldError("rate_limit", "rps must be between 1 and 1000000")
+	}
+	if rl.Burst == 0 {
+		rl.Burst = rl.RPS
+	}
+	if rl.Burst < 1 || rl.Burst > 10_000_000 {
+		return fieldError("rate_limit", "burst must be between 1 and 10000000")
 	}
 	return nil
 }

@@ -104,6 +104,36 @@ func (m *metrics) follow(cache *policy.Cache, w *store.Watcher, cfg *Config) {
 	m.showConfig(cfg)
 }
 
+// followMeter registers the series read from the credit meter: the
+// usage writer and the rate limits' fleet-wide state.
+func (m *metrics) followMeter(meter *credits.Meter) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_credits_flushes_total", Help: "Credit and usage flushes finished, with or without anything to write.",
+		}, func() float64 { return float64(meter.Flushes()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_credits_flush_errors_total", Help: "Failed writes of usage or credit spending (each is retried).",
+		}, func() float64 { return float64(meter.FlushErrors()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_usage_backlog_rows", Help: "Usage rows (token and day) counted and not yet written.",
+		}, func() float64 { return float64(meter.Backlog()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tollgate_ratelimit_fallback_total",
+			Help: "Rate-limited Checks decided by this replica's share of the limit because Redis failed or was resting after a failure."},
+			func() float64 { return float64(meter.RateFallbacks()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tollgate_replicas",
+			Help: "Live replicas counted at the last heartbeat; without Redis each rate limit is shared between them by demand."},
+			func() float64 { return float64(meter.Replicas()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tollgate_ratelimit_fleetwide",
+			Help: "1 while rate limits are checked fleet-wide in Redis; 0 in the per-replica fallback or without --redis-url."},
+			func() float64 {
+				if meter.LimiterUp() {
+					return 1
+				}
+				return 0
+			}),
+	)
+}
+
 // observe is the extauthz.Observer.
 func (m *metrics) observe(d policy.Decision, err error, elapsed time.Duration) {
 	m.checkTime.Observe(elapsed.Seconds())
@@ -130,19 +160,4 @@ func (s timedStore) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Tok
 		s.m.storeErrors.Inc()
 	}
 	return t, a, err
-}
-
-// followMeter registers the series read from the credit meter.
-func (m *metrics) followMeter(meter *credits.Meter) {
-	m.reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "tollgate_credits_flushes_total", Help: "Credit and usage flushes finished, with or without anything to write.",
-		}, func() float64 { return float64(meter.Flushes()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "tollgate_credits_flush_errors_total", Help: "Failed writes of usage or credit spending (each is retried).",
-		}, func() float64 { return float64(meter.FlushErrors()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tollgate_usage_backlog_rows", Help: "Usage rows (token and day) counted and not yet written.",
-		}, func() float64 { return float64(meter.Backlog()) }),
-	)
 }

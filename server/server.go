@@ -28,6 +28,7 @@ import (
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/redislimit"
 	"github.com/tollgate/tollgate/seal"
 	"github.com/tollgate/tollgate/store"
 )
@@ -53,6 +54,11 @@ type Config struct {
 	Cache policy.CacheConfig
 	// Credits tunes credit accounting and rate limits.
 	Credits credits.Config
+	// RedisURL, when set, makes rate limits fleet-wide (GCRA in Redis);
+	// RedisTimeout bounds each call, past which a Check falls back to
+	// this replica's share of the limit.
+	RedisURL     string
+	RedisTimeout time.Duration
 	// ResyncInterval is how often the change log is read to catch up on
 	// missed notifications.
 	ResyncInterval time.Duration
@@ -101,6 +107,7 @@ func DefaultConfig() Config {
 		},
 		ResyncInterval:  30 * time.Second,
 		Credits:         credits.DefaultConfig(),
+		RedisTimeout:    credits.DefaultConfig().LimiterTimeout,
 		SignatureSkew:   5 * time.Minute,
 		SessionTTL:      12 * time.Hour,
 		ReplayCacheSize: 1_000_000,
@@ -140,6 +147,8 @@ func (c *Config) Validate() error {
 		return errors.New("invalid config: shutdown-timeout must be > 0")
 	case c.SignatureSkew <= 0:
 		return errors.New("invalid config: signature-skew must be > 0")
+	case c.RedisTimeout <= 0:
+		return errors.New("invalid config: redis-timeout must be > 0")
 	}
 	if err := c.replay().Validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
@@ -159,6 +168,7 @@ type Server struct {
 	cache    *policy.Cache
 	watcher  *store.Watcher
 	meter    *credits.Meter
+	redis    *redislimit.Client // nil without --redis-url
 	metrics  *metrics
 	grpc     *grpc.Server
 	health   *health.Server
@@ -271,8 +281,14 @@ func (s *Server) build() error {
 	m.follow(s.cache, s.watcher, &s.cfg)
 	s.metrics = m
 
-	s.meter, err = credits.New(s.db, s.cfg.Credits, time.Now, s.log)
-	if err != nil {
+	cc := s.cfg.Credits
+	if s.cfg.RedisURL != "" {
+		if s.redis, err = redislimit.Open(s.cfg.RedisURL, redislimit.DefaultPrefix); err != nil {
+			return fmt.Errorf("invalid config: %w", err)
+		}
+		cc.Limiter, cc.LimiterTimeout = s.redis, s.cfg.RedisTimeout
+	}
+	if s.meter, err = credits.New(s.db, cc, time.Now, s.log); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
 	m.followMeter(s.meter)
@@ -346,6 +362,7 @@ func (s *Server) Reconfigure(cfg Config) []string {
 		"metrics-addr": old.MetricsAddr != cfg.MetricsAddr, "replay-cache-size": old.ReplayCacheSize != cfg.ReplayCacheSize, "replay-per-token": old.ReplayPerToken != cfg.ReplayPerToken,
 		"database-url": old.DatabaseURL != cfg.DatabaseURL, "listen-database-url": old.ListenDatabaseURL != cfg.ListenDatabaseURL,
 		"db-max-conns": old.DBMaxConns != cfg.DBMaxConns, "resync-interval": old.ResyncInterval != cfg.ResyncInterval,
+		"redis-url": old.RedisURL != cfg.RedisURL, "redis-timeout": old.RedisTimeout != cfg.RedisTimeout,
 		"route-rules": old.RouteRules != cfg.RouteRules, "dry-run": old.ExtAuthz.DryRun != cfg.ExtAuthz.DryRun,
 		"xff-trusted-hops":        old.ExtAuthz.TrustedHops != cfg.ExtAuthz.TrustedHops,
 		"allow-unmatched-routes":  old.ExtAuthz.AllowUnmatchedRoutes != cfg.ExtAuthz.AllowUnmatchedRoutes,
@@ -432,6 +449,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	stopMeter()
 	meterDone.Wait()
+	if s.redis != nil {
+		s.redis.Close()
+	}
 	stopWatch()
 	wg.Wait()
 	if cerr := s.db.Close(); cerr != nil && err == nil {

@@ -22,8 +22,9 @@ func (db *DB) CreateAccount(ctx context.Context, a *policy.Account) (*policy.Tok
 	secret := policy.NewToken(a.ID, policy.Secret)
 	var value string
 	err := db.inTx(ctx, func(tx *sqlx.Tx) error {
-		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO accounts (id, name, premium, credit_quota, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?)`), a.ID, a.Name, a.Premium, a.CreditQuota, a.CreatedAt, a.UpdatedAt)
+		rps, burst := rateColumns(a.RateLimit)
+		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO accounts (id, name, premium, credit_quota, rate_limit_rps, rate_limit_burst, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), a.ID, a.Name, a.Premium, a.CreditQuota, rps, burst, a.CreatedAt, a.UpdatedAt)
 		if err != nil {
 			return wrapErr("insert account", err)
 		}
@@ -43,10 +44,14 @@ func (db *DB) Account(ctx context.Context, id string) (*policy.Account, error) {
 
 // ListAccounts returns every account, oldest first.
 func (db *DB) ListAccounts(ctx context.Context) ([]*policy.Account, error) {
-	var out []*policy.Account
-	err := db.db.SelectContext(ctx, &out, `SELECT `+accountColumns+` FROM accounts ORDER BY created_at, id`)
+	var rows []accountRow
+	err := db.db.SelectContext(ctx, &rows, `SELECT `+accountColumns+` FROM accounts ORDER BY created_at, id`)
 	if err != nil {
 		return nil, wrapErr("list accounts", err)
+	}
+	out := make([]*policy.Account, len(rows))
+	for i := range rows {
+		out[i] = rows[i].account()
 	}
 	return out, nil
 }
@@ -68,8 +73,9 @@ func (db *DB) UpdateAccount(ctx context.Context, id string, fn func(*policy.Acco
 			return err
 		}
 		a.UpdatedAt = db.now()
-		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE accounts SET name = ?, premium = ?, credit_quota = ?, updated_at = ? WHERE id = ?`),
-			a.Name, a.Premium, a.CreditQuota, a.UpdatedAt, a.ID)
+		rps, burst := rateColumns(a.RateLimit)
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE accounts SET name = ?, premium = ?, credit_quota = ?, rate_limit_rps = ?, rate_limit_burst = ?,
+			updated_at = ? WHERE id = ?`), a.Name, a.Premium, a.CreditQuota, rps, burst, a.UpdatedAt, a.ID)
 		return wrapErr("update account", err)
 	})
 	if err != nil {
@@ -78,14 +84,43 @@ func (db *DB) UpdateAccount(ctx context.Context, id string, fn func(*policy.Acco
 	return a, nil
 }
 
-const accountColumns = `id, name, premium, credit_quota, created_at, updated_at`
+const accountColumns = `id, name, premium, credit_quota, rate_limit_rps, rate_limit_burst, created_at, updated_at`
+
+// accountRow is an accounts row: the rate limit is two nullable columns.
+type accountRow struct {
+	policy.Account
+	RateRPS   *int64 `db:"rate_limit_rps"`
+	RateBurst *int64 `db:"rate_limit_burst"`
+}
+
+func (r *accountRow) account() *policy.Account {
+	a := r.Account
+	a.CreatedAt, a.UpdatedAt = a.CreatedAt.UTC(), a.UpdatedAt.UTC()
+	a.RateLimit = rateLimitOf(r.RateRPS, r.RateBurst)
+	return &a
+}
+
+// rateLimitOf reads a rate limit from its columns.
+func rateLimitOf(rps, burst *int64) *policy.RateLimit {
+	if rps == nil || burst == nil {
+		return nil
+	}
+	return &policy.RateLimit{RPS: *rps, Burst: *burst}
+}
+
+// rateColumns writes a rate limit to its columns.
+func rateColumns(rl *policy.RateLimit) (rps, burst *int64) {
+	if rl == nil {
+		return nil, nil
+	}
+	return &rl.RPS, &rl.Burst
+}
 
 func getAccount(ctx context.Context, q querier, id, lock string) (*policy.Account, error) {
-	var a policy.Account
-	err := sqlx.GetContext(ctx, q, &a, q.Rebind(`SELECT `+accountColumns+` FROM accounts WHERE id = ?`+lock), id)
+	var r accountRow
+	err := sqlx.GetContext(ctx, q, &r, q.Rebind(`SELECT `+accountColumns+` FROM accounts WHERE id = ?`+lock), id)
 	if err != nil {
 		return nil, wrapErr(fmt.Sprintf("account %s", id), err)
 	}
-	a.CreatedAt, a.UpdatedAt = a.CreatedAt.UTC(), a.UpdatedAt.UTC()
-	return &a, nil
+	return r.account(), nil
 }

@@ -273,10 +273,61 @@ func (db *DB) Heartbeat(ctx context.Context, id string, ttl time.Duration) (int,
 	return max(n, 1), nil
 }
 
-// RemoveReplica forgets a replica that is shutting down.
+// RemoveReplica forgets a replica that is shutting down, and its demand.
 func (db *DB) RemoveReplica(ctx context.Context, id string) error {
-	_, err := db.db.ExecContext(ctx, db.db.Rebind(`DELETE FROM replicas WHERE id = ?`), id)
-	return wrapErr(fmt.Sprintf("remove replica %s", id), err)
+	return db.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM rate_demand WHERE replica_id = ?`), id); err != nil {
+			return wrapErr(fmt.Sprintf("remove replica %s", id), err)
+		}
+		_, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM replicas WHERE id = ?`), id)
+		return wrapErr(fmt.Sprintf("remove replica %s", id), err)
+	})
+}
+
+// ReportDemand replaces replica id's demand (requests a second, by
+// subject) and returns, for each of those subjects, the demand of every
+// replica seen within ttl added up, its own included. Demand of replicas
+// gone for good is dropped.
+func (db *DB) ReportDemand(ctx context.Context, id string, ttl time.Duration, demand map[string]float64) (map[string]float64, error) {
+	subjects := slices.Sorted(maps.Keys(demand))
+	totals := make(map[string]float64, len(subjects))
+	err := db.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM rate_demand WHERE replica_id = ? OR replica_id NOT IN (SELECT id FROM replicas)`), id); err != nil {
+			return wrapErr("report demand", err)
+		}
+		for chunk := range slices.Chunk(subjects, batchRows) {
+			var q strings.Builder
+			q.WriteString(`INSERT INTO rate_demand (replica_id, subject, demand) VALUES `)
+			args := make([]any, 0, 3*len(chunk))
+			for i, s := range chunk {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString("(?, ?, ?)")
+				args = append(args, id, s, demand[s])
+			}
+			if _, err := tx.ExecContext(ctx, tx.Rebind(q.String()), args...); err != nil {
+				return wrapErr("report demand", err)
+			}
+			in, inArgs, err := sqlx.In(`SELECT d.subject, SUM(d.demand) AS demand FROM rate_demand d JOIN replicas r ON r.id = d.replica_id
+				WHERE r.seen_at >= ? AND d.subject IN (?) GROUP BY d.subject`, db.now().Add(-ttl), chunk)
+			if err != nil {
+				return fmt.Errorf("report demand: %w", err)
+			}
+			var rows []struct {
+				Subject string  `db:"subject"`
+				Demand  float64 `db:"demand"`
+			}
+			if err := tx.SelectContext(ctx, &rows, tx.Rebind(in), inArgs...); err != nil {
+				return wrapErr("report demand", err)
+			}
+			for _, r := range rows {
+				totals[r.Subject] = r.Demand
+			}
+		}
+		return nil
+	})
+	return totals, err
 }
 
 // CreditsUsed returns what each subject (token or account id) has reserved

@@ -21,6 +21,8 @@ func (db *DB) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *p
 		AName        string     `db:"a_name"`
 		APremium     bool       `db:"a_premium"`
 		ACreditQuota *int64     `db:"a_credit_quota"`
+		ARateRPS     *int64     `db:"a_rate_limit_rps"`
+		ARateBurst   *int64     `db:"a_rate_limit_burst"`
 		ACreatedAt   time.Time  `db:"a_created_at"`
 		AUpdatedAt   time.Time  `db:"a_updated_at"`
 		KeyExpiresAt *time.Time `db:"key_expires_at"`
@@ -38,13 +40,14 @@ func (db *DB) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *p
 	}
 	t.KeyExpiresAt = utcPtr(r.KeyExpiresAt)
 	a := &policy.Account{ID: t.AccountID, Name: r.AName, Premium: r.APremium, CreditQuota: r.ACreditQuota,
-		CreatedAt: r.ACreatedAt.UTC(), UpdatedAt: r.AUpdatedAt.UTC()}
+		RateLimit: rateLimitOf(r.ARateRPS, r.ARateBurst), CreatedAt: r.ACreatedAt.UTC(), UpdatedAt: r.AUpdatedAt.UTC()}
 	return t, a, nil
 }
 
 // byHashQuery is a cache miss's one query.
 const byHashQuery = `SELECT ` + tokenColumns + `,
 		a.name AS a_name, a.premium AS a_premium, a.credit_quota AS a_credit_quota,
+		a.rate_limit_rps AS a_rate_limit_rps, a.rate_limit_burst AS a_rate_limit_burst,
 		a.created_at AS a_created_at, a.updated_at AS a_updated_at, k.expires_at AS key_expires_at
 	FROM token_keys k
 	JOIN tokens t ON t.id = k.token_id

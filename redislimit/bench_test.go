@@ -1,0 +1,99 @@
+package redislimit_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/credits"
+	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/store"
+	"github.com/tollgate/tollgate/store/storetest"
+)
+
+// BenchmarkSettle is the meter's part of one Check, for a token without a
+// rate limit, with one checked by this replica's share (no Redis), with
+// one checked in Redis (one round trip each), and with one Redis has
+// refused (answered from the local over-the-limit memory).
+func BenchmarkSettle(b *testing.B) {
+	db, _ := storetest.MustOpen(b, store.SQLite)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, tc := range []struct {
+		name       string
+		rps, burst int64 // 0: no limit
+		redis      bool
+		allow      bool // every Check passes (else: most are refused)
+	}{
+		{"no-limit", 0, 0, false, true},
+		{"share-limit", 1_000_000, 10_000_000, false, true},
+		{"redis-limit", 1_000_000, 10_000_000, true, true},
+		{"redis-limit-spent", 1, 1, true, false},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			cfg := credits.DefaultConfig()
+			if tc.redis {
+				cfg.Limiter, cfg.LimiterTimeout = MustOpen(b, MustPrefix(b)), time.Second
+			}
+			m, err := credits.New(db, cfg, time.Now, quiet)
+			if err != nil {
+				b.Fatal(err)
+			}
+			acc := &policy.Account{ID: policy.NewID("acc")}
+			tok := policy.NewToken(acc.ID, policy.Publishable)
+			if tc.rps > 0 {
+				tok.RateLimit = &policy.RateLimit{RPS: tc.rps, Burst: tc.burst}
+			}
+			if err := tok.Normalize(); err != nil {
+				b.Fatal(err)
+			}
+			p, err := policy.Compile(tok, acc, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d := policy.Decision{Allow: true, Cost: 1, TokenID: p.TokenID, AccountID: p.AccountID, Kind: p.Kind()}
+			ctx := context.Background()
+			if !tc.allow {
+				m.Settle(ctx, p, d) // spends the burst of 1
+			}
+			b.ReportAllocs()
+			// Many Checks in flight, as under load: a round trip's wait is
+			// then overlapped, and cpu-ns/op (this process's CPU time, user
+			// and system, per Check) is the cost that matters for sizing.
+			b.SetParallelism(16)
+			// Dial the pool first: connections are made once, not per Check.
+			var wg sync.WaitGroup
+			for range 32 {
+				wg.Go(func() { m.Settle(ctx, p, d) })
+			}
+			wg.Wait()
+			before := cpuTime(b)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					got, err := m.Settle(ctx, p, d)
+					// A spent token passes again once a second: Redis is asked then.
+					if err != nil || (got.Allow != tc.allow && tc.allow) {
+						b.Errorf("got allow=%t err=%v, want allow=%t", got.Allow, err, tc.allow)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime(b)-before)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cpuTime returns the process's CPU time so far, user and system.
+func cpuTime(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
