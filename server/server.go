@@ -67,6 +67,11 @@ type Config struct {
 	// InsecureCookies serves the console's session cookie without Secure,
 	// for plain HTTP on hosts other than localhost.
 	InsecureCookies bool
+	// APITrustedHops is how many proxies in front of the HTTP API append
+	// to X-Forwarded-For; 0 takes the caller from the TCP peer.
+	APITrustedHops int
+	// SignIn bounds console sign-in (attempt limits, the hashing pool).
+	SignIn admin.SignInConfig
 	// RouteRules is the path of a route-rules file; "" for none.
 	RouteRules           string
 	AllowSecretInBrowser bool
@@ -97,6 +102,7 @@ func DefaultConfig() Config {
 		SignatureSkew:   5 * time.Minute,
 		SessionTTL:      12 * time.Hour,
 		ReplayCacheSize: 1_000_000,
+		SignIn:          admin.DefaultSignInConfig(),
 		ExtAuthz: extauthz.Config{
 			TokenSources:     extauthz.DefaultTokenSources(),
 			StripCredentials: true,
@@ -132,6 +138,11 @@ func (c *Config) Validate() error {
 		return errors.New("invalid config: signature-skew must be > 0")
 	case c.ReplayCacheSize < 1:
 		return errors.New("invalid config: replay-cache-size must be at least 1")
+	case c.APITrustedHops < 0:
+		return errors.New("invalid config: api-xff-trusted-hops must be >= 0")
+	}
+	if err := c.SignIn.Validate(); err != nil {
+		return fmt.Errorf("invalid config: %w", err)
 	}
 	return nil
 }
@@ -252,12 +263,13 @@ func (s *Server) build() error {
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
-	decider := policy.NewDecider(s.cache, s.meter, time.Now, policy.EvalOptions{
+	eval := policy.EvalOptions{
 		AllowSecretInBrowser: s.cfg.AllowSecretInBrowser,
 		Signatures: policy.SignatureOptions{
 			Skew: s.cfg.SignatureSkew, AllowUnsignedPayload: s.cfg.AllowUnsignedPayload, Replay: replay,
 		},
-	})
+	}
+	decider := policy.NewDecider(s.cache, s.meter, time.Now, eval)
 	s.grpc = grpc.NewServer()
 	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(decider, ea, s.log, m.observe))
 	s.health = health.NewServer()
@@ -280,7 +292,7 @@ func (s *Server) build() error {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	api := admin.New(s.db, admin.Config{SessionTTL: s.cfg.SessionTTL, InsecureCookies: s.cfg.InsecureCookies,
-		Box: box, Period: s.cfg.Credits.Period}, s.log)
+		Box: box, Period: s.cfg.Credits.Period, Eval: eval, TrustedHops: s.cfg.APITrustedHops, SignIn: s.cfg.SignIn}, s.log)
 	mux.Handle("/v1/", api)
 	mux.Handle("/console/", api)
 	mux.Handle("GET /{$}", api)
