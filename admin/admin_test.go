@@ -41,6 +41,9 @@ type client struct {
 	csrf   string
 	bearer string
 	user   string
+	// header is sent with every request; sign, when set, signs it last.
+	header http.Header
+	sign   func(*http.Request)
 }
 
 type resp struct {
@@ -71,6 +74,12 @@ func (c *client) do(method, path string, body any) resp {
 	}
 	if c.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+c.bearer)
+	}
+	for k, vs := range c.header {
+		req.Header[k] = vs
+	}
+	if c.sign != nil {
+		c.sign(req)
 	}
 	hc := c.http
 	if hc == nil {
@@ -110,6 +119,12 @@ func (r resp) str(k string) string { s, _ := r.body[k].(string); return s }
 
 func newFixture(t *testing.T, d store.Dialect) *fixture {
 	t.Helper()
+	return newFixtureWith(t, d, admin.Config{InsecureCookies: true})
+}
+
+// newFixtureWith is newFixture with the API configured by cfg.
+func newFixtureWith(t *testing.T, d store.Dialect, cfg admin.Config) *fixture {
+	t.Helper()
 	db, _ := storetest.MustOpen(t, d)
 	ctx := context.Background()
 	acc := &policy.Account{Name: "Acme", Premium: true}
@@ -117,7 +132,7 @@ func newFixture(t *testing.T, d store.Dialect) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := admin.New(db, admin.Config{InsecureCookies: true}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := admin.New(db, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	f := &fixture{t: t, db: db, srv: httptest.NewServer(h), acc: acc, secret: secret}
 	t.Cleanup(f.srv.Close)
 	f.root = &client{f: f, bearer: secret}
