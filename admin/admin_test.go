@@ -25,6 +25,7 @@ import (
 type fixture struct {
 	t      *testing.T
 	db     *store.DB
+	h      *admin.Handler
 	srv    *httptest.Server
 	acc    *policy.Account
 	secret string
@@ -133,7 +134,7 @@ func newFixtureWith(t *testing.T, d store.Dialect, cfg admin.Config) *fixture {
 		t.Fatal(err)
 	}
 	h := admin.New(db, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	f := &fixture{t: t, db: db, srv: httptest.NewServer(h), acc: acc, secret: secret}
+	f := &fixture{t: t, db: db, h: h, srv: httptest.NewServer(h), acc: acc, secret: secret}
 	t.Cleanup(f.srv.Close)
 	f.root = &client{f: f, bearer: secret}
 	f.admin = f.signIn("admin@acme.test", policy.RoleAdmin)

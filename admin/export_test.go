@@ -1,5 +1,10 @@
 package admin
 
+import (
+	"context"
+	"runtime"
+)
+
 // Routes lists the API's method and path pairs, for the test that checks
 // them against the OpenAPI document.
 func Routes() [][2]string {
@@ -8,4 +13,23 @@ func Routes() [][2]string {
 		out = append(out, [2]string{r.method, r.path})
 	}
 	return out
+}
+
+// FillHashPool takes every place in the hashing pool (workers and queue),
+// as a flood of sign-ins would, until release is called.
+func (h *Handler) FillHashPool() (release func()) {
+	n := cap(h.hashes.admit)
+	held := make(chan struct{})
+	started := make(chan struct{}, n)
+	for range n {
+		go h.hashes.do(context.Background(), func() { started <- struct{}{}; <-held })
+	}
+	// Workers start at once; the rest wait in the queue, holding admission.
+	for range cap(h.hashes.workers) {
+		<-started
+	}
+	for len(h.hashes.admit) < n {
+		runtime.Gosched()
+	}
+	return func() { close(held) }
 }

@@ -43,6 +43,7 @@ func (db *DB) SignInFailures(ctx context.Context, key SignInKey, since time.Time
 
 // RecordSignInFailure counts a failed sign-in at at against each key, and
 // drops failures recorded before prune, which no window reaches any more.
+// Times keep microseconds, as both databases do (Postgres would round).
 func (db *DB) RecordSignInFailure(ctx context.Context, at, prune time.Time, keys ...SignInKey) error {
 	return db.inTx(ctx, func(tx *sqlx.Tx) error {
 		if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM signin_failures WHERE at < ?`), prune.UTC()); err != nil {
@@ -50,7 +51,7 @@ func (db *DB) RecordSignInFailure(ctx context.Context, at, prune time.Time, keys
 		}
 		for _, k := range keys {
 			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO signin_failures (scope, key, at) VALUES (?, ?, ?)`),
-				k.Scope, k.hash(), at.UTC()); err != nil {
+				k.Scope, k.hash(), at.UTC().Truncate(time.Microsecond)); err != nil {
 				return wrapErr("record sign-in failure", err)
 			}
 		}
