@@ -112,6 +112,9 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, _ *principal) e
 	var body struct {
 		Email    string `json:"email"`
 		Password string `json:"password"`
+		// AccountID picks the account when the email is a user of more
+		// than one; without it, the account that added the email first.
+		AccountID string `json:"account_id"`
 	}
 	if err := decode(r, &body); err != nil {
 		return err
@@ -122,7 +125,13 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, _ *principal) e
 	if err := h.signInAllowed(r.Context(), keys); err != nil {
 		return err
 	}
-	u, err := h.db.UserByEmail(r.Context(), email)
+	var u *policy.User
+	var err error
+	if body.AccountID != "" {
+		u, err = h.db.UserByAccountEmail(r.Context(), body.AccountID, email)
+	} else {
+		u, err = h.db.UserByEmail(r.Context(), email)
+	}
 	hash := dummyHash()
 	if err == nil && u.PasswordHash != "" {
 		hash = []byte(u.PasswordHash)
