@@ -2,7 +2,8 @@ package admin
 
 import (
 	"context"
-	"runtime"
+	"testing"
+	"time"
 )
 
 // Routes lists the API's method and path pairs, for the test that checks
@@ -17,7 +18,8 @@ func Routes() [][2]string {
 
 // FillHashPool takes every place in the hashing pool (workers and queue),
 // as a flood of sign-ins would, until release is called.
-func (h *Handler) FillHashPool() (release func()) {
+func (h *Handler) FillHashPool(tb testing.TB) (release func()) {
+	tb.Helper()
 	n := cap(h.hashes.admit)
 	held := make(chan struct{})
 	started := make(chan struct{}, n)
@@ -25,11 +27,22 @@ func (h *Handler) FillHashPool() (release func()) {
 		go h.hashes.do(context.Background(), func() { started <- struct{}{}; <-held })
 	}
 	// Workers start at once; the rest wait in the queue, holding admission.
+	deadline := time.After(10 * time.Second)
 	for range cap(h.hashes.workers) {
-		<-started
+		select {
+		case <-started:
+		case <-deadline:
+			close(held)
+			tb.Fatal("the hashing pool's workers did not start")
+		}
 	}
 	for len(h.hashes.admit) < n {
-		runtime.Gosched()
+		select {
+		case <-deadline:
+			close(held)
+			tb.Fatalf("the hashing pool admitted %d, want %d", len(h.hashes.admit), n)
+		case <-time.After(time.Millisecond):
+		}
 	}
 	return func() { close(held) }
 }

@@ -140,7 +140,7 @@ func TestSignInLimits(t *testing.T) {
 			})
 
 			t.Run("a full hashing pool answers at once", func(t *testing.T) {
-				release := f.h.FillHashPool()
+				release := f.h.FillHashPool(t)
 				r := f.from("198.51.100.12").signInAs("admin@acme.test", rightPassword)
 				release()
 				r.want(t, "sign-in while the pool is full", 503, "unavailable")
