@@ -52,6 +52,8 @@ type Handler struct {
 	mux *http.ServeMux
 	// hashes runs bcrypt, for sign-ins and invitations.
 	hashes *hashPool
+	// limited remembers sign-in keys over their limit on this replica.
+	limited limitedMemo
 }
 
 // route is one endpoint; the table is also what the OpenAPI document is

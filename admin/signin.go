@@ -81,12 +81,28 @@ var errBusy = &retryLater{status: http.StatusServiceUnavailable, code: policy.EU
 // do runs fn when a worker is free, or refuses at once when the queue is
 // full.
 func (p *hashPool) do(ctx context.Context, fn func()) error {
+	leave, err := p.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	return p.run(ctx, fn)
+}
+
+// enter takes a place in the pool, or refuses at once when there is none;
+// leave gives it back. A sign-in enters before it spends anything else
+// (the store's attempt counts), so a full pool is answered for free.
+func (p *hashPool) enter() (leave func(), err error) {
 	select {
 	case p.admit <- struct{}{}:
+		return func() { <-p.admit }, nil
 	default:
-		return errBusy
+		return nil, errBusy
 	}
-	defer func() { <-p.admit }()
+}
+
+// run runs fn on a worker, waiting for one; the caller has entered.
+func (p *hashPool) run(ctx context.Context, fn func()) error {
 	select {
 	case p.workers <- struct{}{}:
 	case <-ctx.Done():
@@ -95,6 +111,44 @@ func (p *hashPool) do(ctx context.Context, fn func()) error {
 	defer func() { <-p.workers }()
 	fn()
 	return nil
+}
+
+// limitedMemo remembers, on this replica, the keys the store found over
+// their limit and until when, so that a flood of attempts on one key is
+// refused without a query each. It only ever refuses what the store
+// refused, for no longer than the store would; it is bounded and forgets
+// everything when full (the store still has the counts).
+type limitedMemo struct {
+	mu    sync.Mutex
+	until map[store.SignInKey]time.Time
+}
+
+const limitedMemoSize = 10_000
+
+func (m *limitedMemo) get(k store.SignInKey, now time.Time) (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.until[k]
+	if ok && !t.After(now) {
+		delete(m.until, k)
+		return time.Time{}, false
+	}
+	return t, ok
+}
+
+func (m *limitedMemo) put(k store.SignInKey, until time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.until == nil || len(m.until) >= limitedMemoSize {
+		m.until = map[store.SignInKey]time.Time{}
+	}
+	m.until[k] = until
+}
+
+func (m *limitedMemo) forget(k store.SignInKey) {
+	m.mu.Lock()
+	delete(m.until, k)
+	m.mu.Unlock()
 }
 
 // dummyHash is compared against when an email is unknown, so that sign-in
@@ -122,11 +176,21 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, _ *principal) e
 	email := strings.ToLower(strings.TrimSpace(body.Email))
 	ip := clientIP(r, h.cfg.TrustedHops)
 	keys := []store.SignInKey{{Scope: "email", Value: email}, {Scope: "ip", Value: ipString(ip)}}
+	now := h.cfg.Now()
+	for _, k := range keys {
+		if until, ok := h.limited.get(k, now); ok {
+			return tooMany(k, until.Sub(now))
+		}
+	}
+	leave, err := h.hashes.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	if err := h.signInAllowed(r.Context(), keys); err != nil {
 		return err
 	}
 	var u *policy.User
-	var err error
 	if body.AccountID != "" {
 		u, err = h.db.UserByAccountEmail(r.Context(), body.AccountID, email)
 	} else {
@@ -139,7 +203,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, _ *principal) e
 		return err
 	}
 	var mismatch error
-	if err := h.hashes.do(r.Context(), func() { mismatch = bcrypt.CompareHashAndPassword(hash, []byte(body.Password)) }); err != nil {
+	if err := h.hashes.run(r.Context(), func() { mismatch = bcrypt.CompareHashAndPassword(hash, []byte(body.Password)) }); err != nil {
 		return err
 	}
 	if mismatch != nil || u == nil || u.PasswordHash == "" {
@@ -148,6 +212,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, _ *principal) e
 	if err := h.db.ClearSignInFailures(r.Context(), keys[0]); err != nil {
 		return err
 	}
+	h.limited.forget(keys[0])
 	id, csrf := randomToken(), randomToken()
 	expires := h.cfg.Now().Add(h.cfg.SessionTTL)
 	if err := h.db.CreateSession(r.Context(), id, store.Session{UserID: u.ID, CSRF: csrf, ExpiresAt: expires}); err != nil {
@@ -177,8 +242,8 @@ func (h *Handler) signInAllowed(ctx context.Context, keys []store.SignInKey) err
 			return err
 		}
 		if n >= limit {
-			return &retryLater{status: http.StatusTooManyRequests, code: policy.CodeRateLimited, after: first.Add(window).Sub(now),
-				msg: fmt.Sprintf("too many failed sign-ins for this %s; try again later", k.Scope)}
+			h.limited.put(k, first.Add(window))
+			return tooMany(k, first.Add(window).Sub(now))
 		}
 	}
 	return nil
@@ -203,6 +268,11 @@ func (h *Handler) signInFailed(ctx context.Context, u *policy.User, ip netip.Add
 		h.log.Info("admin: failed sign-in for an unknown email", "ip", ipString(ip))
 	}
 	return errSignIn
+}
+
+func tooMany(k store.SignInKey, after time.Duration) error {
+	return &retryLater{status: http.StatusTooManyRequests, code: policy.CodeRateLimited, after: after,
+		msg: fmt.Sprintf("too many failed sign-ins for this %s; try again later", k.Scope)}
 }
 
 // retryLater is an answer that tells the client when to come back.
