@@ -28,8 +28,13 @@ type SignInFloodConfig struct {
 	// phase lasts.
 	Rate  float64
 	Phase time.Duration
-	// Flooders is how many sign-in loops run in the flood phases.
-	Flooders int
+	// Flooders is how many sign-in loops run in the flood phases, and
+	// FloodRate the attempts per second they send together (0: each as
+	// fast as the replica answers). A fixed rate offers the same attack to
+	// every build: closed loops send more the faster they are refused, and
+	// then measure HTTP serving at full speed rather than sign-in.
+	Flooders  int
+	FloodRate float64
 	// Env is added to the replica's environment (e.g. settings of a build
 	// that knows them; an older one ignores them).
 	Env []string
@@ -163,7 +168,20 @@ func floodPhase(ctx context.Context, target *Target, src Source, base string, cf
 		for i := range cfg.Flooders {
 			wg.Go(func() {
 				client := &http.Client{Timeout: 10 * time.Second}
+				var pace <-chan time.Time
+				if cfg.FloodRate > 0 {
+					t := time.NewTicker(time.Duration(float64(cfg.Flooders) / cfg.FloodRate * float64(time.Second)))
+					defer t.Stop()
+					pace = t.C
+				}
 				for n := 0; runCtx.Err() == nil; n++ {
+					if pace != nil {
+						select {
+						case <-pace:
+						case <-runCtx.Done():
+							return
+						}
+					}
 					email, addr := flood(i, n)
 					body := fmt.Sprintf(`{"email":%q,"password":"not the password %d"}`, email, n)
 					req, err := http.NewRequestWithContext(runCtx, "POST", base+"/v1/session", strings.NewReader(body))
@@ -200,8 +218,12 @@ func floodPhase(ctx context.Context, target *Target, src Source, base string, cf
 // Markdown renders the report as a table.
 func (r *SignInFloodReport) Markdown(command string) string {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "`%s`: Check at %.0f rps for %v per phase, %d sign-in loops in the flood phases.\n\n",
-		command, r.Config.Rate, r.Config.Phase, r.Config.Flooders)
+	rate := "as fast as answered"
+	if r.Config.FloodRate > 0 {
+		rate = fmt.Sprintf("%.0f attempts/s in all", r.Config.FloodRate)
+	}
+	fmt.Fprintf(&b, "`%s`: Check at %.0f rps for %v per phase, %d sign-in loops (%s) in the flood phases.\n\n",
+		command, r.Config.Rate, r.Config.Phase, r.Config.Flooders, rate)
 	b.WriteString("| phase | Check p50 | Check p99 | Check max | Check errors | sign-in answers |\n|---|---|---|---|---|---|\n")
 	for _, ph := range r.Phases {
 		fmt.Fprintf(&b, "| %s | %v | %v | %v | %d | %v |\n", ph.Name, ph.Check.Pct(50).Round(time.Microsecond),

@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string) error {
 	soakFor := fs.Duration("duration", 10*time.Minute, "how long to soak (soak)")
 	soakRate := fs.Float64("rate", 1000, "Checks per second (soak, signin)")
 	flooders := fs.Int("flooders", 8, "sign-in loops in the flood phases (signin)")
+	floodRate := fs.Float64("flood-rate", 200, "sign-in attempts per second the loops send together; 0: as fast as answered (signin)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func run(ctx context.Context, args []string) error {
 		}
 	case "signin":
 		cfg := bench.SignInFloodConfig{Tollgate: *tollgate, AdminURL: *admin, WorkDir: *work, Rate: *soakRate,
-			Phase: cmp.Or(*phase, 10*time.Second), Flooders: *flooders, Log: logf,
+			Phase: cmp.Or(*phase, 10*time.Second), Flooders: *flooders, FloodRate: *floodRate, Log: logf,
 			// A new address per attempt needs the replica to read it from
 			// X-Forwarded-For; an older build ignores the setting.
 			Env: []string{"TOLLGATE_API_XFF_TRUSTED_HOPS=1"}}
