@@ -2,6 +2,8 @@ package admin
 
 import (
 	"context"
+	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -46,3 +48,9 @@ func (h *Handler) FillHashPool(tb testing.TB) (release func()) {
 	}
 	return func() { close(held) }
 }
+
+// ClientIP is clientIP, for its fuzz target.
+func ClientIP(r *http.Request, hops int) netip.Addr { return clientIP(r, hops) }
+
+// BearerValue is bearerValue, for its fuzz target.
+func BearerValue(r *http.Request) (string, error) { return bearerValue(r) }
