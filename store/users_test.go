@@ -65,7 +65,7 @@ func TestEmailMigrationKeepsReferences(t *testing.T) {
 			t.Parallel()
 			db, _ := storetest.MustOpen(t, d)
 			ctx := context.Background()
-			if err := db.MigrateTo(ctx, 7); err != nil {
+			if err := db.MigrateTo(ctx, 9); err != nil {
 				t.Fatal(err)
 			}
 			a := MustAccount(t, db, "A")
@@ -99,7 +99,7 @@ func TestEmailMigrationKeepsReferences(t *testing.T) {
 			if _, err := db.SessionByID(ctx, "session"); !errors.Is(err, policy.ErrNotFound) {
 				t.Errorf("session after its user left: got %v, want it gone", err)
 			}
-			if err := db.MigrateTo(ctx, 7); err != nil {
+			if err := db.MigrateTo(ctx, 9); err != nil {
 				t.Errorf("down: %v", err)
 			}
 		})
