@@ -3,15 +3,12 @@ package admin
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/store"
 )
 
 // HashPassword returns the bcrypt hash the store keeps for a password.
@@ -23,49 +20,10 @@ func HashPassword(pw string) (string, error) {
 	return string(b), err
 }
 
-// dummyHash is compared against when an email is unknown, so that sign-in
-// takes as long either way and does not tell which emails exist.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("tollgate-no-such-user"), bcrypt.DefaultCost)
-
 func randomToken() string {
 	b := make([]byte, 32)
 	rand.Read(b) // never returns an error (crypto/rand's contract)
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-var errSignIn = &policy.Error{Code: policy.EUnauthorized, Message: "the email or the password is wrong"}
-
-func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	var body struct {
-		Email    string `json:"email"`
-		Password string `json:"password"`
-	}
-	if err := decode(r, &body); err != nil {
-		return err
-	}
-	u, err := h.db.UserByEmail(r.Context(), strings.ToLower(strings.TrimSpace(body.Email)))
-	hash := dummyHash
-	if err == nil && u.PasswordHash != "" {
-		hash = []byte(u.PasswordHash)
-	} else if err != nil && !errors.Is(err, policy.ErrNotFound) {
-		return err
-	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(body.Password)) != nil || u == nil || u.PasswordHash == "" {
-		return errSignIn
-	}
-	id, csrf := randomToken(), randomToken()
-	expires := h.cfg.Now().Add(h.cfg.SessionTTL)
-	if err := h.db.CreateSession(r.Context(), id, store.Session{UserID: u.ID, CSRF: csrf, ExpiresAt: expires}); err != nil {
-		return err
-	}
-	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: id, Path: "/", Expires: expires, HttpOnly: true,
-		Secure: !h.cfg.InsecureCookies, SameSite: http.SameSiteStrictMode,
-	})
-	p := &principal{accountID: u.AccountID, userID: u.ID, admin: u.Role == policy.RoleAdmin, ip: clientIP(r)}
-	h.audit(r.Context(), p, "session.create", u.ID, "{}")
-	writeJSON(w, http.StatusOK, map[string]any{"user": u, "csrf_token": csrf})
-	return nil
 }
 
 func (h *Handler) whoAmI(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -153,7 +111,11 @@ func (h *Handler) inviteUser(w http.ResponseWriter, r *http.Request, p *principa
 		generated = randomToken()[:20]
 		body.Password = generated
 	}
-	hash, err := HashPassword(body.Password)
+	var hash string
+	var err error
+	if perr := h.hashes.do(r.Context(), func() { hash, err = HashPassword(body.Password) }); perr != nil {
+		return perr
+	}
 	if err != nil {
 		return err
 	}

@@ -10,9 +10,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate/credits"
@@ -35,6 +33,15 @@ type Config struct {
 	Period credits.Period
 	// Now is the clock.
 	Now func() time.Time
+	// Eval is the operator's choices Check decides with (secret tokens in
+	// browsers, signature skew, the replay cache): the secret token is held
+	// to the same rules here.
+	Eval policy.EvalOptions
+	// TrustedHops is how many proxies in front of this HTTP API append to
+	// X-Forwarded-For; 0 takes the caller's address from the TCP peer.
+	TrustedHops int
+	// SignIn bounds console sign-in: attempt limits and the hashing pool.
+	SignIn SignInConfig
 }
 
 // Handler serves the API and the console.
@@ -43,6 +50,10 @@ type Handler struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+	// hashes runs bcrypt, for sign-ins and invitations.
+	hashes *hashPool
+	// limited remembers sign-in keys over their limit on this replica.
+	limited limitedMemo
 }
 
 // route is one endpoint; the table is also what the OpenAPI document is
@@ -64,7 +75,10 @@ func New(db *store.DB, cfg Config, log *slog.Logger) *Handler {
 	if cfg.Period == "" {
 		cfg.Period = credits.Month
 	}
-	h := &Handler{db: db, cfg: cfg, log: log, mux: http.NewServeMux()}
+	if cfg.SignIn == (SignInConfig{}) {
+		cfg.SignIn = DefaultSignInConfig()
+	}
+	h := &Handler{db: db, cfg: cfg, log: log, mux: http.NewServeMux(), hashes: newHashPool(cfg.SignIn.Workers, cfg.SignIn.Queue)}
 	for _, rt := range h.routes() {
 		h.mux.HandleFunc(rt.method+" "+rt.path, h.wrap(rt))
 	}
@@ -106,6 +120,9 @@ type principal struct {
 	tokenID   string // the secret token, when it acts
 	admin     bool
 	ip        string
+	// req is the request as Check's policy saw it, when the secret token
+	// acts: a change to that token is checked against it.
+	req *policy.Request
 }
 
 func (p *principal) actor() string {
@@ -148,31 +165,13 @@ var (
 // authenticate finds the principal: the account's secret token, or a
 // console session (whose changes must carry its CSRF token).
 func (h *Handler) authenticate(r *http.Request) (*principal, error) {
-	ip := clientIP(r)
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		scheme, value, _ := strings.Cut(auth, " ")
-		if !strings.EqualFold(scheme, "Bearer") {
-			return nil, errUnauthenticated
-		}
-		value = strings.TrimSpace(value)
-		kind, err := policy.ParseValue(value)
-		if err != nil {
-			return nil, errUnauthenticated
-		}
-		if kind != policy.Secret {
-			return nil, errPublishable
-		}
-		t, _, err := h.db.TokenByHash(r.Context(), policy.HashValue(value))
-		if errors.Is(err, policy.ErrNotFound) {
-			return nil, errUnauthenticated
-		}
-		if err != nil {
-			return nil, err
-		}
-		if !t.Enabled || t.Expired(h.cfg.Now()) {
-			return nil, errUnauthenticated
-		}
-		return &principal{accountID: t.AccountID, tokenID: t.ID, admin: true, ip: ip}, nil
+	ip := clientIP(r, h.cfg.TrustedHops)
+	value, err := bearerValue(r)
+	if err != nil {
+		return nil, err
+	}
+	if value != "" {
+		return h.authenticateToken(r, value, ip)
 	}
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
@@ -196,15 +195,7 @@ func (h *Handler) authenticate(r *http.Request) (*principal, error) {
 		}
 		return nil, err
 	}
-	return &principal{accountID: u.AccountID, userID: u.ID, admin: u.Role == policy.RoleAdmin, ip: ip}, nil
-}
-
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return &principal{accountID: u.AccountID, userID: u.ID, admin: u.Role == policy.RoleAdmin, ip: ipString(ip)}, nil
 }
 
 // audit records a change; a failure to record is logged, not returned:

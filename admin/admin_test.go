@@ -25,6 +25,7 @@ import (
 type fixture struct {
 	t      *testing.T
 	db     *store.DB
+	h      *admin.Handler
 	srv    *httptest.Server
 	acc    *policy.Account
 	secret string
@@ -41,6 +42,9 @@ type client struct {
 	csrf   string
 	bearer string
 	user   string
+	// header is sent with every request; sign, when set, signs it last.
+	header http.Header
+	sign   func(*http.Request)
 }
 
 type resp struct {
@@ -71,6 +75,12 @@ func (c *client) do(method, path string, body any) resp {
 	}
 	if c.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+c.bearer)
+	}
+	for k, vs := range c.header {
+		req.Header[k] = vs
+	}
+	if c.sign != nil {
+		c.sign(req)
 	}
 	hc := c.http
 	if hc == nil {
@@ -110,6 +120,12 @@ func (r resp) str(k string) string { s, _ := r.body[k].(string); return s }
 
 func newFixture(t *testing.T, d store.Dialect) *fixture {
 	t.Helper()
+	return newFixtureWith(t, d, admin.Config{InsecureCookies: true})
+}
+
+// newFixtureWith is newFixture with the API configured by cfg.
+func newFixtureWith(t *testing.T, d store.Dialect, cfg admin.Config) *fixture {
+	t.Helper()
 	db, _ := storetest.MustOpen(t, d)
 	ctx := context.Background()
 	acc := &policy.Account{Name: "Acme", Premium: true}
@@ -117,8 +133,8 @@ func newFixture(t *testing.T, d store.Dialect) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := admin.New(db, admin.Config{InsecureCookies: true}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	f := &fixture{t: t, db: db, srv: httptest.NewServer(h), acc: acc, secret: secret}
+	h := admin.New(db, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f := &fixture{t: t, db: db, h: h, srv: httptest.NewServer(h), acc: acc, secret: secret}
 	t.Cleanup(f.srv.Close)
 	f.root = &client{f: f, bearer: secret}
 	f.admin = f.signIn("admin@acme.test", policy.RoleAdmin)

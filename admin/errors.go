@@ -42,7 +42,11 @@ func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 	var detail errorDetail
 	code := http.StatusInternalServerError
 	var tooLarge *http.MaxBytesError
+	retry, isRetry := errors.AsType[*retryLater](err)
 	switch pe, ok := errors.AsType[*policy.Error](err); {
+	case isRetry:
+		code, detail = retry.status, errorDetail{Code: retry.code, Message: retry.msg}
+		w.Header().Set("Retry-After", retry.retryAfter())
 	case errors.As(err, &tooLarge):
 		code, detail = http.StatusRequestEntityTooLarge, errorDetail{Code: policy.EInvalid, Message: "the body is larger than 64 KiB"}
 	case ok && pe.Code != policy.EInternal:

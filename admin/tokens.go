@@ -111,6 +111,9 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p *princip
 	if err := applyFields(t, body); err != nil {
 		return err
 	}
+	if err := h.lockoutCheck(p, t, false); err != nil {
+		return err
+	}
 	secret, err := h.signingSecret(t, false)
 	if err != nil {
 		return err
@@ -186,8 +189,8 @@ func (h *Handler) patchToken(w http.ResponseWriter, r *http.Request, p *principa
 		if err := applyFields(t, body); err != nil {
 			return err
 		}
-		if t.Kind == policy.Secret && wasEnabled && !t.Enabled {
-			return errSecretLockout
+		if err := h.lockoutCheck(p, t, wasEnabled); err != nil {
+			return err
 		}
 		var err error
 		secret, err = h.signingSecret(t, false)

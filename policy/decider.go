@@ -53,11 +53,7 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
-	dec := p.Evaluate(req, d.now(), d.opt)
-	remembered := false
-	if dec.Allow && dec.signed.ok && d.opt.Signatures.Replay != nil {
-		dec, remembered = d.remember(ctx, dec)
-	}
+	dec, remembered := p.admit(ctx, req, d.now(), d.opt)
 	if d.meter == nil {
 		return dec, nil
 	}
@@ -71,6 +67,25 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (Decision, error) {
 	return out, err
 }
 
+// Admit evaluates req and, when a signed request is allowed, remembers its
+// signature, refusing a replay. It is Decide without the cache and the
+// meter, for a front end that has the token's policy already and charges
+// nothing (the Tokens API).
+func (p *Policy) Admit(ctx context.Context, req *Request, now time.Time, opt EvalOptions) Decision {
+	dec, _ := p.admit(ctx, req, now, opt)
+	return dec
+}
+
+// admit evaluates req and remembers an allowed signature; it reports
+// whether it remembered one.
+func (p *Policy) admit(ctx context.Context, req *Request, now time.Time, opt EvalOptions) (Decision, bool) {
+	dec := p.Evaluate(req, now, opt)
+	if !dec.Allow || !dec.signed.ok || opt.Signatures.Replay == nil {
+		return dec, false
+	}
+	return remember(ctx, opt.Signatures.Replay, dec)
+}
+
 // remember records the signature of a request that every rule allows, and
 // refuses the request when it was already recorded or cannot be. It comes
 // after every rule, so that a refused request (a wrong IP, a dataset not
@@ -79,8 +94,8 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (Decision, error) {
 // the meter refuses after all, Decide forgets the signature again. The
 // store's check and insert is one atomic step, so of two copies of a
 // request in flight at once, one is allowed at most.
-func (d *Decider) remember(ctx context.Context, dec Decision) (Decision, bool) {
-	fresh, err := d.opt.Signatures.Replay.Remember(ctx, dec.TokenID, dec.signed.sig, dec.signed.until)
+func remember(ctx context.Context, replay ReplayStore, dec Decision) (Decision, bool) {
+	fresh, err := replay.Remember(ctx, dec.TokenID, dec.signed.sig, dec.signed.until)
 	switch {
 	case err != nil:
 		return refusedUnverifiable(dec, err), false

@@ -79,6 +79,11 @@ type Config struct {
 	// InsecureCookies serves the console's session cookie without Secure,
 	// for plain HTTP on hosts other than localhost.
 	InsecureCookies bool
+	// APITrustedHops is how many proxies in front of the HTTP API append
+	// to X-Forwarded-For; 0 takes the caller from the TCP peer.
+	APITrustedHops int
+	// SignIn bounds console sign-in (attempt limits, the hashing pool).
+	SignIn admin.SignInConfig
 	// RouteRules is the path of a route-rules file; "" for none.
 	RouteRules           string
 	AllowSecretInBrowser bool
@@ -112,6 +117,7 @@ func DefaultConfig() Config {
 		SessionTTL:      12 * time.Hour,
 		ReplayCacheSize: 1_000_000,
 		ReplayPerToken:  250_000,
+		SignIn:          admin.DefaultSignInConfig(),
 		ExtAuthz: extauthz.Config{
 			TokenSources:     extauthz.DefaultTokenSources(),
 			StripCredentials: true,
@@ -149,8 +155,13 @@ func (c *Config) Validate() error {
 		return errors.New("invalid config: signature-skew must be > 0")
 	case c.RedisTimeout <= 0:
 		return errors.New("invalid config: redis-timeout must be > 0")
+	case c.APITrustedHops < 0:
+		return errors.New("invalid config: api-xff-trusted-hops must be >= 0")
 	}
 	if err := c.replay().Validate(); err != nil {
+		return fmt.Errorf("invalid config: %w", err)
+	}
+	if err := c.SignIn.Validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
 	return nil
@@ -292,12 +303,13 @@ func (s *Server) build() error {
 		return fmt.Errorf("invalid config: %w", err)
 	}
 	m.followMeter(s.meter)
-	decider := policy.NewDecider(s.cache, s.meter, time.Now, policy.EvalOptions{
+	eval := policy.EvalOptions{
 		AllowSecretInBrowser: s.cfg.AllowSecretInBrowser,
 		Signatures: policy.SignatureOptions{
 			Skew: s.cfg.SignatureSkew, AllowUnsignedPayload: s.cfg.AllowUnsignedPayload, Replay: replay,
 		},
-	})
+	}
+	decider := policy.NewDecider(s.cache, s.meter, time.Now, eval)
 	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
 	// rather than a gRPC error.
 	s.grpc = grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec{}))
@@ -321,7 +333,7 @@ func (s *Server) build() error {
 		fmt.Fprintln(w, "ready")
 	})
 	api := admin.New(s.db, admin.Config{SessionTTL: s.cfg.SessionTTL, InsecureCookies: s.cfg.InsecureCookies,
-		Box: box, Period: s.cfg.Credits.Period}, s.log)
+		Box: box, Period: s.cfg.Credits.Period, Eval: eval, TrustedHops: s.cfg.APITrustedHops, SignIn: s.cfg.SignIn}, s.log)
 	mux.Handle("/v1/", api)
 	mux.Handle("/console/", api)
 	mux.Handle("GET /{$}", api)

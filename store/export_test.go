@@ -20,3 +20,22 @@ func (db *DB) Exec(ctx context.Context, q string, args ...any) error {
 	_, err := db.db.ExecContext(ctx, db.db.Rebind(q), args...)
 	return err
 }
+
+// MigrateTo brings the schema up (or down) to version, for tests of a
+// migration over data written before it.
+func (db *DB) MigrateTo(ctx context.Context, version int64) error {
+	p, err := db.migrator()
+	if err != nil {
+		return err
+	}
+	cur, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if cur > version {
+		_, err = p.DownTo(ctx, version)
+	} else {
+		_, err = p.UpTo(ctx, version)
+	}
+	return err
+}

@@ -28,7 +28,9 @@ func (db *DB) CreateUser(ctx context.Context, u *policy.User) error {
 		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?)`),
 			u.ID, u.AccountID, u.Email, u.Role, u.PasswordHash, u.CreatedAt)
 		if policy.ErrorCode(wrapErr("", err)) == policy.EConflict {
-			return &policy.Error{Code: policy.EConflict, Field: "email", Message: fmt.Sprintf("%s is already a user", u.Email)}
+			// Emails are unique per account: this says nothing about
+			// other accounts.
+			return &policy.Error{Code: policy.EConflict, Field: "email", Message: fmt.Sprintf("%s is already a user of this account", u.Email)}
 		}
 		return wrapErr("insert user", err)
 	})
@@ -39,14 +41,23 @@ func (db *DB) User(ctx context.Context, id string) (*policy.User, error) {
 	return db.getUser(ctx, `id = ?`, id)
 }
 
-// UserByEmail returns the user with the given email (lower-cased).
+// UserByEmail returns the user with the given email (lower-cased). An
+// email is unique within an account, not across them: when several
+// accounts have it, this is the one that added it first (sign-in without
+// an account names that one).
 func (db *DB) UserByEmail(ctx context.Context, email string) (*policy.User, error) {
-	return db.getUser(ctx, `email = ?`, email)
+	return db.getUser(ctx, `email = ? ORDER BY created_at, id LIMIT 1`, email)
 }
 
-func (db *DB) getUser(ctx context.Context, where string, arg any) (*policy.User, error) {
+// UserByAccountEmail returns the account's user with the given email
+// (lower-cased).
+func (db *DB) UserByAccountEmail(ctx context.Context, accountID, email string) (*policy.User, error) {
+	return db.getUser(ctx, `account_id = ? AND email = ?`, accountID, email)
+}
+
+func (db *DB) getUser(ctx context.Context, where string, args ...any) (*policy.User, error) {
 	var u policy.User
-	if err := db.db.GetContext(ctx, &u, db.db.Rebind(`SELECT `+userColumns+` FROM users WHERE `+where), arg); err != nil {
+	if err := db.db.GetContext(ctx, &u, db.db.Rebind(`SELECT `+userColumns+` FROM users WHERE `+where), args...); err != nil {
 		return nil, wrapErr("user", err)
 	}
 	u.CreatedAt = u.CreatedAt.UTC()

@@ -1,6 +1,6 @@
 // Command tollgate-bench runs Tollgate's load benchmark against the no-op
-// baseline (bench mode, "make bench") or its soak test (soak mode,
-// "make soak"), and writes the results into docs/benchmarks.md. It needs
+// baseline (bench mode, "make bench"), its soak test (soak mode,
+// "make soak") or Check under a sign-in flood (signin mode), and writes the results into docs/benchmarks.md. It needs
 // the tollgate and noopauthz binaries and a Postgres it may create
 // databases on; .ci/bench.sh and .ci/soak.sh provide them.
 package main
@@ -32,7 +32,7 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("tollgate-bench", flag.ContinueOnError)
-	mode := fs.String("mode", "bench", "bench or soak")
+	mode := fs.String("mode", "bench", "bench, soak or signin")
 	tollgate := fs.String("tollgate", "bin/tollgate", "the tollgate binary")
 	noop := fs.String("noop", "bin/noopauthz", "the no-op ext_authz binary")
 	ghz := fs.String("ghz", "", "a ghz binary, for a closed-loop cross-check (bench)")
@@ -48,7 +48,9 @@ func run(ctx context.Context, args []string) error {
 	sizes := fs.String("sizes", "", "database sizes, comma-separated (bench; default 1000,1000000 with a stop at 100000 cached, or 1000 with -quick)")
 	phase := fs.Duration("phase", 0, "length of each measured run (bench; default 15s, 3s with -quick)")
 	soakFor := fs.Duration("duration", 10*time.Minute, "how long to soak (soak)")
-	soakRate := fs.Float64("rate", 1000, "Checks per second (soak)")
+	soakRate := fs.Float64("rate", 1000, "Checks per second (soak, signin)")
+	flooders := fs.Int("flooders", 8, "sign-in loops in the flood phases (signin)")
+	floodRate := fs.Float64("flood-rate", 200, "sign-in attempts per second the loops send together; 0: as fast as answered (signin)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -115,8 +117,24 @@ func run(ctx context.Context, args []string) error {
 		if rep.Wrong > 0 || rep.Errors > 0 {
 			return fmt.Errorf("soak: %d wrong decisions, %d errors", rep.Wrong, rep.Errors)
 		}
+	case "signin":
+		cfg := bench.SignInFloodConfig{Tollgate: *tollgate, AdminURL: *admin, WorkDir: *work, Rate: *soakRate,
+			Phase: cmp.Or(*phase, 10*time.Second), Flooders: *flooders, FloodRate: *floodRate, Log: logf,
+			// A new address per attempt needs the replica to read it from
+			// X-Forwarded-For; an older build ignores the setting.
+			Env: []string{"TOLLGATE_API_XFF_TRUSTED_HOPS=1"}}
+		if *tgEnv != "" {
+			cfg.Env = append(cfg.Env, strings.Split(*tgEnv, ",")...)
+		}
+		rep, err := bench.SignInFlood(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		md := rep.Markdown(cmdline)
+		fmt.Println(md)
+		return os.WriteFile(*work+"/signin.md", []byte(md), 0o644)
 	default:
-		return fmt.Errorf("-mode must be bench or soak, not %q", *mode)
+		return fmt.Errorf("-mode must be bench, soak or signin, not %q", *mode)
 	}
 	return nil
 }

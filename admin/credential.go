@@ -1,0 +1,233 @@
+package admin
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/signing"
+)
+
+// The Tokens API holds the account's secret token to the same rules as
+// Check: the request is translated into a policy.Request and the token's
+// compiled policy decides it with policy.Policy.Evaluate, the function
+// Check calls. Nothing here re-implements a rule; it only says what the
+// API's request looks like to the policy.
+
+var (
+	errTokenConflict = &policy.Error{Code: policy.EUnauthorized, Field: "X-API-Key",
+		Message: "the request carries two different tokens (Authorization: Bearer and X-API-Key); send one"}
+	errNoSigningKey = &policy.Error{Code: policy.EUnavailable,
+		Message: "this token requires signed requests and this server has no encryption key (TOLLGATE_ENCRYPTION_KEY) to check them"}
+)
+
+// bearerValue finds the token a request carries: Authorization: Bearer, or
+// X-API-Key when Authorization holds a TOLLGATE-HMAC-SHA256 signature (a
+// signed request cannot also carry the token in Authorization). It
+// returns "" when the request carries no token at all.
+func bearerValue(r *http.Request) (string, error) {
+	auth := r.Header.Get("Authorization")
+	keys := r.Header.Values("X-API-Key")
+	if len(keys) > 1 {
+		return "", errTokenConflict
+	}
+	key := ""
+	if len(keys) == 1 {
+		key = strings.TrimSpace(keys[0])
+	}
+	switch {
+	case auth == "":
+		return key, nil
+	case signing.IsSigned(auth):
+		if key == "" {
+			return "", &policy.Error{Code: policy.EUnauthorized, Field: "X-API-Key",
+				Message: "a signed request carries the secret token in X-API-Key (Authorization holds the signature)"}
+		}
+		return key, nil
+	}
+	scheme, value, _ := strings.Cut(auth, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", errUnauthenticated
+	}
+	value = strings.TrimSpace(value)
+	if key != "" && key != value {
+		return "", errTokenConflict
+	}
+	return value, nil
+}
+
+// authenticateToken checks a secret token the way Check would: it loads
+// the token, compiles its policy and evaluates the request against it.
+func (h *Handler) authenticateToken(r *http.Request, value string, ip netip.Addr) (*principal, error) {
+	kind, err := policy.ParseValue(value)
+	if err != nil {
+		return nil, errUnauthenticated
+	}
+	if kind != policy.Secret {
+		return nil, errPublishable
+	}
+	t, acc, err := h.db.TokenByHash(r.Context(), policy.HashValue(value))
+	if errors.Is(err, policy.ErrNotFound) {
+		return nil, errUnauthenticated
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.Signed && h.cfg.Box == nil {
+		return nil, errNoSigningKey
+	}
+	var open policy.Opener
+	if h.cfg.Box != nil {
+		open = h.cfg.Box.Open
+	}
+	pol, err := policy.Compile(t, acc, open)
+	if err != nil {
+		// A row validation would have refused, or a secret that does not
+		// open: deny, never half-enforce.
+		return nil, fmt.Errorf("compile token %s: %w", t.ID, err)
+	}
+	req, err := apiRequest(r, value, ip, t.Signed)
+	if err != nil {
+		return nil, err
+	}
+	// Admit, not Evaluate: an allowed signed request is remembered, so it
+	// cannot be replayed to the API either.
+	if d := pol.Admit(r.Context(), req, h.cfg.Now(), h.cfg.Eval); !d.Allow {
+		return nil, denied(d)
+	}
+	return &principal{accountID: t.AccountID, tokenID: t.ID, admin: true, ip: ipString(ip), req: req}, nil
+}
+
+// denied turns Check's deny into the API's error: 401 when the caller did
+// not prove who it is, 403 when the token may not be used like this. The
+// message starts with Check's stable code, so a client sees the same
+// reason it would see from Check.
+func denied(d policy.Decision) error {
+	code := policy.EForbidden
+	if d.Code.Unauthenticated() {
+		code = policy.EUnauthorized
+	}
+	return &policy.Error{Code: code, Message: string(d.Code) + ": " + d.Message}
+}
+
+// apiRequest translates an API request into what the policy decides on.
+// The body is read (the API caps it at 64 KiB) and put back, only when the
+// token requires signatures, since only a signature covers it.
+func apiRequest(r *http.Request, value string, ip netip.Addr, signed bool) (*policy.Request, error) {
+	path, query, _ := strings.Cut(r.RequestURI, "?")
+	if path == "" || path[0] != '/' {
+		// An absolute-form request target: what was signed is its path.
+		path, query = r.URL.EscapedPath(), r.URL.RawQuery
+	}
+	req := &policy.Request{
+		Token:         value,
+		IP:            ip,
+		Referer:       r.Header.Get("Referer"),
+		Origin:        r.Header.Get("Origin"),
+		Method:        r.Method,
+		Path:          path,
+		RawQuery:      query,
+		Authorization: r.Header.Get("Authorization"),
+		Headers:       httpHeaders{r},
+	}
+	// A Referer alone is a browser's mark too: servers do not send one.
+	req.FromBrowser = req.Origin != "" || req.Referer != "" || r.Header.Get("Sec-Fetch-Site") != ""
+	if signed && r.Body != nil && r.Body != http.NoBody {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		req.Body, req.HasBody = body, len(body) > 0
+	}
+	return req, nil
+}
+
+// httpHeaders reads headers as the signing scheme does: host from the
+// request line or Host header, and a repeated header joined with commas.
+type httpHeaders struct{ r *http.Request }
+
+func (h httpHeaders) Get(name string) string {
+	if name == "host" {
+		return h.r.Host
+	}
+	return strings.Join(h.r.Header.Values(name), ",")
+}
+
+// clientIP is the caller's address as the API sees it: the TCP peer, or
+// with hops trusted proxies in front of the API, the address the nearest
+// untrusted hop was seen from, counted from the right of X-Forwarded-For
+// (every line of it). When the header has fewer entries than the trusted
+// hops, or an entry is not an address, the caller cannot be placed: the
+// invalid address, which no IP restriction contains.
+func clientIP(r *http.Request, hops int) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	if hops <= 0 {
+		return peer.Addr().Unmap()
+	}
+	var entries []string
+	for _, line := range r.Header.Values("X-Forwarded-For") {
+		entries = append(entries, strings.Split(line, ",")...)
+	}
+	if len(entries) < hops {
+		return netip.Addr{}
+	}
+	a, err := netip.ParseAddr(strings.TrimSpace(entries[len(entries)-hops]))
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+func ipString(a netip.Addr) string {
+	if !a.IsValid() {
+		return "unknown"
+	}
+	return a.String()
+}
+
+// lockoutCheck refuses a change to the account's secret token that would
+// leave it unusable. Disabling, deleting and an expiry that has passed are
+// refused whoever asks. When the token changes itself, its new policy must
+// still allow the request making the change: an IP list that leaves the
+// caller out, or domains a server cannot send, would lock it out. The
+// signature is left out of that check: switching signing on returns the
+// new signing secret, so the caller can sign from the next request on.
+func (h *Handler) lockoutCheck(p *principal, t *policy.Token, wasEnabled bool) error {
+	if t.Kind != policy.Secret {
+		return nil
+	}
+	if wasEnabled && !t.Enabled {
+		return errSecretLockout
+	}
+	if t.ExpiresAt != nil && !t.ExpiresAt.After(h.cfg.Now()) {
+		return &policy.Error{Code: policy.EConflict, Field: "expires_at",
+			Message: "the account's secret token cannot be given an expiry that has passed (that would lock the account out)"}
+	}
+	if len(t.Domains) > 0 && !h.cfg.Eval.AllowSecretInBrowser {
+		return &policy.Error{Code: policy.EConflict, Field: "allowed_domains",
+			Message: "a secret token is refused whenever a request bears a browser's marks (Referer, Origin), so allowed domains would make it unusable"}
+	}
+	if p.tokenID != t.ID || p.req == nil {
+		return nil
+	}
+	probe := *t
+	probe.Signed, probe.SigningSecret = false, nil
+	pol, err := policy.Compile(&probe, &policy.Account{ID: t.AccountID}, nil)
+	if err != nil {
+		return fmt.Errorf("compile token %s: %w", t.ID, err)
+	}
+	if d := pol.Evaluate(p.req, h.cfg.Now(), h.cfg.Eval); !d.Allow {
+		return &policy.Error{Code: policy.EConflict, Message: "this change would lock the account's secret token out of this API (the request making it would be denied: " +
+			string(d.Code) + "); make it from a console session, or from an address the new settings allow"}
+	}
+	return nil
+}
