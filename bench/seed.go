@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/seal"
+	"github.com/tollgate/tollgate/store"
 )
 
 // The benchmark's token pools, by index. Every size of database holds the
@@ -264,6 +266,45 @@ func CreateDatabase(ctx context.Context, adminURL, name string) (string, error) 
 // suffix. Engineers share the machine's Postgres, and a run that
 // re-created a fixed name would drop another run's database under it
 // (DROP … WITH (FORCE) cuts its connections: its tokens turn unknown).
+// runStore is a database of one run's own, migrated by the tollgate
+// binary under test, with a store open on it and one account.
+type runStore struct {
+	*store.DB
+	URL     string
+	Account *policy.Account
+	close   func()
+}
+
+// Close closes the store and drops the database.
+func (r *runStore) Close() { r.close() }
+
+// openRunStore creates a database named from prefix, migrates it with the
+// tollgate binary, opens a store of maxConns connections on it and creates
+// an account called account.
+func openRunStore(ctx context.Context, adminURL, tollgate, prefix string, maxConns int, account string) (*runStore, error) {
+	name := runDatabase(prefix)
+	dbURL, err := CreateDatabase(ctx, adminURL, name)
+	if err != nil {
+		return nil, err
+	}
+	drop := func() { DropDatabase(context.Background(), adminURL, name) }
+	if out, err := exec.CommandContext(ctx, tollgate, "migrate", "--database-url", dbURL).CombinedOutput(); err != nil {
+		drop()
+		return nil, fmt.Errorf("tollgate migrate: %v: %s", err, out)
+	}
+	st, err := store.Open(ctx, dbURL, store.Options{MaxConns: maxConns})
+	if err != nil {
+		drop()
+		return nil, err
+	}
+	r := &runStore{DB: st, URL: dbURL, Account: &policy.Account{Name: account}, close: func() { st.Close(); drop() }}
+	if _, _, err := st.CreateAccount(ctx, r.Account); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
 func runDatabase(prefix string) string {
 	// Lower case: Postgres folds the unquoted name, and pg_stat_activity
 	// reports it folded.

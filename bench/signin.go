@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/store"
 )
 
 // SignInFloodConfig is one run of the sign-in flood: Check at a steady
@@ -66,24 +64,12 @@ func SignInFlood(ctx context.Context, cfg SignInFloodConfig) (*SignInFloodReport
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
-	name := runDatabase("tollgate_signin")
-	dbURL, err := CreateDatabase(ctx, cfg.AdminURL, name)
-	if err != nil {
-		return nil, err
-	}
-	defer DropDatabase(context.Background(), cfg.AdminURL, name)
-	if out, err := exec.CommandContext(ctx, cfg.Tollgate, "migrate", "--database-url", dbURL).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("tollgate migrate: %v: %s", err, out)
-	}
-	st, err := store.Open(ctx, dbURL, store.Options{MaxConns: 2})
+	st, err := openRunStore(ctx, cfg.AdminURL, cfg.Tollgate, "tollgate_signin", 2, "Flood")
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
-	acc := &policy.Account{Name: "Flood"}
-	if _, _, err := st.CreateAccount(ctx, acc); err != nil {
-		return nil, err
-	}
+	acc, dbURL := st.Account, st.URL
 	hash, err := bcrypt.GenerateFromPassword([]byte("the right password"), bcrypt.DefaultCost)
 	if err != nil {
 		return nil, err

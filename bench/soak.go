@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -146,24 +145,12 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
-	name := runDatabase("tollgate_soak")
-	dbURL, err := CreateDatabase(ctx, cfg.AdminURL, name)
-	if err != nil {
-		return nil, err
-	}
-	defer DropDatabase(context.Background(), cfg.AdminURL, name)
-	if out, err := exec.CommandContext(ctx, cfg.Tollgate, "migrate", "--database-url", dbURL).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("tollgate migrate: %v: %s", err, out)
-	}
-	st, err := store.Open(ctx, dbURL, store.Options{MaxConns: 4})
+	st, err := openRunStore(ctx, cfg.AdminURL, cfg.Tollgate, "tollgate_soak", 4, "Soak")
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
-	acc := &policy.Account{Name: "Soak"}
-	if _, _, err := st.CreateAccount(ctx, acc); err != nil {
-		return nil, err
-	}
+	acc, dbURL := st.Account, st.URL
 	toks := make([]*soakToken, cfg.Tokens)
 	initial := tokenState{enabled: true, domains: 1, datasets: 2}
 	for i := range toks {
@@ -231,7 +218,7 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 
 	var edits []time.Duration
 	var wg sync.WaitGroup
-	wg.Go(func() { edits = editLoop(runCtx, st, toks, cfg.EditEvery, cfg.Log) })
+	wg.Go(func() { edits = editLoop(runCtx, st.DB, toks, cfg.EditEvery, cfg.Log) })
 	wg.Go(func() { rep.Samples = sampleLoop(runCtx, p, start, cfg.SampleEvery, cfg.Log) })
 
 	var answers []answer
