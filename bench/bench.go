@@ -15,7 +15,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -164,9 +163,8 @@ func (b *bench) setup() error {
 	if b.dbURL, err = CreateDatabase(b.ctx, b.cfg.AdminURL, b.dbName); err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(b.ctx, b.cfg.Tollgate, "migrate", "--database-url", b.dbURL).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("tollgate migrate: %v: %s", err, out)
+	if err := migrate(b.ctx, b.cfg.Tollgate, b.dbURL); err != nil {
+		return err
 	}
 	var key []byte
 	b.keyB64, key = NewKey()

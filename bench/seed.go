@@ -288,9 +288,9 @@ func openRunStore(ctx context.Context, adminURL, tollgate, prefix string, maxCon
 		return nil, err
 	}
 	drop := func() { DropDatabase(context.Background(), adminURL, name) }
-	if out, err := exec.CommandContext(ctx, tollgate, "migrate", "--database-url", dbURL).CombinedOutput(); err != nil {
+	if err := migrate(ctx, tollgate, dbURL); err != nil {
 		drop()
-		return nil, fmt.Errorf("tollgate migrate: %v: %s", err, out)
+		return nil, err
 	}
 	st, err := store.Open(ctx, dbURL, store.Options{MaxConns: maxConns})
 	if err != nil {
@@ -303,6 +303,15 @@ func openRunStore(ctx context.Context, adminURL, tollgate, prefix string, maxCon
 		return nil, err
 	}
 	return r, nil
+}
+
+// migrate brings the database at dbURL up to date with the tollgate
+// binary under test, as an operator would.
+func migrate(ctx context.Context, tollgate, dbURL string) error {
+	if out, err := exec.CommandContext(ctx, tollgate, "migrate", "--database-url", dbURL).CombinedOutput(); err != nil {
+		return fmt.Errorf("tollgate migrate: %v: %s", err, out)
+	}
+	return nil
 }
 
 func runDatabase(prefix string) string {

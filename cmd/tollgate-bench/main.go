@@ -32,7 +32,7 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("tollgate-bench", flag.ContinueOnError)
-	mode := fs.String("mode", "bench", "bench, soak or signin")
+	mode := fs.String("mode", "bench", "bench, soak, signin or fleet")
 	tollgate := fs.String("tollgate", "bin/tollgate", "the tollgate binary")
 	noop := fs.String("noop", "bin/noopauthz", "the no-op ext_authz binary")
 	ghz := fs.String("ghz", "", "a ghz binary, for a closed-loop cross-check (bench)")
@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string) error {
 	soakFor := fs.Duration("duration", 10*time.Minute, "how long to soak (soak)")
 	soakRate := fs.Float64("rate", 1000, "Checks per second (soak, signin)")
 	flooders := fs.Int("flooders", 8, "sign-in loops in the flood phases (signin)")
+	replicas := fs.Int("replicas", 8, "replicas sharing the database (fleet)")
 	floodRate := fs.Float64("flood-rate", 200, "sign-in attempts per second the loops send together; 0: as fast as answered (signin)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -117,6 +118,13 @@ func run(ctx context.Context, args []string) error {
 		if rep.Wrong > 0 || rep.Errors > 0 {
 			return fmt.Errorf("soak: %d wrong decisions, %d errors", rep.Wrong, rep.Errors)
 		}
+	case "fleet":
+		rep, err := bench.Fleet(ctx, bench.FleetConfig{Tollgate: *tollgate, AdminURL: *admin, WorkDir: *work,
+			Replicas: *replicas, Rate: *soakRate, Load: 20 * time.Second, Idle: 10 * time.Second, Trials: 30, Log: logf})
+		if err != nil {
+			return err
+		}
+		fmt.Println(rep.Markdown(cmdline))
 	case "signin":
 		cfg := bench.SignInFloodConfig{Tollgate: *tollgate, AdminURL: *admin, WorkDir: *work, Rate: *soakRate,
 			Phase: cmp.Or(*phase, 10*time.Second), Flooders: *flooders, FloodRate: *floodRate, Log: logf,
