@@ -113,10 +113,15 @@ func (o outcome) denied(code string) bool {
 // ext_authz filter's timeout) and classifies the answer. It is safe to call
 // from any goroutine.
 func (r *replica) check(c call, timeout time.Duration) outcome {
+	return r.checkRequest(envoyRequest(c), timeout)
+}
+
+// checkRequest is check for a CheckRequest built already.
+func (r *replica) checkRequest(req *authv3.CheckRequest, timeout time.Duration) outcome {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
-	resp, err := r.auth.Check(ctx, envoyRequest(c))
+	resp, err := r.auth.Check(ctx, req)
 	o := outcome{Took: time.Since(start)}
 	if err != nil {
 		st := status.Convert(err)

@@ -228,5 +228,23 @@ func metadata(d policy.Decision) *structpb.Struct {
 	if d.Code != "" {
 		str(3, "code", string(d.Code))
 	}
+	if d.Rate.RPS > 0 {
+		f["rate_limit"] = rateLimitOverride(d.Rate)
+	}
+	if d.AccountRate.RPS > 0 {
+		f["account_rate_limit"] = rateLimitOverride(d.AccountRate)
+	}
 	return &structpb.Struct{Fields: f}
+}
+
+// rateLimitOverride is a rate limit as Envoy's rate-limit action reads a
+// descriptor's limit override from dynamic metadata (RateLimit.Override's
+// dynamic_metadata): requests_per_unit and unit. A rate-limit service
+// counts in fixed windows and knows no burst, so only the rate goes.
+// Built only for rate-limited tokens: the others allocate nothing more.
+func rateLimitOverride(rl policy.RateLimit) *structpb.Value {
+	return structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+		"requests_per_unit": structpb.NewNumberValue(float64(rl.RPS)),
+		"unit":              structpb.NewStringValue("SECOND"),
+	}})
 }

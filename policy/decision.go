@@ -100,6 +100,10 @@ type Decision struct {
 	Kind               Kind
 	// Cost is the credits an allowed request spends.
 	Cost int64
+	// Rate and AccountRate are the token's and its account's rate limits
+	// (zero when none), for a rate-limit service in front of the upstream
+	// to enforce them too (Envoy's, through the dynamic metadata).
+	Rate, AccountRate RateLimit
 	// Usage is where the token stands, when a Meter counted the request.
 	Usage Usage
 	// signed is the verified signature of an allowed signed request, for

@@ -27,6 +27,7 @@ func (p *Policy) Evaluate(req *Request, now time.Time, opt EvalOptions) Decision
 	var s signed
 	d := p.evaluate(req, now, opt, &s)
 	d.TokenID, d.AccountID, d.Kind = p.TokenID, p.AccountID, p.kind
+	d.Rate, d.AccountRate = RateLimit{RPS: p.rateRPS, Burst: p.rateBurst}, RateLimit{RPS: p.accRPS, Burst: p.accBurst}
 	if d.Code == "" {
 		d.Allow, d.Cost, d.signed = true, req.Cost, s
 	}

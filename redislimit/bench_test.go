@@ -2,9 +2,11 @@ package redislimit_test
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -96,4 +98,48 @@ func cpuTime(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkReplayRemember is the replay memory's part of an allowed signed
+// Check: this replica's ReplayCache alone, and with Redis behind it
+// (policy.ReplayFallback: the local insert, then one SET NX round trip).
+func BenchmarkReplayRemember(b *testing.B) {
+	for _, fleet := range []bool{false, true} {
+		name := "local"
+		if fleet {
+			name = "redis"
+		}
+		b.Run(name, func(b *testing.B) {
+			local, err := policy.NewReplayCache(policy.ReplayConfig{Size: 10_000_000, PerToken: 10_000_000}, time.Now)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var store policy.ReplayStore = local
+			if fleet {
+				if store, err = policy.NewReplayFallback(MustOpen(b, MustPrefix(b)), local,
+					policy.ReplayFallbackConfig{Timeout: time.Second, Retry: time.Second}, time.Now, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var seq atomic.Uint64
+			until := time.Now().Add(time.Minute)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			before := cpuTime(b)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				var sig [32]byte
+				for pb.Next() {
+					binary.LittleEndian.PutUint64(sig[:], seq.Add(1))
+					if fresh, err := store.Remember(ctx, "tok_bench", sig, until); err != nil || !fresh {
+						b.Errorf("got fresh=%t err=%v, want fresh", fresh, err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime(b)-before)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }

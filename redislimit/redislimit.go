@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/policy"
 )
 
 // Client is one replica's connection pool to Redis and the scripts it runs.
@@ -117,10 +119,27 @@ func (c *Client) Remember(ctx context.Context, tokenID string, sig [32]byte, unt
 	if ttl <= 0 {
 		return true, nil
 	}
-	key := c.prefix + "replay:" + tokenID + ":" + hex.EncodeToString(sig[:])
-	fresh, err = c.rdb.SetNX(ctx, key, 1, max(ttl, time.Millisecond)).Result()
+	fresh, err = c.rdb.SetNX(ctx, c.replayKey(tokenID, sig), 1, max(ttl, time.Millisecond)).Result()
 	if err != nil {
 		return false, fmt.Errorf("redislimit: remember signature of %s: %w", tokenID, err)
 	}
 	return fresh, nil
 }
+
+// Forget drops a signature that Remember reported fresh for, when its
+// request was refused after all, so that the client may send it again.
+// Forgetting a signature that is not remembered does nothing.
+func (c *Client) Forget(ctx context.Context, tokenID string, sig [32]byte) error {
+	if err := c.rdb.Del(ctx, c.replayKey(tokenID, sig)).Err(); err != nil {
+		return fmt.Errorf("redislimit: forget signature of %s: %w", tokenID, err)
+	}
+	return nil
+}
+
+func (c *Client) replayKey(tokenID string, sig [32]byte) string {
+	return c.prefix + "replay:" + tokenID + ":" + hex.EncodeToString(sig[:])
+}
+
+// Client is the fleet-wide replay memory; policy.ReplayFallback puts this
+// replica's own in front of it for when Redis does not answer.
+var _ policy.ReplayStore = (*Client)(nil)

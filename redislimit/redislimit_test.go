@@ -264,6 +264,47 @@ func TestRememberOnce(t *testing.T) {
 	}
 }
 
+// TestForget checks that a forgotten signature is fresh again on every
+// client, that forgetting touches no other signature or token, and that
+// forgetting what is not remembered is no error.
+func TestForget(t *testing.T) {
+	t.Parallel()
+	prefix := MustPrefix(t)
+	a, b := MustOpen(t, prefix), MustOpen(t, prefix)
+	sig, other := sha256.Sum256([]byte("refused after all")), sha256.Sum256([]byte("kept"))
+	ctx := context.Background()
+	until := time.Now().Add(time.Minute)
+	for _, s := range []struct {
+		token string
+		sig   [32]byte
+	}{{"tok_1", sig}, {"tok_1", other}, {"tok_2", sig}} {
+		if fresh, err := a.Remember(ctx, s.token, s.sig, until); err != nil || !fresh {
+			t.Fatalf("remember %s: got fresh=%t err=%v, want fresh", s.token, fresh, err)
+		}
+	}
+	if err := a.Forget(ctx, "tok_1", sig); err != nil {
+		t.Fatalf("forget: got %v, want nil", err)
+	}
+	for _, tc := range []struct {
+		name  string
+		token string
+		sig   [32]byte
+		fresh bool
+	}{
+		{"forgotten, from another client", "tok_1", sig, true},
+		{"forgotten, sent again", "tok_1", sig, false},
+		{"another signature of the token", "tok_1", other, false},
+		{"same signature of another token", "tok_2", sig, false},
+	} {
+		if fresh, err := b.Remember(ctx, tc.token, tc.sig, until); err != nil || fresh != tc.fresh {
+			t.Errorf("%s: got fresh=%t err=%v, want fresh=%t", tc.name, fresh, err, tc.fresh)
+		}
+	}
+	if err := b.Forget(ctx, "tok_3", sig); err != nil {
+		t.Errorf("forget what was never remembered: got %v, want nil", err)
+	}
+}
+
 // TestRememberConcurrent sends one signature through many clients at once:
 // exactly one is told it is fresh.
 func TestRememberConcurrent(t *testing.T) {
@@ -308,6 +349,9 @@ func TestRememberUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if fresh, err := c.Remember(ctx, "tok", [32]byte{1}, time.Now().Add(time.Minute)); err == nil || fresh {
-		t.Errorf("got fresh=%t err=%v, want an error and not fresh", fresh, err)
+		t.Errorf("remember: got fresh=%t err=%v, want an error and not fresh", fresh, err)
+	}
+	if err := c.Forget(ctx, "tok", [32]byte{1}); err == nil {
+		t.Errorf("forget: got nil, want an error")
 	}
 }

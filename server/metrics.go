@@ -134,6 +134,13 @@ func (m *metrics) followMeter(meter *credits.Meter) {
 	)
 }
 
+// followReplay registers the replay memory's fallback count.
+func (m *metrics) followReplay(fallbacks func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tollgate_replay_fallback_total",
+		Help: "Signatures remembered by this replica alone because Redis failed or was resting after a failure: their replays are refused only here."},
+		func() float64 { return float64(fallbacks()) }))
+}
+
 // observe is the extauthz.Observer.
 func (m *metrics) observe(d policy.Decision, err error, elapsed time.Duration) {
 	m.checkTime.Observe(elapsed.Seconds())

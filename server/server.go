@@ -54,9 +54,10 @@ type Config struct {
 	Cache policy.CacheConfig
 	// Credits tunes credit accounting and rate limits.
 	Credits credits.Config
-	// RedisURL, when set, makes rate limits fleet-wide (GCRA in Redis);
-	// RedisTimeout bounds each call, past which a Check falls back to
-	// this replica's share of the limit.
+	// RedisURL, when set, makes rate limits (GCRA in Redis) and replay
+	// protection fleet-wide; RedisTimeout bounds each call, past which a
+	// Check falls back to this replica's share of the limit and its own
+	// replay memory.
 	RedisURL     string
 	RedisTimeout time.Duration
 	// ResyncInterval is how often the change log is read to catch up on
@@ -303,10 +304,14 @@ func (s *Server) build() error {
 		return fmt.Errorf("invalid config: %w", err)
 	}
 	m.followMeter(s.meter)
+	replayStore, err := s.replayStore(replay, cc.LimiterRetry, m)
+	if err != nil {
+		return fmt.Errorf("invalid config: %w", err)
+	}
 	eval := policy.EvalOptions{
 		AllowSecretInBrowser: s.cfg.AllowSecretInBrowser,
 		Signatures: policy.SignatureOptions{
-			Skew: s.cfg.SignatureSkew, AllowUnsignedPayload: s.cfg.AllowUnsignedPayload, Replay: replay,
+			Skew: s.cfg.SignatureSkew, AllowUnsignedPayload: s.cfg.AllowUnsignedPayload, Replay: replayStore,
 		},
 	}
 	decider := policy.NewDecider(s.cache, s.meter, time.Now, eval)
@@ -342,6 +347,30 @@ func (s *Server) build() error {
 	metricsMux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	s.metricsH = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second}
 	return nil
+}
+
+// replayStore returns where signatures are remembered against replays:
+// this replica's memory, and with Redis the fleet's in front of which it
+// stands in, while Redis fails, as the rate limits' shares do.
+func (s *Server) replayStore(local *policy.ReplayCache, retry time.Duration, m *metrics) (policy.ReplayStore, error) {
+	if s.redis == nil {
+		m.followReplay(func() uint64 { return 0 })
+		return local, nil
+	}
+	fb, err := policy.NewReplayFallback(s.redis, local, policy.ReplayFallbackConfig{Timeout: s.cfg.RedisTimeout, Retry: retry},
+		time.Now, func(err error) {
+			if err != nil {
+				s.log.Warn("replay protection: Redis failed; until it answers, a replay is refused only by the replica that saw the original",
+					"retry_every", retry, "err", err)
+				return
+			}
+			s.log.Info("replay protection: Redis answers again; replays are refused fleet-wide")
+		})
+	if err != nil {
+		return nil, err
+	}
+	m.followReplay(fb.Fallbacks)
+	return fb, nil
 }
 
 // GRPCAddr returns the address the gRPC server listens on.
