@@ -2,11 +2,8 @@ package credits_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,32 +13,10 @@ import (
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/redislimit"
+	"github.com/tollgate/tollgate/redislimit/redistest"
 	"github.com/tollgate/tollgate/store"
 	"github.com/tollgate/tollgate/store/storetest"
 )
-
-// MustRedis returns a client of the test Redis (TOLLGATE_TEST_REDIS_URL,
-// default the local server's database 0) under a key prefix of its own.
-func MustRedis(tb testing.TB) *redislimit.Client {
-	tb.Helper()
-	url := os.Getenv("TOLLGATE_TEST_REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	c, err := redislimit.Open(url, "tollgate-test:"+tb.Name()+":"+hex.EncodeToString(b[:])+":")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx); err != nil {
-		tb.Fatalf("redis at %s: %v (start it with .ci/redis.sh)", url, err)
-	}
-	return c
-}
 
 // switchable is a fleet limiter that can be made to fail, as Redis does
 // when it stops; it counts the calls that reach Redis.
@@ -123,7 +98,7 @@ func fleetMeters(t *testing.T, n int, lim credits.Limiter, c *clock, log *slog.L
 // limiter's wait and the IETF fields' inputs.
 func TestFleetLimitNotSplit(t *testing.T) {
 	c := newClock()
-	lim := &switchable{Client: MustRedis(t)}
+	lim := &switchable{Client: redistest.MustOpen(t, redistest.Prefix(t))}
 	ms := fleetMeters(t, 4, lim, c, quiet)
 	const rps, burst = 1, 8
 	p := rateLimited(t, rps, burst)
@@ -152,7 +127,7 @@ func TestFleetLimitNotSplit(t *testing.T) {
 // asks once.
 func TestSpentTokenDoesNotHammerRedis(t *testing.T) {
 	c := newClock()
-	lim := &switchable{Client: MustRedis(t)}
+	lim := &switchable{Client: redistest.MustOpen(t, redistest.Prefix(t))}
 	m := fleetMeters(t, 1, lim, c, quiet)[0]
 	p := rateLimited(t, 1, 2)
 	for settle(t, m, p, 1).Allow {
@@ -186,7 +161,7 @@ func TestSpentTokenDoesNotHammerRedis(t *testing.T) {
 func TestLimiterFallback(t *testing.T) {
 	c := newClock()
 	logs := &logCount{n: map[slog.Level]int{}}
-	lim := &switchable{Client: MustRedis(t)}
+	lim := &switchable{Client: redistest.MustOpen(t, redistest.Prefix(t))}
 	ms := fleetMeters(t, 2, lim, c, slog.New(logs))
 	m := ms[0]
 	const rps, burst = 1, 8
@@ -284,7 +259,7 @@ func TestLimiterSettingsChecked(t *testing.T) {
 // tokens, beside each token's own, with and without a fleet limiter.
 func TestAccountRateLimit(t *testing.T) {
 	for name, lim := range map[string]func(t *testing.T) credits.Limiter{
-		"redis":  func(t *testing.T) credits.Limiter { return MustRedis(t) },
+		"redis":  func(t *testing.T) credits.Limiter { return redistest.MustOpen(t, redistest.Prefix(t)) },
 		"shares": func(*testing.T) credits.Limiter { return nil },
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"context"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -12,18 +11,9 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/redislimit/redistest"
 	"github.com/tollgate/tollgate/store"
 )
-
-// testRedisURL is the shared Redis the tests use (.ci/redis.sh starts it):
-// TOLLGATE_TEST_REDIS_URL, else the local server's database 0. Token ids
-// are random, so tests sharing it never share a key.
-func testRedisURL() string {
-	if u := os.Getenv("TOLLGATE_TEST_REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
 
 // fleetRate is what a rate-limited token sustained, in allows a second
 // over a measuring window that starts after a warm-up (so the burst, and
@@ -141,7 +131,7 @@ func TestFleetRateLimitRedis(t *testing.T) {
 	db, dbURL := MustOpenDB(t)
 	// A loaded test machine can take longer than the default 10ms to
 	// answer; this test is about the fleet-wide figure, not the fallback.
-	reps := startMeteredReplicas(t, dbURL, 4, "--redis-url", testRedisURL(), "--redis-timeout", "500ms")
+	reps := startMeteredReplicas(t, dbURL, 4, "--redis-url", redistest.URL(), "--redis-timeout", "500ms")
 	checkFleetRate(t, db, reps, time.Second)
 	for _, r := range reps {
 		if v, _ := r.metric(t, "tollgate_ratelimit_fallback_total"); v != 0 {

@@ -13,6 +13,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/redislimit/redistest"
 	"github.com/tollgate/tollgate/seal"
 	"github.com/tollgate/tollgate/signing"
 	"github.com/tollgate/tollgate/store"
@@ -109,7 +110,7 @@ func TestReplayAcrossReplicas(t *testing.T) {
 		onReplica policy.Code // what b answers to a's request
 	}{
 		"redis: refused fleet-wide": {
-			flags:     []string{"--redis-url", testRedisURL(), "--redis-timeout", "500ms"},
+			flags:     []string{"--redis-url", redistest.URL(), "--redis-timeout", "500ms"},
 			onReplica: policy.CodeSignatureReplayed,
 		},
 		"postgres only: refused only by the replica that saw it": {onReplica: ""},

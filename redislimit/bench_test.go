@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/redislimit/redistest"
 	"github.com/tollgate/tollgate/store"
 	"github.com/tollgate/tollgate/store/storetest"
 )
@@ -38,7 +39,7 @@ func BenchmarkSettle(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg := credits.DefaultConfig()
 			if tc.redis {
-				cfg.Limiter, cfg.LimiterTimeout = MustOpen(b, MustPrefix(b)), time.Second
+				cfg.Limiter, cfg.LimiterTimeout = redistest.MustOpen(b, redistest.Prefix(b)), time.Second
 			}
 			m, err := credits.New(db, cfg, time.Now, quiet)
 			if err != nil {
@@ -116,7 +117,7 @@ func BenchmarkReplayRemember(b *testing.B) {
 			}
 			var store policy.ReplayStore = local
 			if fleet {
-				if store, err = policy.NewReplayFallback(MustOpen(b, MustPrefix(b)), local,
+				if store, err = policy.NewReplayFallback(redistest.MustOpen(b, redistest.Prefix(b)), local,
 					policy.ReplayFallbackConfig{Timeout: time.Second, Retry: time.Second}, time.Now, nil); err != nil {
 					b.Fatal(err)
 				}

@@ -2,11 +2,8 @@ package redislimit_test
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,42 +11,8 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/redislimit"
+	"github.com/tollgate/tollgate/redislimit/redistest"
 )
-
-// redisURL returns the Redis the tests use: TOLLGATE_TEST_REDIS_URL, else
-// the local server's database 0. Tests share it; each writes under a
-// prefix of its own.
-func redisURL() string {
-	if u := os.Getenv("TOLLGATE_TEST_REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
-
-// MustOpen returns a client of the test Redis under prefix, closed when
-// tb ends. It fails tb when Redis does not answer (run .ci/redis.sh).
-func MustOpen(tb testing.TB, prefix string) *redislimit.Client {
-	tb.Helper()
-	c, err := redislimit.Open(redisURL(), prefix)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx); err != nil {
-		tb.Fatalf("redis at %s: %v (start it with .ci/redis.sh)", redisURL(), err)
-	}
-	return c
-}
-
-// MustPrefix returns a key prefix no other test or run uses.
-func MustPrefix(tb testing.TB) string {
-	tb.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	return "tollgate-test:" + tb.Name() + ":" + hex.EncodeToString(b[:]) + ":"
-}
 
 func allow(tb testing.TB, c *redislimit.Client, key string, rps, burst int64) (bool, int64, time.Duration) {
 	tb.Helper()
@@ -67,7 +30,7 @@ func allow(tb testing.TB, c *redislimit.Client, key string, rps, burst int64) (b
 // after that wait a request passes again.
 func TestAllowBurstThenRefuse(t *testing.T) {
 	t.Parallel()
-	c := MustOpen(t, MustPrefix(t))
+	c := redistest.MustOpen(t, redistest.Prefix(t))
 	// One request a second: a loaded machine never refills one between
 	// two calls.
 	const rps, burst = 1, 5
@@ -98,13 +61,13 @@ func TestAllowBurstThenRefuse(t *testing.T) {
 // refills while they run), never one each.
 func TestAllowExactAcrossClients(t *testing.T) {
 	t.Parallel()
-	prefix := MustPrefix(t)
+	prefix := redistest.Prefix(t)
 	const rps, burst, clients, each = 1, 20, 4, 25
 	var allowed atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range clients {
-		c := MustOpen(t, prefix)
+		c := redistest.MustOpen(t, prefix)
 		for range 2 {
 			wg.Go(func() {
 				for range each {
@@ -126,8 +89,8 @@ func TestAllowExactAcrossClients(t *testing.T) {
 // same key under different prefixes, never touch each other.
 func TestAllowKeysApart(t *testing.T) {
 	t.Parallel()
-	prefix := MustPrefix(t)
-	a, b := MustOpen(t, prefix), MustOpen(t, prefix+"other:")
+	prefix := redistest.Prefix(t)
+	a, b := redistest.MustOpen(t, prefix), redistest.MustOpen(t, prefix+"other:")
 	if ok, _, _ := allow(t, a, "k1", 1, 1); !ok {
 		t.Fatal("first request of k1: got refused, want allowed")
 	}
@@ -172,13 +135,13 @@ func TestAllowErrors(t *testing.T) {
 		rps, burst int64
 		want       string
 	}{
-		"zero rps":          {redisURL(), 0, 5, "must be positive"},
-		"zero burst":        {redisURL(), 5, 0, "must be positive"},
+		"zero rps":          {redistest.URL(), 0, 5, "must be positive"},
+		"zero burst":        {redistest.URL(), 5, 0, "must be positive"},
 		"nothing listening": {"redis://" + closedAddr, 5, 5, "rate of"},
 		"server silent":     {"redis://" + silent.Addr().String(), 5, 5, "rate of"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, err := redislimit.Open(tc.url, MustPrefix(t))
+			c, err := redislimit.Open(tc.url, redistest.Prefix(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -232,8 +195,8 @@ func TestOpenRefusesBadURLs(t *testing.T) {
 // when its window ends.
 func TestRememberOnce(t *testing.T) {
 	t.Parallel()
-	prefix := MustPrefix(t)
-	a, b := MustOpen(t, prefix), MustOpen(t, prefix)
+	prefix := redistest.Prefix(t)
+	a, b := redistest.MustOpen(t, prefix), redistest.MustOpen(t, prefix)
 	sig, other := sha256.Sum256([]byte("request one")), sha256.Sum256([]byte("request two"))
 	ctx := context.Background()
 	until := time.Now().Add(300 * time.Millisecond)
@@ -269,8 +232,8 @@ func TestRememberOnce(t *testing.T) {
 // forgetting what is not remembered is no error.
 func TestForget(t *testing.T) {
 	t.Parallel()
-	prefix := MustPrefix(t)
-	a, b := MustOpen(t, prefix), MustOpen(t, prefix)
+	prefix := redistest.Prefix(t)
+	a, b := redistest.MustOpen(t, prefix), redistest.MustOpen(t, prefix)
 	sig, other := sha256.Sum256([]byte("refused after all")), sha256.Sum256([]byte("kept"))
 	ctx := context.Background()
 	until := time.Now().Add(time.Minute)
@@ -309,13 +272,13 @@ func TestForget(t *testing.T) {
 // exactly one is told it is fresh.
 func TestRememberConcurrent(t *testing.T) {
 	t.Parallel()
-	prefix := MustPrefix(t)
+	prefix := redistest.Prefix(t)
 	sig := sha256.Sum256([]byte("raced"))
 	until := time.Now().Add(time.Minute)
 	var fresh atomic.Int64
 	var wg sync.WaitGroup
 	for range 8 {
-		c := MustOpen(t, prefix)
+		c := redistest.MustOpen(t, prefix)
 		wg.Go(func() {
 			ok, err := c.Remember(context.Background(), "tok", sig, until)
 			if err != nil {
