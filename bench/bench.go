@@ -312,6 +312,32 @@ func (b *bench) startTollgate(name string, cacheSize int, extra ...string) (*Pro
 	return p, t, nil
 }
 
+// startReplicas starts a replica per name, each with a cache of cacheSize,
+// and returns their clients and a stop that closes and stops them all
+// (also those started before an error).
+func (b *bench) startReplicas(names []string, cacheSize int) ([]*Target, []*Proc, func(), error) {
+	var ts []*Target
+	var ps []*Proc
+	stop := func() {
+		for _, t := range ts {
+			t.Close()
+		}
+		for _, p := range ps {
+			p.Stop(10 * time.Second)
+		}
+	}
+	for _, name := range names {
+		p, t, err := b.startTollgate(name, cacheSize)
+		if err != nil {
+			stop()
+			return nil, nil, nil, err
+		}
+		t.Name = name
+		ps, ts = append(ps, p), append(ts, t)
+	}
+	return ts, ps, stop, nil
+}
+
 // restartTollgate replaces the benchmarked replica with a fresh one (an
 // empty cache) sized for n tokens, with extra flags.
 func (b *bench) restartTollgate(n int, extra ...string) error {

@@ -75,24 +75,15 @@ func Fleet(ctx context.Context, cfg FleetConfig) (*FleetReport, error) {
 	}
 	defer admin.Close()
 
-	var ts []*Target
-	var ps []*Proc
-	defer func() {
-		for _, t := range ts {
-			t.Close()
-		}
-		for _, p := range ps {
-			p.Stop(10 * time.Second)
-		}
-	}()
-	for i := range cfg.Replicas {
-		p, t, err := b.startTollgate(fmt.Sprintf("replica-%d", i), 100_000)
-		if err != nil {
-			return nil, err
-		}
-		t.Name = p.Name
-		ps, ts = append(ps, p), append(ts, t)
+	names := make([]string, cfg.Replicas)
+	for i := range names {
+		names[i] = fmt.Sprintf("replica-%d", i)
 	}
+	ts, _, stop, err := b.startReplicas(names, 100_000)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
 	rep := &FleetReport{Replicas: cfg.Replicas}
 	cfg.Log("fleet: %d replicas up; idle for %v", cfg.Replicas, cfg.Idle)
 	if rep.TxIdle, err = commitsPerSecond(ctx, admin, b.dbName, func() error { time.Sleep(cfg.Idle); return nil }); err != nil {

@@ -288,24 +288,11 @@ func (b *bench) gc(phase string, p *Proc, from time.Duration) {
 // a disabled token takes to be denied by each.
 func (b *bench) revocation() error {
 	b.logf("revocation: starting 3 replicas")
-	var ts []*Target
-	var ps []*Proc
-	defer func() {
-		for _, t := range ts {
-			t.Close()
-		}
-		for _, p := range ps {
-			p.Stop(10 * time.Second)
-		}
-	}()
-	for _, name := range []string{"replica-a", "replica-b", "replica-c"} {
-		p, t, err := b.startTollgate(name, 500_000)
-		if err != nil {
-			return err
-		}
-		t.Name = name
-		ps, ts = append(ps, p), append(ts, t)
+	ts, ps, stop, err := b.startReplicas([]string{"replica-a", "replica-b", "replica-c"}, 500_000)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	var toks []Token
 	for _, t := range b.toks[generalAt:] {
 		if t.Class == classWeb || t.Class == classWebIP {
