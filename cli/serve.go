@@ -198,7 +198,7 @@ func (a *app) serve(cmd *cobra.Command) error {
 		return err
 	}
 	if st.demo {
-		if err := a.seedDemo(ctx, st.cfg.GRPCAddr); err != nil {
+		if err := a.seedDemo(ctx, st.cfg.GRPCAddr, st.cfg.HTTPAddr); err != nil {
 			return err
 		}
 	}
@@ -327,16 +327,16 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 }
 
 // seedDemo creates a demo account and tokens and prints how to try them.
-func (a *app) seedDemo(ctx context.Context, grpcAddr string) error {
+func (a *app) seedDemo(ctx context.Context, grpcAddr, httpAddr string) error {
 	db, err := a.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	return seedDemo(ctx, db, a.env.Stdout, grpcAddr)
+	return seedDemo(ctx, db, a.env.Stdout, grpcAddr, httpAddr)
 }
 
-func seedDemo(ctx context.Context, db *store.DB, w io.Writer, grpcAddr string) error {
+func seedDemo(ctx context.Context, db *store.DB, w io.Writer, grpcAddr, httpAddr string) error {
 	acc := &policy.Account{Name: "Demo", Premium: true}
 	secret, secretValue, err := db.CreateAccount(ctx, acc)
 	if err != nil {
@@ -359,22 +359,26 @@ func seedDemo(ctx context.Context, db *store.DB, w io.Writer, grpcAddr string) e
 	if err := db.CreateUser(ctx, user); err != nil {
 		return fmt.Errorf("seed demo user: %w", err)
 	}
-	host := grpcAddr
-	if strings.HasPrefix(host, ":") {
-		host = "localhost" + host
+	// ":9191" listens everywhere; localhost reaches it.
+	local := func(addr string) string {
+		if strings.HasPrefix(addr, ":") {
+			return "localhost" + addr
+		}
+		return addr
 	}
+	host := local(grpcAddr)
 	fmt.Fprintf(w, `Demo account %s
   publishable token %s (core read, dataset "prices", domains localhost and *.example.com):
     %s
   secret token %s (full access; server side only):
     %s
 
-Console (sign in at http://localhost:8181/console/ unless --http-addr says otherwise):
+Console (sign in at http://%s/console/):
   %s / %s
 
 Try a Check as Envoy would send it:
   grpcurl -plaintext -d '{"attributes":{"request":{"http":{"method":"GET","path":"/v1/prices/AAPL?token=%s","headers":{"referer":"https://app.example.com/"}}},"contextExtensions":{"api":"data","dataset":"prices","tier":"core"}}}' %s envoy.service.auth.v3.Authorization/Check
 
-`, acc.ID, pub.ID, pubValue, secret.ID, secretValue, user.Email, password, pubValue, host)
+`, acc.ID, pub.ID, pubValue, secret.ID, secretValue, local(httpAddr), user.Email, password, pubValue, host)
 	return nil
 }

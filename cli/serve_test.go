@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -137,5 +138,51 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		if msg := c.fails(tc.args...); !strings.Contains(msg, tc.want) {
 			t.Errorf("%s: stderr %q, want it to mention %q", name, msg, tc.want)
 		}
+	}
+}
+
+// TestDemoBannerNamesTheHTTPAddress: the demo's banner points at the
+// console on the address --http-addr gives, not a fixed port.
+func TestDemoBannerNamesTheHTTPAddress(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	cmd := exec.Command(binary, "serve", "--demo", "--grpc-addr", "127.0.0.1:0", "--http-addr", addr, "--metrics-addr", "127.0.0.1:0")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "TOLLGATE_DATABASE_URL=sqlite:"+filepath.Join(dir, "t.db"))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	want := "http://" + addr + "/console/"
+	found := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), want) {
+				found <- true
+				return
+			}
+		}
+		found <- false
+	}()
+	select {
+	case ok := <-found:
+		if !ok {
+			t.Errorf("the demo banner never named %s", want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("no banner naming %s within 20s", want)
 	}
 }
