@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/store"
 )
 
@@ -83,28 +82,7 @@ func newRoot(env Env) *cobra.Command {
 // with "tollgate migrate" (or "serve --migrate"), which an operator runs
 // once per release.
 func (a *app) openStore(ctx context.Context) (*store.DB, error) {
-	db, err := store.Open(ctx, a.databaseURL, store.Options{})
-	if err != nil {
-		return nil, err
-	}
-	if db.Dialect() == store.SQLite {
-		if _, err := db.Migrate(ctx); err != nil {
-			db.Close()
-			return nil, err
-		}
-		return db, nil
-	}
-	cur, latest, err := db.SchemaVersion(ctx)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	if cur < latest {
-		db.Close()
-		return nil, policy.Errorf(policy.EUnavailable,
-			"the database schema is at version %d and this tollgate needs %d: run 'tollgate migrate'", cur, latest)
-	}
-	return db, nil
+	return store.OpenReady(ctx, a.databaseURL, store.Options{}, false)
 }
 
 func (a *app) migrateCmd() *cobra.Command {

@@ -226,24 +226,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 }
 
 func (s *Server) openStore(ctx context.Context) error {
-	db, err := store.Open(ctx, s.cfg.DatabaseURL, store.Options{MaxConns: s.cfg.DBMaxConns})
+	db, err := store.OpenReady(ctx, s.cfg.DatabaseURL, store.Options{MaxConns: s.cfg.DBMaxConns}, s.cfg.Migrate)
 	if err != nil {
 		return err
-	}
-	if s.cfg.Migrate || db.Dialect() == store.SQLite {
-		if _, err := db.Migrate(ctx); err != nil {
-			db.Close()
-			return err
-		}
-	}
-	cur, latest, err := db.SchemaVersion(ctx)
-	if err != nil {
-		db.Close()
-		return err
-	}
-	if cur < latest {
-		db.Close()
-		return fmt.Errorf("the database schema is at version %d and this tollgate needs %d: run 'tollgate migrate' or serve --migrate", cur, latest)
 	}
 	s.db = db
 	return nil

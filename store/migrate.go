@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/tollgate/tollgate/policy"
+
 	"context"
 	"embed"
 	"fmt"
@@ -62,4 +64,33 @@ func (db *DB) migrator() (*goose.Provider, error) {
 		return nil, fmt.Errorf("load migrations: %w", err)
 	}
 	return p, nil
+}
+
+// OpenReady opens the store at rawURL ready for use by the server and the
+// command line alike: the embedded SQLite store is migrated (it has no
+// separate step), and so is Postgres when migrate is set; a Postgres schema
+// older than this binary is refused with EUnavailable, before anything
+// reads or writes it.
+func OpenReady(ctx context.Context, rawURL string, opt Options, migrate bool) (*DB, error) {
+	db, err := Open(ctx, rawURL, opt)
+	if err != nil {
+		return nil, err
+	}
+	if migrate || db.Dialect() == SQLite {
+		if _, err := db.Migrate(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	cur, latest, err := db.SchemaVersion(ctx)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if cur < latest {
+		db.Close()
+		return nil, policy.Errorf(policy.EUnavailable,
+			"the database schema is at version %d and this tollgate needs %d: run 'tollgate migrate' (or serve with --migrate)", cur, latest)
+	}
+	return db, nil
 }
