@@ -112,20 +112,21 @@ func DefaultConfig() Config {
 			NegativeTTL:  10 * time.Second,
 			MaxStaleness: 15 * time.Minute,
 			StoreTimeout: 2 * time.Second,
-			// A dozen unknown tokens a second cover those used within
-			// moments of their creation; a flood of made-up ones costs the
-			// store no more than that.
+			// Enough for tokens used within moments of their creation,
+			// before this replica heard of them; a flood of made-up ones
+			// costs the store no more than that.
 			FilterMissLookups: 20,
 		},
+		ResyncInterval:  30 * time.Second,
+		Credits:         credits.DefaultConfig(),
+		RedisTimeout:    credits.DefaultConfig().LimiterTimeout,
+		SignatureSkew:   5 * time.Minute,
+		SessionTTL:      12 * time.Hour,
+		ReplayCacheSize: 1_000_000,
+		ReplayPerToken:  250_000,
+		SignIn:          admin.DefaultSignInConfig(),
+
 		MembershipFilter: true,
-		ResyncInterval:   30 * time.Second,
-		Credits:          credits.DefaultConfig(),
-		RedisTimeout:     credits.DefaultConfig().LimiterTimeout,
-		SignatureSkew:    5 * time.Minute,
-		SessionTTL:       12 * time.Hour,
-		ReplayCacheSize:  1_000_000,
-		ReplayPerToken:   250_000,
-		SignIn:           admin.DefaultSignInConfig(),
 		ExtAuthz: extauthz.Config{
 			TokenSources:     extauthz.DefaultTokenSources(),
 			StripCredentials: true,
