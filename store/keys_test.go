@@ -196,3 +196,50 @@ func TestFilterNewTokenOnAnotherReplica(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecideUnknown is the cost of a made-up, well-formed token on a
+// replica over Postgres: a store query each without the membership
+// filter, none with it.
+func BenchmarkDecideUnknown(b *testing.B) {
+	db, _ := storetest.MustOpen(b, store.Postgres)
+	ctx := context.Background()
+	a := &policy.Account{Name: "Acme"}
+	if _, _, err := db.CreateAccount(ctx, a); err != nil {
+		b.Fatal(err)
+	}
+	// Distinct values, more than the negative cache holds, so that no
+	// look-up is saved by it.
+	values := make([]string, 20_000)
+	for i := range values {
+		values[i] = policy.NewValue(policy.Publishable)
+	}
+	for _, filter := range []bool{false, true} {
+		name := "store"
+		if filter {
+			name = "filter"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := policy.CacheConfig{Size: 1000, TTL: time.Hour, NegativeSize: 100, NegativeTTL: time.Hour,
+				MaxStaleness: time.Hour, StoreTimeout: 5 * time.Second}
+			cache, err := policy.NewCache(db, cfg, time.Now, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if filter {
+				if err := cache.LoadFilter(ctx, db); err != nil {
+					b.Fatal(err)
+				}
+			}
+			d := policy.NewDecider(cache, nil, time.Now, policy.EvalOptions{})
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				dec, err := d.Decide(ctx, &policy.Request{Token: values[i%len(values)]})
+				if err != nil || dec.Code != policy.CodeTokenUnknown {
+					b.Fatalf("got %s (%v), want %s", dec.Code, err, policy.CodeTokenUnknown)
+				}
+				i++
+			}
+		})
+	}
+}
