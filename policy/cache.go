@@ -142,8 +142,9 @@ func (c *Cache) Configure(cfg CacheConfig) error {
 func (c *Cache) Config() CacheConfig { return *c.cfg.Load() }
 
 // Get returns the policy of the token whose value hashes to h. It returns
-// an error wrapping ErrNotFound for an unknown token, and another error only
-// when the store failed and nothing usable was cached.
+// an error wrapping ErrNotFound for an unknown token (or one the membership
+// filter rules out), and another error only when the store failed and
+// nothing usable was cached.
 func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
 	cfg := c.cfg.Load()
 	now := c.now().UnixNano()
@@ -152,8 +153,9 @@ func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
 		c.stats.hits.Add(1)
 		return cachedPolicy, nil
 	}
+	ruledOut := false
 	if !cached {
-		ruledOut := c.ruledOut(h)
+		ruledOut = c.ruledOut(h)
 		if at, ok := c.negative.Get(h); ok && now-at < int64(cfg.NegativeTTL) {
 			c.stats.negativeHits.Add(1)
 			return Policy{}, ErrNotFound
@@ -172,6 +174,13 @@ func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
 		return p, err
 	}
 	c.stats.loadErrors.Add(1)
+	if ruledOut {
+		// The filter's word stands: a deny, not an error that Envoy's
+		// failure_mode_allow could turn into an allow for a made-up
+		// token while the store is down.
+		c.stats.filterRefusals.Add(1)
+		return Policy{}, ErrNotFound
+	}
 	// The store failed: a policy that merely outlived its TTL is still the
 	// best answer, up to the staleness bound. One known to have changed is
 	// not.
@@ -273,9 +282,10 @@ func (c *Cache) InvalidateAll() {
 type CacheStats struct {
 	Hits, Misses, NegativeHits, Evictions, StaleServed, LoadErrors, Invalidations uint64
 	Entries, NegativeEntries                                                      int
-	// FilterRefusals counts unknown tokens refused by the membership filter
-	// without a query; FilterLookups those it ruled out and that were
-	// looked up all the same (see CacheConfig.FilterMissLookups).
+	// FilterRefusals counts unknown tokens refused on the membership
+	// filter's word: without a query, or when the query failed;
+	// FilterLookups those it ruled out and that were looked up all the
+	// same (see CacheConfig.FilterMissLookups).
 	FilterRefusals, FilterLookups uint64
 	// FilterLoaded reports whether a membership filter is in force, and
 	// FilterEntries and FilterBytes its keys and size.

@@ -197,9 +197,10 @@ func TestCacheFilter(t *testing.T) {
 		run func(t *testing.T, s *fakeStore, cache *policy.Cache) policy.Hash
 		// found is whether the token is found; queries how many store
 		// look-ups the last Get made; refused whether the filter refused it.
-		found   bool
-		queries int64
-		refused bool
+		// fails is whether Get returns an error other than not found.
+		found, fails bool
+		queries      int64
+		refused      bool
 	}{
 		{name: "no filter loaded yet: an unknown token is looked up", lookups: 0,
 			run: func(t *testing.T, s *fakeStore, cache *policy.Cache) policy.Hash {
@@ -284,6 +285,19 @@ func TestCacheFilter(t *testing.T) {
 				}
 				return randomHash(t)
 			}, found: false, queries: 1},
+		{name: "a token the filter rules out is refused when its look-up fails", lookups: 5,
+			run: func(t *testing.T, s *fakeStore, cache *policy.Cache) policy.Hash {
+				MustLoadFilter(t, cache, s)
+				s.err = errors.New("store down")
+				return randomHash(t)
+			}, found: false, queries: 1, refused: true},
+		{name: "a token the filter may hold is an error when its look-up fails", lookups: 5,
+			run: func(t *testing.T, s *fakeStore, cache *policy.Cache) policy.Hash {
+				h := addToken(s)
+				MustLoadFilter(t, cache, s)
+				s.err = errors.New("store down")
+				return h
+			}, found: false, queries: 1, fails: true},
 		{name: "a failed load leaves the filter in force", lookups: 0,
 			run: func(t *testing.T, s *fakeStore, cache *policy.Cache) policy.Hash {
 				MustLoadFilter(t, cache, s)
@@ -302,8 +316,8 @@ func TestCacheFilter(t *testing.T) {
 			if found := err == nil; found != tc.found {
 				t.Fatalf("found: got %v (%v), want %v", found, err, tc.found)
 			}
-			if err != nil && !errors.Is(err, policy.ErrNotFound) {
-				t.Fatalf("got %v, want not found", err)
+			if err != nil && errors.Is(err, policy.ErrNotFound) == tc.fails {
+				t.Fatalf("got %v, want an error other than not found %v", err, tc.fails)
 			}
 			if got := s.calls.Load() - before; got != tc.queries {
 				t.Errorf("store queries: got %d, want %d", got, tc.queries)
