@@ -57,6 +57,8 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.DurationVar(&cfg.Cache.NegativeTTL, "negative-cache-ttl", cfg.Cache.NegativeTTL, "how long an unknown token is remembered as unknown [reloadable]")
 	f.DurationVar(&cfg.Cache.MaxStaleness, "max-staleness", cfg.Cache.MaxStaleness, "while the store is down, cached policies up to this old keep serving [reloadable]")
 	f.DurationVar(&cfg.Cache.StoreTimeout, "store-timeout", cfg.Cache.StoreTimeout, "deadline of one store look-up (a cache miss); keep it below Envoy's check timeout [reloadable]")
+	f.BoolVar(&cfg.MembershipFilter, "membership-filter", cfg.MembershipFilter, "keep a Bloom filter of every token key (about 1.8 bytes each) so that unknown tokens are refused without a query")
+	f.IntVar(&cfg.Cache.FilterMissLookups, "filter-miss-lookups", cfg.Cache.FilterMissLookups, "tokens a second that the membership filter rules out and that are still looked up, in case they were created too recently for this replica to know; the rest are refused without a query [reloadable]")
 	f.DurationVar(&cfg.ResyncInterval, "resync-interval", cfg.ResyncInterval, "how often the change log is read to catch up on missed notifications")
 	f.StringVar(&st.creditPeriod, "credit-period", string(cfg.Credits.Period), "credits count per calendar month, week, day or hour (UTC)")
 	f.StringVar(&cfg.RedisURL, "redis-url", "", "Redis (redis://[user:password@]host:port[/db]) for fleet-wide rate limits; without it each replica enforces a share")

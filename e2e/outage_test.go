@@ -99,7 +99,10 @@ func TestDatabaseOutageUnknownTokenIsUnavailable(t *testing.T) {
 	t.Parallel()
 	db, dbURL := MustOpenDB(t)
 	proxy := newPGProxy(t, postgresAddr(t, dbURL))
-	r := startReplica(t, "outage-status", proxy.url(t, dbURL), "--store-timeout", "500ms")
+	// Without the membership filter: with it, a made-up token is denied
+	// (token_unknown) on the filter's word even with the store cut, and
+	// there is nothing left to report the status of.
+	r := startReplica(t, "outage-status", proxy.url(t, dbURL), "--store-timeout", "500ms", "--membership-filter=false")
 	acc := MustCreateAccount(t, db, "Status Co", false)
 	_, value := MustCreateToken(t, db, acc.ID, nil)
 	r.mustAllow(t, call{Token: value}) // the pool now holds a connection
@@ -109,6 +112,28 @@ func TestDatabaseOutageUnknownTokenIsUnavailable(t *testing.T) {
 		o := r.check(call{Token: unknownToken()}, 5*time.Second)
 		if o.Allowed || o.GRPC != codes.Unavailable {
 			t.Errorf("unknown token #%d with the database cut: got %v, want gRPC error Unavailable", i, o)
+		}
+	}
+}
+
+// TestDatabaseOutageMadeUpTokenIsDenied: with the membership filter in
+// force, a made-up token is denied (token_unknown) with the store cut,
+// rather than answered with an error that failure_mode_allow would turn
+// into an allow; within filter-miss-lookups its look-up is still tried.
+func TestDatabaseOutageMadeUpTokenIsDenied(t *testing.T) {
+	t.Parallel()
+	db, dbURL := MustOpenDB(t)
+	proxy := newPGProxy(t, postgresAddr(t, dbURL))
+	r := startReplica(t, "outage-filter", proxy.url(t, dbURL), "--store-timeout", "500ms")
+	acc := MustCreateAccount(t, db, "Filter Co", false)
+	_, value := MustCreateToken(t, db, acc.ID, nil)
+	r.waitMetric(t, "tollgate_filter_loaded", 10*time.Second, func(v float64) bool { return v == 1 }, "membership filter in force")
+	r.mustAllow(t, call{Token: value})
+
+	proxy.cut()
+	for i := range 3 {
+		if o := r.check(call{Token: unknownToken()}, 5*time.Second); !o.denied("token_unknown") {
+			t.Errorf("made-up token #%d with the database cut: got %v, want deny token_unknown", i, o)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,11 @@ type CacheConfig struct {
 	MaxStaleness time.Duration
 	// StoreTimeout bounds one look-up.
 	StoreTimeout time.Duration
+	// FilterMissLookups is how many tokens per second that the membership
+	// filter rules out are still looked up in the store, in case they were
+	// created too recently for this replica to have heard of them. Past
+	// it, they are refused without a query; 0 refuses every one.
+	FilterMissLookups int
 }
 
 // Validate reports the first unusable setting.
@@ -55,6 +61,8 @@ func (c CacheConfig) Validate() error {
 		return errors.New("max-staleness must be at least cache-ttl")
 	case c.StoreTimeout <= 0:
 		return errors.New("store-timeout must be > 0")
+	case c.FilterMissLookups < 0:
+		return errors.New("filter-miss-lookups must be >= 0")
 	}
 	return nil
 }
@@ -62,7 +70,9 @@ func (c CacheConfig) Validate() error {
 // Cache holds compiled policies by token hash in an LRU, with a TTL, a
 // separate negative cache for unknown tokens, one store query per key at a
 // time (singleflight), and eviction on notification. When the store fails,
-// it keeps serving what it has, up to MaxStaleness old.
+// it keeps serving what it has, up to MaxStaleness old. Once a membership
+// filter is loaded (LoadFilter), a token it rules out is refused without a
+// query.
 type Cache struct {
 	store    Store
 	open     Opener
@@ -80,9 +90,21 @@ type Cache struct {
 	// may hold data older than the change, so it is not cached.
 	gen atomic.Uint64
 
+	// filter is the membership filter in force, nil before the first load
+	// and after changes were lost; building is the one being loaded. Both
+	// receive every announced key. filterGen counts the times changes were
+	// lost, so that a load that overlapped one is not put in force;
+	// filterMu orders that check against the loss.
+	filter, building atomic.Pointer[Membership]
+	filterGen        atomic.Uint64
+	filterMu         sync.Mutex
+	rebuild          chan struct{}
+	missLookups      allowance
+
 	stats struct {
 		hits, misses, negativeHits, evictions, staleServed atomic.Uint64
 		loadErrors, invalidations                          atomic.Uint64
+		filterRefusals, filterLookups                      atomic.Uint64
 	}
 }
 
@@ -97,7 +119,8 @@ func NewCache(store Store, cfg CacheConfig, now func() time.Time, open Opener) (
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{store: store, open: open, now: now, entries: newTable(cfg.Size), negative: negative}
+	c := &Cache{store: store, open: open, now: now, entries: newTable(cfg.Size), negative: negative,
+		rebuild: make(chan struct{}, 1)}
 	c.cfg.Store(&cfg)
 	c.loads.Store(new(singleflight.Group))
 	return c, nil
@@ -119,8 +142,9 @@ func (c *Cache) Configure(cfg CacheConfig) error {
 func (c *Cache) Config() CacheConfig { return *c.cfg.Load() }
 
 // Get returns the policy of the token whose value hashes to h. It returns
-// an error wrapping ErrNotFound for an unknown token, and another error only
-// when the store failed and nothing usable was cached.
+// an error wrapping ErrNotFound for an unknown token (or one the membership
+// filter rules out), and another error only when the store failed and
+// nothing usable was cached.
 func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
 	cfg := c.cfg.Load()
 	now := c.now().UnixNano()
@@ -129,10 +153,19 @@ func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
 		c.stats.hits.Add(1)
 		return cachedPolicy, nil
 	}
+	ruledOut := false
 	if !cached {
+		ruledOut = c.ruledOut(h)
 		if at, ok := c.negative.Get(h); ok && now-at < int64(cfg.NegativeTTL) {
 			c.stats.negativeHits.Add(1)
 			return Policy{}, ErrNotFound
+		}
+		if ruledOut {
+			if !c.missLookups.take(now, cfg.FilterMissLookups) {
+				c.stats.filterRefusals.Add(1)
+				return Policy{}, ErrNotFound
+			}
+			c.stats.filterLookups.Add(1)
 		}
 	}
 	c.stats.misses.Add(1)
@@ -141,6 +174,13 @@ func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
 		return p, err
 	}
 	c.stats.loadErrors.Add(1)
+	if ruledOut {
+		// The filter's word stands: a deny, not an error that Envoy's
+		// failure_mode_allow could turn into an allow for a made-up
+		// token while the store is down.
+		c.stats.filterRefusals.Add(1)
+		return Policy{}, ErrNotFound
+	}
 	// The store failed: a policy that merely outlived its TTL is still the
 	// best answer, up to the staleness bound. One known to have changed is
 	// not.
@@ -207,8 +247,10 @@ func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, err
 	}
 }
 
-// Invalidate forgets the token key with hash h, known or unknown.
+// Invalidate forgets the token key with hash h, known or unknown, and
+// adds it to the membership filter: it may be a key just created.
 func (c *Cache) Invalidate(h Hash) {
+	c.addKey(h)
 	c.gen.Add(1)
 	c.stats.invalidations.Add(1)
 	c.loads.Load().Forget(string(h[:]))
@@ -225,7 +267,10 @@ func (c *Cache) InvalidateAccount(id string) {
 }
 
 // InvalidateAll forgets everything: for when changes may have been missed.
+// The membership filter, which may lack keys created meanwhile, stops
+// being used until it is loaded again (FilterWanted).
 func (c *Cache) InvalidateAll() {
+	c.dropFilter()
 	c.gen.Add(1)
 	c.stats.invalidations.Add(1)
 	c.loads.Store(new(singleflight.Group))
@@ -237,14 +282,28 @@ func (c *Cache) InvalidateAll() {
 type CacheStats struct {
 	Hits, Misses, NegativeHits, Evictions, StaleServed, LoadErrors, Invalidations uint64
 	Entries, NegativeEntries                                                      int
+	// FilterRefusals counts unknown tokens refused on the membership
+	// filter's word: without a query, or when the query failed;
+	// FilterLookups those it ruled out and that were looked up all the
+	// same (see CacheConfig.FilterMissLookups).
+	FilterRefusals, FilterLookups uint64
+	// FilterLoaded reports whether a membership filter is in force, and
+	// FilterEntries and FilterBytes its keys and size.
+	FilterLoaded               bool
+	FilterEntries, FilterBytes int
 }
 
 // Stats returns the cache's counters.
 func (c *Cache) Stats() CacheStats {
-	return CacheStats{
+	s := CacheStats{
 		Hits: c.stats.hits.Load(), Misses: c.stats.misses.Load(), NegativeHits: c.stats.negativeHits.Load(),
 		Evictions: c.stats.evictions.Load(), StaleServed: c.stats.staleServed.Load(),
 		LoadErrors: c.stats.loadErrors.Load(), Invalidations: c.stats.invalidations.Load(),
 		Entries: c.entries.len(), NegativeEntries: c.negative.Len(),
+		FilterRefusals: c.stats.filterRefusals.Load(), FilterLookups: c.stats.filterLookups.Load(),
 	}
+	if f := c.filter.Load(); f != nil {
+		s.FilterLoaded, s.FilterEntries, s.FilterBytes = true, f.Len(), f.Bytes()
+	}
+	return s
 }

@@ -90,6 +90,17 @@ func (m *metrics) follow(cache *policy.Cache, w *store.Watcher, cfg *Config) {
 		counter("tollgate_cache_evictions_total", "Entries pushed out of the cache by its size bound.", func() uint64 { return cache.Stats().Evictions }),
 		counter("tollgate_cache_stale_served_total", "Policies served past their TTL because the store failed.", func() uint64 { return cache.Stats().StaleServed }),
 		gauge("tollgate_cache_entries", "Token policies cached.", func() float64 { return float64(cache.Stats().Entries) }),
+		counter("tollgate_filter_refusals_total", "Unknown tokens refused by the membership filter without a store query.", func() uint64 { return cache.Stats().FilterRefusals }),
+		counter("tollgate_filter_miss_lookups_total", "Tokens the membership filter ruled out that were looked up all the same (filter-miss-lookups a second), in case they were just created.",
+			func() uint64 { return cache.Stats().FilterLookups }),
+		gauge("tollgate_filter_entries", "Token keys in the membership filter in force.", func() float64 { return float64(cache.Stats().FilterEntries) }),
+		gauge("tollgate_filter_bytes", "Size of the membership filter in force.", func() float64 { return float64(cache.Stats().FilterBytes) }),
+		gauge("tollgate_filter_loaded", "1 while a membership filter is in force; 0 before its first load and after changes were lost, when every unknown token is looked up.", func() float64 {
+			if cache.Stats().FilterLoaded {
+				return 1
+			}
+			return 0
+		}),
 		counter("tollgate_invalidations_total", "Policy changes received (notifications and change-log catch-up).", w.Received),
 		counter("tollgate_listener_reconnects_total", "Times the notification connection was re-established.", w.Reconnects),
 		gauge("tollgate_listener_connected", "1 while policy change notifications flow.", func() float64 {

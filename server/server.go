@@ -52,6 +52,9 @@ type Config struct {
 	Migrate bool
 
 	Cache policy.CacheConfig
+	// MembershipFilter keeps a Bloom filter of every live token key, so
+	// that an unknown token is refused without a store query.
+	MembershipFilter bool
 	// Credits tunes credit accounting and rate limits.
 	Credits credits.Config
 	// RedisURL, when set, makes rate limits (GCRA in Redis) and replay
@@ -110,6 +113,10 @@ func DefaultConfig() Config {
 			NegativeTTL:  10 * time.Second,
 			MaxStaleness: 15 * time.Minute,
 			StoreTimeout: 2 * time.Second,
+			// Enough for tokens used within moments of their creation,
+			// before this replica heard of them; a flood of made-up ones
+			// costs the store no more than that.
+			FilterMissLookups: 20,
 		},
 		ResyncInterval:  30 * time.Second,
 		Credits:         credits.DefaultConfig(),
@@ -119,6 +126,8 @@ func DefaultConfig() Config {
 		ReplayCacheSize: 1_000_000,
 		ReplayPerToken:  250_000,
 		SignIn:          admin.DefaultSignInConfig(),
+
+		MembershipFilter: true,
 		ExtAuthz: extauthz.Config{
 			TokenSources:     extauthz.DefaultTokenSources(),
 			StripCredentials: true,
@@ -387,7 +396,7 @@ func (s *Server) Reconfigure(cfg Config) []string {
 		"grpc-addr": old.GRPCAddr != cfg.GRPCAddr, "http-addr": old.HTTPAddr != cfg.HTTPAddr,
 		"metrics-addr": old.MetricsAddr != cfg.MetricsAddr, "replay-cache-size": old.ReplayCacheSize != cfg.ReplayCacheSize, "replay-per-token": old.ReplayPerToken != cfg.ReplayPerToken,
 		"database-url": old.DatabaseURL != cfg.DatabaseURL, "listen-database-url": old.ListenDatabaseURL != cfg.ListenDatabaseURL,
-		"db-max-conns": old.DBMaxConns != cfg.DBMaxConns, "resync-interval": old.ResyncInterval != cfg.ResyncInterval,
+		"db-max-conns": old.DBMaxConns != cfg.DBMaxConns, "membership-filter": old.MembershipFilter != cfg.MembershipFilter, "resync-interval": old.ResyncInterval != cfg.ResyncInterval,
 		"redis-url": old.RedisURL != cfg.RedisURL, "redis-timeout": old.RedisTimeout != cfg.RedisTimeout,
 		"route-rules": old.RouteRules != cfg.RouteRules, "dry-run": old.ExtAuthz.DryRun != cfg.ExtAuthz.DryRun,
 		"xff-trusted-hops":        old.ExtAuthz.TrustedHops != cfg.ExtAuthz.TrustedHops,
@@ -414,6 +423,9 @@ func (s *Server) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watcher.Run(watchCtx) })
+	if s.cfg.MembershipFilter {
+		wg.Go(func() { s.keepFilter(watchCtx) })
+	}
 	// Policies cached before the watcher has applied the changes logged
 	// just before this start would be evicted once more; wait for it a
 	// moment, but never for a database that does not answer.
