@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
 	"net/http"
 	"net/textproto"
 	"strconv"
@@ -98,14 +97,12 @@ func (h *httpHeaders) Get(name string) string {
 	return h.h.Get(name)
 }
 
-func (h *httpHeaders) values(name string) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		for _, v := range h.h.Values(name) {
-			if !yield(v) {
-				return
-			}
-		}
+func (h *httpHeaders) nth(name string, i int) (string, bool) {
+	vs := h.h.Values(name)
+	if i >= len(vs) {
+		return "", false
 	}
+	return vs[i], true
 }
 
 // routeHeaders is a route's context from X-Tollgate-* headers.

@@ -3,7 +3,6 @@ package extauthz
 import (
 	"errors"
 	"fmt"
-	"iter"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -75,28 +74,32 @@ func (h headers) Get(name string) string {
 	return h.http.GetHost()
 }
 
-// values yields every value of a header: Envoy's headers map joins repeats
-// with commas, but header_map (raw headers) lists each on its own.
-func (h headers) values(name string) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		if v, ok := h.http.GetHeaders()[name]; ok {
-			if !yield(v) {
-				return
-			}
+// nth returns the i-th value of a header, counting from 0: Envoy's
+// headers map joins repeats with commas, but header_map (raw headers)
+// lists each on its own. It reports false past the last. An index rather
+// than an iterator: through the requestHeaders interface an iterator's
+// closure would cost an allocation per header read.
+func (h headers) nth(name string, i int) (string, bool) {
+	if v, ok := h.http.GetHeaders()[name]; ok {
+		if i == 0 {
+			return v, true
 		}
-		for _, hv := range h.http.GetHeaderMap().GetHeaders() {
-			if hv.GetKey() != name {
-				continue
-			}
-			v := hv.GetValue()
-			if v == "" {
-				v = string(hv.GetRawValue())
-			}
-			if !yield(v) {
-				return
-			}
-		}
+		i--
 	}
+	for _, hv := range h.http.GetHeaderMap().GetHeaders() {
+		if hv.GetKey() != name {
+			continue
+		}
+		if i > 0 {
+			i--
+			continue
+		}
+		if v := hv.GetValue(); v != "" {
+			return v, true
+		}
+		return string(hv.GetRawValue()), true
+	}
+	return "", false
 }
 
 func (h headers) lookup(name string) string {
@@ -115,11 +118,11 @@ func (h headers) lookup(name string) string {
 }
 
 // requestHeaders reads a request's headers, whichever front end received
-// them: Get returns one value (policy.Headers), values every line of a
-// header that may repeat.
+// them: Get returns one value (policy.Headers), nth each line of a header
+// that may repeat.
 type requestHeaders interface {
 	policy.Headers
-	values(name string) iter.Seq[string]
+	nth(name string, i int) (string, bool)
 }
 
 // incoming is one request as a front end received it, before any of it
@@ -267,13 +270,21 @@ func (s *Server) readToken(h requestHeaders, q *queryParams, req *policy.Request
 			}
 			see(q.v[p])
 		case SourceBearer:
-			for v := range h.values("authorization") {
+			for i := 0; ; i++ {
+				v, ok := h.nth("authorization", i)
+				if !ok {
+					break
+				}
 				if t, ok := bearer(v); ok {
 					see(t)
 				}
 			}
 		case SourceAPIKey:
-			for v := range h.values("x-api-key") {
+			for i := 0; ; i++ {
+				v, ok := h.nth("x-api-key", i)
+				if !ok {
+					break
+				}
 				see(strings.TrimSpace(v))
 			}
 		}
@@ -309,7 +320,11 @@ func (s *Server) clientIP(peer string, h requestHeaders) netip.Addr {
 	// stack.
 	var buf [8]string
 	lines := buf[:0]
-	for v := range h.values("x-forwarded-for") {
+	for i := 0; ; i++ {
+		v, ok := h.nth("x-forwarded-for", i)
+		if !ok {
+			break
+		}
 		lines = append(lines, v)
 	}
 	seen := 0
