@@ -145,7 +145,8 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusInternalServerError
 		}
 		s.log.Error("http authz: cannot decide", "err", err)
-		writeJSON(w, status, "unavailable", "tollgate cannot decide now; retry")
+		body, _ := json.Marshal(errorBody{Error: errorDetail{Code: "unavailable", Message: "tollgate cannot decide now; retry"}})
+		writeDeny(w, status, body, dia)
 		return
 	}
 	switch {
@@ -250,6 +251,13 @@ func (h *HTTPHandler) deny(w http.ResponseWriter, d policy.Decision, dia dialect
 	case http.StatusTooManyRequests:
 		hdr.Set("Retry-After", strconv.FormatInt(ceilSeconds(d.Usage.RetryAfter), 10))
 	}
+	writeDeny(w, status, body, dia)
+}
+
+// writeDeny writes a deny's status and JSON body. For nginx the status is
+// 401 or 403, and the real one and the body travel in headers.
+func writeDeny(w http.ResponseWriter, status int, body []byte, dia dialect) {
+	hdr := w.Header()
 	if dia == dialectNginx {
 		// json.Marshal escapes control characters, so the body is one
 		// header line.
@@ -274,11 +282,4 @@ func (s *Server) creditHeaders(d policy.Decision, hdr http.Header) {
 	for _, o := range list.list {
 		hdr.Set(o.GetHeader().GetKey(), o.GetHeader().GetValue())
 	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, code, msg string) {
-	body, _ := json.Marshal(errorBody{Error: errorDetail{Code: policy.Code(code), Message: msg}})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(body)
 }

@@ -3,6 +3,8 @@ package extauthz_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -173,5 +175,39 @@ func TestHTTPPrefix(t *testing.T) {
 		if err := extauthz.ValidateHTTPPrefix(prefix); (err == nil) != ok {
 			t.Errorf("%q: got %v, want ok=%v", prefix, err, ok)
 		}
+	}
+}
+
+// TestHTTPCannotDecide: when the decider fails, the answer is a 5xx every
+// proxy denies on (never a 2xx), with a JSON body; for nginx a 403 that
+// carries it.
+func TestHTTPCannotDecide(t *testing.T) {
+	for name, tc := range map[string]struct {
+		err                 error
+		dialectPath, status string
+		want                int
+	}{
+		"timeout, envoy":  {err: fmt.Errorf("store: %w", context.DeadlineExceeded), dialectPath: "/authz/v1/prices", want: 503},
+		"internal, envoy": {err: errors.New("store: broken"), dialectPath: "/authz/v1/prices", want: 500},
+		"timeout, nginx":  {err: fmt.Errorf("store: %w", context.DeadlineExceeded), dialectPath: extauthz.NginxPath, want: 403, status: "503"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := &fakeDecider{DecideFn: func(*policy.Request) (policy.Decision, error) { return policy.Decision{}, tc.err }}
+			h, err := extauthz.NewServer(d, extauthz.Config{AllowUnmatchedRoutes: true}, discard, nil).HTTPHandler("/authz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := httptest.NewRequest("GET", tc.dialectPath+"?token="+tokA, nil)
+			r.Header.Set("X-Original-Method", "GET")
+			r.Header.Set("X-Original-Uri", "/v1/prices?token="+tokA)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tc.want || w.Header().Get(extauthz.HeaderStatus) != tc.status {
+				t.Errorf("got %d (%s %q), want %d (%q)", w.Code, extauthz.HeaderStatus, w.Header().Get(extauthz.HeaderStatus), tc.want, tc.status)
+			}
+			if got := answerCode(t, w.Code, w.Body.String()); got != "unavailable" {
+				t.Errorf("code got %q, want unavailable", got)
+			}
+		})
 	}
 }
