@@ -10,11 +10,12 @@ FUZZTIME ?= 30s
 run:
 	$(GO) run ./cmd/tollgate serve --demo
 
-## test: every test, against real Postgres, Redis and headless Chromium (installed if missing)
+## test: every test, against real Postgres, Redis, headless Chromium, nginx and Caddy (installed if missing)
 test:
 	bash .ci/postgres.sh
 	bash .ci/redis.sh
 	bash .ci/chromium.sh
+	bash .ci/proxies.sh
 	$(GO) test -count=1 ./...
 
 ## bench: load benchmark against the no-op baseline on Postgres (1k–1M tokens) into docs/benchmarks.md; BENCH_QUICK=1 for a smoke run

@@ -46,6 +46,8 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.StringVar(&st.configFile, "config", "", "YAML file of settings (keys are flag names); re-read on SIGHUP and when it changes")
 	f.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "ext_authz gRPC listen address")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address for /healthz, /readyz, the Tokens API (/v1) and the console")
+	f.StringVar(&cfg.AuthzHTTPAddr, "authz-http-addr", "", "HTTP listen address for authorization subrequests from Envoy http_service, nginx auth_request, Caddy or Traefik forward auth (off when empty)")
+	f.StringVar(&cfg.AuthzHTTPPrefix, "authz-http-prefix", cfg.AuthzHTTPPrefix, "path prefix Envoy's http_service puts before the original path on --authz-http-addr")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "HTTP listen address for /metrics alone, apart from the Tokens API and console")
 	f.StringVar(&cfg.ListenDatabaseURL, "listen-database-url", "", "direct Postgres URL for LISTEN when --database-url goes through a transaction pooler (default: --database-url)")
 	f.IntVar(&cfg.DBMaxConns, "db-max-conns", cfg.DBMaxConns, "most open connections in the store's pool (plus one for LISTEN)")

@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,6 +162,50 @@ func BenchmarkCheckGRPC(b *testing.B) {
 					resp, err := client.Check(context.Background(), req)
 					if err != nil || resp.GetOkResponse() == nil {
 						panic(fmt.Sprintf("not allowed: %v %v", resp, err))
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkHTTPAuthz is the HTTP endpoint on a cache hit, in process,
+// for the same request as BenchmarkCheck: Envoy's http_service dialect
+// and nginx's. Compare it with BenchmarkCheck/plain in the same run.
+func BenchmarkHTTPAuthz(b *testing.B) {
+	srv, cr := benchServer(b, false)
+	h, err := srv.HTTPHandler(extauthz.DefaultHTTPPrefix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hr := cr.GetAttributes().GetRequest().GetHttp()
+	header := http.Header{"X-Real-Ip": {"10.1.2.3"}, "X-Tollgate-Api": {"data"}, "X-Tollgate-Dataset": {"prices"},
+		"X-Tollgate-Tier": {"core"}, "X-Tollgate-Cost": {"1"}}
+	for k, v := range hr.GetHeaders() {
+		if !strings.HasPrefix(k, ":") {
+			header.Set(k, v)
+		}
+	}
+	for _, dia := range []struct {
+		name, method, uri string
+		extra             http.Header
+	}{
+		{"envoy", "GET", extauthz.DefaultHTTPPrefix + hr.GetPath(), nil},
+		{"nginx", "GET", extauthz.NginxPath, http.Header{"X-Original-Method": {"GET"}, "X-Original-Uri": {hr.GetPath()}}},
+	} {
+		b.Run(dia.name, func(b *testing.B) {
+			hdr := header.Clone()
+			maps.Copy(hdr, dia.extra)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				r := &http.Request{Method: dia.method, RequestURI: dia.uri, Header: hdr, Host: "api.example.com"}
+				r = r.WithContext(context.Background())
+				for pb.Next() {
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, r)
+					if w.Code != http.StatusOK {
+						b.Fatalf("not allowed: %d %s", w.Code, w.Body)
 					}
 				}
 			})

@@ -3,7 +3,6 @@ package extauthz
 import (
 	"errors"
 	"fmt"
-	"iter"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -75,28 +74,32 @@ func (h headers) Get(name string) string {
 	return h.http.GetHost()
 }
 
-// values yields every value of a header: Envoy's headers map joins repeats
-// with commas, but header_map (raw headers) lists each on its own.
-func (h headers) values(name string) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		if v, ok := h.http.GetHeaders()[name]; ok {
-			if !yield(v) {
-				return
-			}
+// nth returns the i-th value of a header, counting from 0: Envoy's
+// headers map joins repeats with commas, but header_map (raw headers)
+// lists each on its own. It reports false past the last. An index rather
+// than an iterator: through the requestHeaders interface an iterator's
+// closure would cost an allocation per header read.
+func (h headers) nth(name string, i int) (string, bool) {
+	if v, ok := h.http.GetHeaders()[name]; ok {
+		if i == 0 {
+			return v, true
 		}
-		for _, hv := range h.http.GetHeaderMap().GetHeaders() {
-			if hv.GetKey() != name {
-				continue
-			}
-			v := hv.GetValue()
-			if v == "" {
-				v = string(hv.GetRawValue())
-			}
-			if !yield(v) {
-				return
-			}
-		}
+		i--
 	}
+	for _, hv := range h.http.GetHeaderMap().GetHeaders() {
+		if hv.GetKey() != name {
+			continue
+		}
+		if i > 0 {
+			i--
+			continue
+		}
+		if v := hv.GetValue(); v != "" {
+			return v, true
+		}
+		return string(hv.GetRawValue()), true
+	}
+	return "", false
 }
 
 func (h headers) lookup(name string) string {
@@ -114,6 +117,32 @@ func (h headers) lookup(name string) string {
 	return ""
 }
 
+// requestHeaders reads a request's headers, whichever front end received
+// them: Get returns one value (policy.Headers), nth each line of a header
+// that may repeat.
+type requestHeaders interface {
+	policy.Headers
+	nth(name string, i int) (string, bool)
+}
+
+// incoming is one request as a front end received it, before any of it
+// is trusted: what translate turns into a policy.Request, the same way for
+// every front end.
+type incoming struct {
+	method string
+	// target is the path and query as the client sent them.
+	target  string
+	headers requestHeaders
+	// peer is the caller's address as the proxy saw it: the TCP peer, or
+	// the address the proxy computed; "" when unknown.
+	peer string
+	// route is the route's context set by the proxy's configuration:
+	// context_extensions over gRPC, X-Tollgate-* headers over HTTP.
+	route   routeContext
+	body    []byte
+	hasBody bool
+}
+
 // readRequest lifts what a decision needs out of a CheckRequest. It
 // returns a *refusal for a request it cannot read unambiguously, and an
 // error wrapping errRoute for a route configuration it cannot use.
@@ -123,9 +152,30 @@ func (s *Server) readRequest(cr *authv3.CheckRequest, req *policy.Request) error
 	}
 	attrs := cr.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
-	h := headers{httpReq}
-	rawPath, query, _ := strings.Cut(httpReq.GetPath(), "?")
-	method := httpReq.GetMethod()
+	in := incoming{
+		method:  httpReq.GetMethod(),
+		target:  httpReq.GetPath(),
+		headers: headers{httpReq},
+		peer:    attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		route:   extensions(attrs.GetContextExtensions()),
+	}
+	if raw := httpReq.GetRawBody(); len(raw) > 0 {
+		in.body, in.hasBody = raw, true
+	} else if b := httpReq.GetBody(); b != "" {
+		in.body, in.hasBody = []byte(b), true
+	}
+	return s.translate(&in, req)
+}
+
+// translate turns what a front end received into a policy.Request: the
+// one place the method, path, query, token, client address and route are
+// read, so that gRPC Check and the HTTP endpoint decide alike. It returns
+// a *refusal for a request it cannot read unambiguously, and an error
+// wrapping errRoute for a route configuration it cannot use.
+func (s *Server) translate(in *incoming, req *policy.Request) error {
+	h := in.headers
+	rawPath, query, _ := strings.Cut(in.target, "?")
+	method := in.method
 
 	req.Method, req.Path, req.RawQuery = method, rawPath, query
 	act, ok := actionFromMethod(method)
@@ -141,11 +191,7 @@ func (s *Server) readRequest(cr *authv3.CheckRequest, req *policy.Request) error
 		return err
 	}
 	req.Authorization, req.Headers = h.Get("authorization"), h
-	if raw := httpReq.GetRawBody(); len(raw) > 0 {
-		req.Body, req.HasBody = raw, true
-	} else if b := httpReq.GetBody(); b != "" {
-		req.Body, req.HasBody = []byte(b), true
-	}
+	req.Body, req.HasBody = in.body, in.hasBody
 	req.Partial = h.Get("x-envoy-auth-partial-body") == "true"
 	if err := s.readToken(h, &q, req); err != nil {
 		return err
@@ -163,14 +209,13 @@ func (s *Server) readRequest(cr *authv3.CheckRequest, req *policy.Request) error
 	// one, and a secret token must not escape the browser rule by leaving
 	// out Origin and Sec-Fetch-Site.
 	req.FromBrowser = req.Origin != "" || req.Referer != "" || h.Get("sec-fetch-site") != ""
-	req.IP = s.clientIP(attrs, h)
+	req.IP = s.clientIP(in.peer, h)
 
 	req.Cost = 1
-	ext := attrs.GetContextExtensions()
 	classified := false
 	switch {
-	case hasRouteKeys(ext):
-		if err := applyRoute(req, ext); err != nil {
+	case hasRouteKeys(in.route):
+		if err := applyRoute(req, in.route); err != nil {
 			return err
 		}
 		classified = true
@@ -203,7 +248,7 @@ func (s *Server) readRequest(cr *authv3.CheckRequest, req *policy.Request) error
 // readToken finds the token in the configured places. The first found is
 // the token; a different one anywhere else is a conflict. A query
 // parameter that carries tokens may appear once.
-func (s *Server) readToken(h headers, q *queryParams, req *policy.Request) error {
+func (s *Server) readToken(h requestHeaders, q *queryParams, req *policy.Request) error {
 	see := func(v string) {
 		switch {
 		case v == "":
@@ -225,13 +270,21 @@ func (s *Server) readToken(h headers, q *queryParams, req *policy.Request) error
 			}
 			see(q.v[p])
 		case SourceBearer:
-			for v := range h.values("authorization") {
+			for i := 0; ; i++ {
+				v, ok := h.nth("authorization", i)
+				if !ok {
+					break
+				}
 				if t, ok := bearer(v); ok {
 					see(t)
 				}
 			}
 		case SourceAPIKey:
-			for v := range h.values("x-api-key") {
+			for i := 0; ; i++ {
+				v, ok := h.nth("x-api-key", i)
+				if !ok {
+					break
+				}
 				see(strings.TrimSpace(v))
 			}
 		}
@@ -257,17 +310,21 @@ func bearer(v string) (string, bool) {
 // the request skipped a proxy that should have been there, and the peer
 // may be one of the trusted proxies. An entry that is not an address makes
 // the address unknown too, and an IP-restricted token then denies.
-func (s *Server) clientIP(attrs *authv3.AttributeContext, h headers) netip.Addr {
+func (s *Server) clientIP(peer string, h requestHeaders) netip.Addr {
 	hops := s.cfg.TrustedHops
 	if hops <= 0 {
-		return parseAddr(attrs.GetSource().GetAddress().GetSocketAddress().GetAddress())
+		return parseAddr(peer)
 	}
 	// Header lines in order; the entries count from the right of their
 	// concatenation. Envoy sends few lines: the first eight stay on the
 	// stack.
 	var buf [8]string
 	lines := buf[:0]
-	for v := range h.values("x-forwarded-for") {
+	for i := 0; ; i++ {
+		v, ok := h.nth("x-forwarded-for", i)
+		if !ok {
+			break
+		}
 		lines = append(lines, v)
 	}
 	seen := 0
@@ -319,9 +376,23 @@ func actionFromMethod(m string) (policy.Action, bool) {
 // routeKeys are the context_extensions Tollgate reads.
 var routeKeys = [...]string{"api", "dataset", "connection", "source", "tier", "action", "cost"}
 
-func hasRouteKeys(ext map[string]string) bool {
+// routeContext is a route's settings as the proxy's configuration passed
+// them, keyed by the routeKeys.
+type routeContext interface {
+	lookup(key string) (string, bool)
+}
+
+// extensions is Envoy's context_extensions.
+type extensions map[string]string
+
+func (e extensions) lookup(key string) (string, bool) {
+	v, ok := e[key]
+	return v, ok
+}
+
+func hasRouteKeys(rc routeContext) bool {
 	for _, k := range routeKeys {
-		if _, ok := ext[k]; ok {
+		if _, ok := rc.lookup(k); ok {
 			return true
 		}
 	}
@@ -329,10 +400,11 @@ func hasRouteKeys(ext map[string]string) bool {
 }
 
 // applyRoute reads what the request is from the route's settings.
-func applyRoute(req *policy.Request, ext map[string]string) error {
-	req.API, req.Dataset = ext["api"], ext["dataset"]
-	req.Connection, req.Source = ext["connection"], ext["source"]
-	return parseRouteFields(req, ext["tier"], ext["action"], ext["cost"])
+func applyRoute(req *policy.Request, rc routeContext) error {
+	get := func(k string) string { v, _ := rc.lookup(k); return v }
+	req.API, req.Dataset = get("api"), get("dataset")
+	req.Connection, req.Source = get("connection"), get("source")
+	return parseRouteFields(req, get("tier"), get("action"), get("cost"))
 }
 
 func parseRouteFields(req *policy.Request, tier, action, cost string) error {

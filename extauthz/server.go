@@ -107,22 +107,38 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.Ch
 	return resp, nil
 }
 
-// decide reads the request and asks the decider. A request that cannot
-// be read is a deny, never an error: an error is an allow under Envoy's
-// failure_mode_allow. So is a route configuration Tollgate cannot use,
-// the operator's mistake, which is logged as an error.
+// decide reads the request and asks the decider.
 func (s *Server) decide(ctx context.Context, cr *authv3.CheckRequest, req *policy.Request) (policy.Decision, error) {
-	err := s.readRequest(cr, req)
-	if err == nil {
+	return s.judge(ctx, s.readRequest(cr, req), req)
+}
+
+// decideIncoming is decide for a request a front end other than Check
+// received.
+func (s *Server) decideIncoming(ctx context.Context, in *incoming, req *policy.Request) (policy.Decision, error) {
+	return s.judge(ctx, s.translate(in, req), req)
+}
+
+// judge asks the decider about a request read without error. A request
+// that cannot be read is a deny, never an error: an error is an allow
+// under Envoy's failure_mode_allow. So is a route configuration Tollgate
+// cannot use, the operator's mistake, which is logged as an error.
+func (s *Server) judge(ctx context.Context, readErr error, req *policy.Request) (policy.Decision, error) {
+	if readErr == nil {
 		return s.decider.Decide(ctx, req)
 	}
 	var r *refusal
-	if errors.As(err, &r) {
+	if errors.As(readErr, &r) {
 		return policy.Decision{Code: r.code, Message: r.msg}, nil
 	}
+	return s.misconfigured(readErr), nil
+}
+
+// misconfigured logs a configuration of Envoy, a proxy or Tollgate that
+// Tollgate cannot use, and denies.
+func (s *Server) misconfigured(err error) policy.Decision {
 	s.log.Error("check: unusable route configuration", "err", err)
 	return policy.Decision{Code: policy.CodeRouteMisconfigured,
-		Message: "the route's configuration in Tollgate or Envoy is unusable; the operator has been told"}, nil
+		Message: "the route's configuration in Tollgate or Envoy is unusable; the operator has been told"}
 }
 
 // logDeny writes one line per deny. It never logs the token or the path

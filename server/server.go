@@ -38,6 +38,11 @@ import (
 type Config struct {
 	GRPCAddr string
 	HTTPAddr string
+	// AuthzHTTPAddr, when set, serves HTTP authorization subrequests
+	// (Envoy http_service under AuthzHTTPPrefix, nginx auth_request,
+	// Caddy and Traefik forward auth) with the same decisions as Check.
+	AuthzHTTPAddr   string
+	AuthzHTTPPrefix string
 	// MetricsAddr serves /metrics, apart from the Tokens API and the
 	// console, so that scraping and what a NetworkPolicy opens for it
 	// reach nothing else.
@@ -102,10 +107,11 @@ type Config struct {
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
 	return Config{
-		GRPCAddr:    ":9191",
-		HTTPAddr:    ":8181",
-		MetricsAddr: ":9090",
-		DBMaxConns:  10,
+		GRPCAddr:        ":9191",
+		HTTPAddr:        ":8181",
+		MetricsAddr:     ":9090",
+		AuthzHTTPPrefix: extauthz.DefaultHTTPPrefix,
+		DBMaxConns:      10,
 		Cache: policy.CacheConfig{
 			Size:         500_000,
 			TTL:          5 * time.Minute,
@@ -168,6 +174,11 @@ func (c *Config) Validate() error {
 	case c.APITrustedHops < 0:
 		return errors.New("invalid config: api-xff-trusted-hops must be >= 0")
 	}
+	if c.AuthzHTTPAddr != "" {
+		if err := extauthz.ValidateHTTPPrefix(c.AuthzHTTPPrefix); err != nil {
+			return fmt.Errorf("invalid config: %w", err)
+		}
+	}
 	if err := c.replay().Validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
@@ -195,9 +206,11 @@ type Server struct {
 	health   *health.Server
 	http     *http.Server
 	metricsH *http.Server
+	authzH   *http.Server // nil without --authz-http-addr
 	grpcLis  net.Listener
 	httpLis  net.Listener
 	metricsL net.Listener
+	authzL   net.Listener
 	draining atomic.Bool
 	mu       sync.Mutex // serialises Reconfigure
 }
@@ -230,6 +243,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.grpcLis.Close()
 		s.db.Close()
 		return nil, fmt.Errorf("listen on metrics-addr %s: %w", cfg.MetricsAddr, err)
+	}
+	if cfg.AuthzHTTPAddr != "" {
+		if s.authzL, err = net.Listen("tcp", cfg.AuthzHTTPAddr); err != nil {
+			s.metricsL.Close()
+			s.httpLis.Close()
+			s.grpcLis.Close()
+			s.db.Close()
+			return nil, fmt.Errorf("listen on authz-http-addr %s: %w", cfg.AuthzHTTPAddr, err)
+		}
 	}
 	return s, nil
 }
@@ -312,7 +334,15 @@ func (s *Server) build() error {
 	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
 	// rather than a gRPC error.
 	s.grpc = grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec{}))
-	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(decider, ea, s.log, m.observe))
+	check := extauthz.NewServer(decider, ea, s.log, m.observe)
+	authv3.RegisterAuthorizationServer(s.grpc, check)
+	if s.cfg.AuthzHTTPAddr != "" {
+		authz, err := check.HTTPHandler(s.cfg.AuthzHTTPPrefix)
+		if err != nil {
+			return fmt.Errorf("invalid config: %w", err)
+		}
+		s.authzH = &http.Server{Handler: authz, ReadHeaderTimeout: 5 * time.Second}
+	}
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	if s.cfg.Reflection {
@@ -370,6 +400,15 @@ func (s *Server) replayStore(local *policy.ReplayCache, retry time.Duration, m *
 // GRPCAddr returns the address the gRPC server listens on.
 func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
 
+// AuthzHTTPAddr returns the address the HTTP authorization endpoint
+// listens on, or nil when it is off.
+func (s *Server) AuthzHTTPAddr() net.Addr {
+	if s.authzL == nil {
+		return nil
+	}
+	return s.authzL.Addr()
+}
+
 // HTTPAddr returns the address the HTTP endpoints listen on.
 func (s *Server) HTTPAddr() net.Addr { return s.httpLis.Addr() }
 
@@ -394,7 +433,7 @@ func (s *Server) Reconfigure(cfg Config) []string {
 	old.Cache = cfg.Cache
 	for name, changed := range map[string]bool{
 		"grpc-addr": old.GRPCAddr != cfg.GRPCAddr, "http-addr": old.HTTPAddr != cfg.HTTPAddr,
-		"metrics-addr": old.MetricsAddr != cfg.MetricsAddr, "replay-cache-size": old.ReplayCacheSize != cfg.ReplayCacheSize, "replay-per-token": old.ReplayPerToken != cfg.ReplayPerToken,
+		"metrics-addr": old.MetricsAddr != cfg.MetricsAddr, "authz-http-addr": old.AuthzHTTPAddr != cfg.AuthzHTTPAddr, "authz-http-prefix": old.AuthzHTTPPrefix != cfg.AuthzHTTPPrefix, "replay-cache-size": old.ReplayCacheSize != cfg.ReplayCacheSize, "replay-per-token": old.ReplayPerToken != cfg.ReplayPerToken,
 		"database-url": old.DatabaseURL != cfg.DatabaseURL, "listen-database-url": old.ListenDatabaseURL != cfg.ListenDatabaseURL,
 		"db-max-conns": old.DBMaxConns != cfg.DBMaxConns, "membership-filter": old.MembershipFilter != cfg.MembershipFilter, "resync-interval": old.ResyncInterval != cfg.ResyncInterval,
 		"redis-url": old.RedisURL != cfg.RedisURL, "redis-timeout": old.RedisTimeout != cfg.RedisTimeout,
@@ -439,12 +478,17 @@ func (s *Server) Run(ctx context.Context) error {
 	var meterDone sync.WaitGroup
 	meterDone.Go(func() { s.meter.Run(meterCtx) })
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
-	for _, h := range []struct {
+	type served struct {
 		srv *http.Server
 		lis net.Listener
-	}{{s.http, s.httpLis}, {s.metricsH, s.metricsL}} {
+	}
+	listeners := []served{{s.http, s.httpLis}, {s.metricsH, s.metricsL}}
+	if s.authzH != nil {
+		listeners = append(listeners, served{s.authzH, s.authzL})
+	}
+	for _, h := range listeners {
 		go func() {
 			if err := h.srv.Serve(h.lis); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -477,6 +521,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
+	if s.authzH != nil {
+		// HTTP authorization stops with Check, before the API.
+		if aerr := s.authzH.Shutdown(shutCtx); aerr != nil && err == nil {
+			err = fmt.Errorf("shut down authz http: %w", aerr)
+		}
+	}
 	if herr := s.http.Shutdown(shutCtx); herr != nil && err == nil {
 		err = fmt.Errorf("shut down http: %w", herr)
 	}
