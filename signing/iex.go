@@ -99,6 +99,11 @@ func ParseIEXAuthorization(v string) (IEXAuthorization, error) {
 	if len(scope) != 3 || scope[0] == "" || scope[2] != IEXService {
 		return a, fmt.Errorf("Credential must be <publishable token>/<YYYYMMDD>/%s", IEXService)
 	}
+	for i := 0; i < len(scope[0]); i++ {
+		if c := scope[0][i]; c <= ' ' || c > '~' {
+			return a, errors.New("the Credential's token must be printable ASCII without spaces")
+		}
+	}
 	if _, err := time.Parse(dayFormat, scope[1]); err != nil || len(scope[1]) != len(dayFormat) {
 		return a, errors.New("the Credential's date must be YYYYMMDD")
 	}
