@@ -369,3 +369,43 @@ func TestIEXRelativeFormLeavesOutTheVersion(t *testing.T) {
 		t.Fatal("got nil, want an error: the rest of the path is signed")
 	}
 }
+
+// BenchmarkVerify is what verifying one signature costs, the day's key
+// given: Tollgate's scheme beside IEX's in each form (IEXSharp's form is
+// found second, so it costs a second canonical request and HMAC).
+func BenchmarkVerify(b *testing.B) {
+	const date = "20261122T063000Z"
+	now := mustParseDate(b, date)
+	tgKey := signing.Key([]byte(iexSecret), "20261122")
+	iexKey := signing.IEXKey([]byte(iexSecret), "20261122")
+	r := mustIEXRequest(b, "GET", "https://cloud.iexapis.com/stable/stock/aapl/quote?range=1d&token="+iexPK, date, "")
+	b.Run("tollgate", func(b *testing.B) {
+		tr := signing.Request{Method: r.Method, Path: r.Path, RawQuery: r.RawQuery, PayloadHash: r.PayloadHash,
+			Header: func(name string) string {
+				if name == "host" {
+					return r.Host
+				}
+				return date
+			}}
+		names := []string{"host", signing.DateHeader}
+		a := signing.Sign(tr, iexPK, []byte(iexSecret), now, names)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := signing.VerifyWithKey(a, tr, func(string) []byte { return tgKey }, now, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for name, form := range map[string]signing.IEXForm{"iex_full_path": signing.IEXFullPath, "iex_relative_path": signing.IEXRelativePath} {
+		b.Run(name, func(b *testing.B) {
+			a := signing.IEXAuthorization{Credential: iexPK, Day: "20261122",
+				Signature: signing.IEXSignature(iexKey, signing.IEXStringToSign(date, "20261122", signing.IEXCanonicalRequest(r, form)))}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := signing.VerifyIEX(a, r, func(string) []byte { return iexKey }, now, time.Minute); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
