@@ -41,7 +41,7 @@ type iexVector struct {
 var iexVectors = map[string]iexVector{
 	"IEX's Python sample: full path, query without '?'": {
 		form: signing.IEXFullPath, method: "GET", date: "20261122T063000Z",
-		url: "https://cloud.iexapis.com/stable/stock/aapl/quote?symbols=aapl,msft&token=" + iexPK,
+		url:              "https://cloud.iexapis.com/stable/stock/aapl/quote?symbols=aapl,msft&token=" + iexPK,
 		canonicalRequest: "GET\n/stable/stock/aapl/quote\nsymbols=aapl,msft&token=pk_0123456789abcdef\nhost:cloud.iexapis.com\nx-iex-date:20261122T063000Z\n\nhost;x-iex-date\n" + emptySHA,
 		stringToSign:     "IEX-HMAC-SHA256\n20261122T063000Z\n20261122/iex_request\n459590d3633c0990f8846f9404425d7ea0721c25a496a9db3d887a36434b0354",
 		kDate:            "83d975b4216efae48ed96d748d0df657df552b9b11e6970210ad1524385f40b8",
@@ -50,7 +50,7 @@ var iexVectors = map[string]iexVector{
 	},
 	"IEXSharp: path after the version, query with '?'": {
 		form: signing.IEXRelativePath, method: "GET", date: "20261122T063000Z",
-		url: "https://cloud.iexapis.com/stable/stock/aapl/quote?symbols=aapl,msft&token=" + iexPK,
+		url:              "https://cloud.iexapis.com/stable/stock/aapl/quote?symbols=aapl,msft&token=" + iexPK,
 		canonicalRequest: "GET\nstock/aapl/quote\n?symbols=aapl,msft&token=pk_0123456789abcdef\nhost:cloud.iexapis.com\nx-iex-date:20261122T063000Z\n\nhost;x-iex-date\n" + emptySHA,
 		stringToSign:     "IEX-HMAC-SHA256\n20261122T063000Z\n20261122/iex_request\n6939bb6027ccf1bf8996a00bf44c266d3bd2a4eaebd822d87292f4dd6a4faf58",
 		kDate:            "83d975b4216efae48ed96d748d0df657df552b9b11e6970210ad1524385f40b8",
@@ -152,19 +152,33 @@ func TestVerifyIEXRefuses(t *testing.T) {
 		change func(r *signing.IEXRequest, a *signing.IEXAuthorization, now *time.Time)
 		want   signing.Problem
 	}{
-		"the path":                       {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) { r.Path = "/stable/stock/msft/quote" }, signing.Invalid},
-		"the query":                      {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) { r.RawQuery += "&range=5y" }, signing.Invalid},
-		"the query's order":              {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) { r.RawQuery = "a=1&" + r.RawQuery }, signing.Invalid},
-		"the method":                     {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) { r.Method = "DELETE" }, signing.Invalid},
-		"the host":                       {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) { r.Host = "evil.example" }, signing.Invalid},
-		"the body":                       {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) { r.PayloadHash = strings.Repeat("0", 64) }, signing.Invalid},
-		"the date, a second later":       {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) { r.Date = "20261122T063001Z" }, signing.Invalid},
-		"the date, not a date":           {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) { r.Date = "2026-11-22T06:30:00Z" }, signing.Invalid},
-		"the Credential's day":           {func(_ *signing.IEXRequest, a *signing.IEXAuthorization, _ *time.Time) { a.Day = "20261121" }, signing.Invalid},
-		"the signature":                  {func(_ *signing.IEXRequest, a *signing.IEXAuthorization, _ *time.Time) { a.Signature[0] ^= 1 }, signing.Invalid},
-		"an old request":                 {func(_ *signing.IEXRequest, _ *signing.IEXAuthorization, now *time.Time) { *now = now.Add(301 * time.Second) }, signing.Expired},
-		"a request from the future":      {func(_ *signing.IEXRequest, _ *signing.IEXAuthorization, now *time.Time) { *now = now.Add(-301 * time.Second) }, signing.Expired},
-		"Tollgate's key, not IEX's":      {func(_ *signing.IEXRequest, a *signing.IEXAuthorization, _ *time.Time) { a.Signature = tollgateKeyed(base) }, signing.Invalid},
+		"the path": {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) {
+			r.Path = "/stable/stock/msft/quote"
+		}, signing.Invalid},
+		"the query": {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) { r.RawQuery += "&range=5y" }, signing.Invalid},
+		"the query's order": {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) {
+			r.RawQuery = "a=1&" + r.RawQuery
+		}, signing.Invalid},
+		"the method": {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) { r.Method = "DELETE" }, signing.Invalid},
+		"the host":   {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) { r.Host = "evil.example" }, signing.Invalid},
+		"the body": {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) {
+			r.PayloadHash = strings.Repeat("0", 64)
+		}, signing.Invalid},
+		"the date, a second later": {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) { r.Date = "20261122T063001Z" }, signing.Invalid},
+		"the date, not a date": {func(r *signing.IEXRequest, _ *signing.IEXAuthorization, _ *time.Time) {
+			r.Date = "2026-11-22T06:30:00Z"
+		}, signing.Invalid},
+		"the Credential's day": {func(_ *signing.IEXRequest, a *signing.IEXAuthorization, _ *time.Time) { a.Day = "20261121" }, signing.Invalid},
+		"the signature":        {func(_ *signing.IEXRequest, a *signing.IEXAuthorization, _ *time.Time) { a.Signature[0] ^= 1 }, signing.Invalid},
+		"an old request": {func(_ *signing.IEXRequest, _ *signing.IEXAuthorization, now *time.Time) {
+			*now = now.Add(301 * time.Second)
+		}, signing.Expired},
+		"a request from the future": {func(_ *signing.IEXRequest, _ *signing.IEXAuthorization, now *time.Time) {
+			*now = now.Add(-301 * time.Second)
+		}, signing.Expired},
+		"Tollgate's key, not IEX's": {func(_ *signing.IEXRequest, a *signing.IEXAuthorization, _ *time.Time) {
+			a.Signature = tollgateKeyed(base)
+		}, signing.Invalid},
 		"the raw-bytes key (SigV4-like)": {func(_ *signing.IEXRequest, a *signing.IEXAuthorization, _ *time.Time) { a.Signature = rawKeyed(base) }, signing.Invalid},
 	}
 	for _, form := range []signing.IEXForm{signing.IEXFullPath, signing.IEXRelativePath} {
