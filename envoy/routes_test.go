@@ -26,7 +26,7 @@ import (
 var (
 	tollgateHeaders = []string{
 		"authorization", "x-api-key", "referer", "origin", "sec-fetch-site",
-		"x-forwarded-for", "host", "x-tollgate-date", "x-tollgate-content-sha256",
+		"x-forwarded-for", "host", "x-tollgate-date", "x-tollgate-content-sha256", "x-iex-date",
 		"content-type",
 	}
 	contextKeys    = []string{"api", "dataset", "tier", "action", "cost"} // every route sets these

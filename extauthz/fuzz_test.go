@@ -51,6 +51,8 @@ func FuzzCheck(f *testing.F) {
 	f.Add("/data/%2e%2e/secret?q=%00", "Bearer \x00"+tokA, "\xff\xfe", "https://\u00e9xample.com/", "https://xn--e1afmkfd.xn--p1ai", "[2001:db8::1]:443, 203.0.113.5:80", "not-an-ip", "import", "trash.*", "core", "delete", "1000001", uint8(255), false)
 	f.Add("/v1/prices?x=1", "TOLLGATE-HMAC-SHA256 Credential="+tokA+"/20260101/tollgate_request, SignedHeaders=host;x-tollgate-date, Signature="+strings.Repeat("ab", 32), "", "", "", "", "2001:db8::1", "data", "prices", "", "", "", uint8(0), false)
 	f.Add("/v1/prices", "TOLLGATE-HMAC-SHA256 Credential=tok_x/2026/tollgate_request,SignedHeaders=,Signature=", tokA, "", "", "", "", "", "", "", "", "", uint8(0), true)
+	f.Add("/stable/prices?x=1", "IEX-HMAC-SHA256 Credential="+tokA+"/20260101/iex_request, SignedHeaders=host;x-iex-date, Signature="+strings.Repeat("ab", 32), "", "", "", "", "2001:db8::1", "data", "prices", "", "", "", uint8(0), false)
+	f.Add("/v1/prices", "iex-hmac-sha256 Credential=pk_/20261301/iex_request,SignedHeaders=host,Signature=", tokA, "", "", "", "", "", "", "", "", "", uint8(0), true)
 	f.Fuzz(func(t *testing.T, path, authorization, apiKey, referer, origin, xff, peer, api, dataset, tier, action, cost string, hops uint8, raw bool) {
 		h := map[string]string{
 			":authority": "api.example.com", ":method": "GET", ":path": path, ":scheme": "https",

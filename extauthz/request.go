@@ -196,12 +196,10 @@ func (s *Server) translate(in *incoming, req *policy.Request) error {
 	if err := s.readToken(h, &q, req); err != nil {
 		return err
 	}
-	if req.Token == "" && signing.IsSigned(req.Authorization) {
+	if req.Token == "" {
 		// A signed request may carry its publishable token in the
 		// signature's Credential rather than anywhere else.
-		if a, err := signing.ParseAuthorization(req.Authorization); err == nil && strings.HasPrefix(a.Credential, "pk_") {
-			req.Token = a.Credential
-		}
+		req.Token = signedCredential(req.Authorization)
 	}
 	req.Referer = h.Get("referer")
 	req.Origin = h.Get("origin")
@@ -428,4 +426,24 @@ func parseRouteFields(req *policy.Request, tier, action, cost string) error {
 		req.Cost = c
 	}
 	return nil
+}
+
+// signedCredential is the publishable token a signed Authorization header
+// names as its Credential, in either scheme, or "".
+func signedCredential(authorization string) string {
+	var cred string
+	switch {
+	case signing.IsSigned(authorization):
+		if a, err := signing.ParseAuthorization(authorization); err == nil {
+			cred = a.Credential
+		}
+	case signing.IsIEXSigned(authorization):
+		if a, err := signing.ParseIEXAuthorization(authorization); err == nil {
+			cred = a.Credential
+		}
+	}
+	if !strings.HasPrefix(cred, "pk_") {
+		return ""
+	}
+	return cred
 }

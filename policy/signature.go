@@ -27,6 +27,7 @@ type SignatureOptions struct {
 type signingKey struct {
 	secret []byte
 	day    atomic.Pointer[dayKey]
+	iexDay atomic.Pointer[dayKey] // IEX-HMAC-SHA256 derives its own
 }
 
 type dayKey struct {
@@ -43,6 +44,15 @@ func (k *signingKey) forDay(day string) []byte {
 	return d.key
 }
 
+func (k *signingKey) forIEXDay(day string) []byte {
+	if d := k.iexDay.Load(); d != nil && d.day == day {
+		return d.key
+	}
+	d := &dayKey{day: day, key: signing.IEXKey(k.secret, day)}
+	k.iexDay.Store(d)
+	return d.key
+}
+
 // signed is what the Decider needs of a verified signature to remember it.
 type signed struct {
 	sig   [sha256.Size]byte
@@ -55,8 +65,12 @@ type signed struct {
 // replays: the Decider remembers the signature once the request is allowed
 // (see Decider.Decide), and into s it puts what that needs.
 func (p *Policy) checkSignature(req *Request, now time.Time, opt SignatureOptions, s *signed) (Decision, bool) {
+	if signing.IsIEXSigned(req.Authorization) {
+		return p.checkIEXSignature(req, now, opt, s)
+	}
 	if !signing.IsSigned(req.Authorization) {
-		return deny(CodeSignatureRequired, "this token requires signed requests: add an Authorization: "+signing.Algorithm+" header (see docs/signing.md)"), false
+		return deny(CodeSignatureRequired, "this token requires signed requests: add an Authorization: "+signing.Algorithm+
+			" (or "+signing.IEXAlgorithm+") header (see docs/signing.md)"), false
 	}
 	a, err := signing.ParseAuthorization(req.Authorization)
 	if err != nil {
@@ -79,6 +93,40 @@ func (p *Policy) checkSignature(req *Request, now time.Time, opt SignatureOption
 	}
 	// VerifyWithKey has parsed the date already; it cannot fail here.
 	date, _ := time.Parse(signing.DateFormat, req.header(signing.DateHeader))
+	*s = signed{sig: a.Signature, until: date.Add(opt.Skew), ok: true}
+	return Decision{}, true
+}
+
+// checkIEXSignature is checkSignature for IEX Cloud's scheme. Its
+// Credential is the publishable token itself, which must be the token the
+// request carries; it has no content-hash header, so the body is the one
+// Envoy forwarded, or none.
+func (p *Policy) checkIEXSignature(req *Request, now time.Time, opt SignatureOptions, s *signed) (Decision, bool) {
+	a, err := signing.ParseIEXAuthorization(req.Authorization)
+	if err != nil {
+		return deny(CodeSignatureInvalid, err.Error()), false
+	}
+	if a.Credential != req.Token {
+		return deny(CodeSignatureInvalid, "the Credential names another token: use the publishable token the request carries"), false
+	}
+	payload := signing.HashPayload(nil)
+	if req.HasBody {
+		if req.Partial {
+			return deny(CodeSignatureInvalid, "the body is larger than the proxy forwards for checking, so its signature cannot be verified"), false
+		}
+		payload = signing.HashPayload(req.Body)
+	}
+	r := signing.IEXRequest{Method: req.Method, Path: req.Path, RawQuery: req.RawQuery, Host: req.header("host"),
+		Date: req.header(signing.IEXDateHeader), PayloadHash: payload}
+	if err := signing.VerifyIEX(a, r, p.signing.forIEXDay, now, opt.Skew); err != nil {
+		e, _ := err.(*signing.Error)
+		if e != nil && e.Problem == signing.Expired {
+			return deny(CodeSignatureExpired, e.Message), false
+		}
+		return deny(CodeSignatureInvalid, err.Error()), false
+	}
+	// VerifyIEX has parsed the date already; it cannot fail here.
+	date, _ := time.Parse(signing.DateFormat, r.Date)
 	*s = signed{sig: a.Signature, until: date.Add(opt.Skew), ok: true}
 	return Decision{}, true
 }

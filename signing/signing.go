@@ -1,7 +1,8 @@
 // Package signing is Tollgate's request-signing scheme, TOLLGATE-HMAC-SHA256,
 // modelled on AWS Signature Version 4. Tollgate uses it to verify requests;
 // customers use it (or docs/signing.md and its openssl example) to sign
-// them. It depends on the standard library only.
+// them. It depends on the standard library only. IEX Cloud's scheme,
+// IEX-HMAC-SHA256, is in iex.go, so that IEX clients' requests verify too.
 //
 // A signed request carries:
 //
