@@ -75,7 +75,7 @@ func (f *fixture) signer(id, secret string) *client {
 
 // wantDeny checks an error answer and that its message starts with Check's
 // stable code for the same deny.
-func (r resp) wantDeny(t *testing.T, what string, status int, checkCode policy.Code) {
+func (r resp) wantDeny(t *testing.T, what string, status int, checkCode policy.DenyCode) {
 	t.Helper()
 	r.want(t, what, status)
 	e, _ := r.body["error"].(map[string]any)
@@ -101,7 +101,7 @@ func TestSecretTokenHeldToCheckRules(t *testing.T) {
 				caller *client
 				header map[string]string
 				status int
-				code   policy.Code
+				code   policy.DenyCode
 			}{
 				"no restrictions":                   {status: 200},
 				"disabled":                          {token: func(t *policy.Token) { t.Enabled = false }, status: 401, code: policy.CodeTokenDisabled},
@@ -166,7 +166,7 @@ func TestSecretTokenDomainsWhenBrowsersAllowed(t *testing.T) {
 	for name, tc := range map[string]struct {
 		referer string
 		status  int
-		code    policy.Code
+		code    policy.DenyCode
 	}{
 		"allowed domain": {"https://app.example.com/page", 200, ""},
 		"other domain":   {"https://evil.example.net/", 403, policy.CodeRefererDenied},

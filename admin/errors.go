@@ -24,6 +24,8 @@ func status(c policy.Code) int {
 		return http.StatusConflict
 	case policy.EUnavailable:
 		return http.StatusServiceUnavailable
+	case policy.ERateLimited:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }
@@ -45,7 +47,7 @@ func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 	retry, isRetry := errors.AsType[*retryLater](err)
 	switch pe, ok := errors.AsType[*policy.Error](err); {
 	case isRetry:
-		code, detail = retry.status, errorDetail{Code: retry.code, Message: retry.msg}
+		code, detail = status(retry.code), errorDetail{Code: retry.code, Message: retry.msg}
 		w.Header().Set("Retry-After", retry.retryAfter())
 	case errors.As(err, &tooLarge):
 		code, detail = http.StatusRequestEntityTooLarge, errorDetail{Code: policy.EInvalid, Message: "the body is larger than 64 KiB"}

@@ -75,7 +75,7 @@ func newHashPool(workers, queue int) *hashPool {
 	return &hashPool{admit: make(chan struct{}, workers+queue), workers: make(chan struct{}, workers)}
 }
 
-var errBusy = &retryLater{status: http.StatusServiceUnavailable, code: policy.EUnavailable, after: time.Second,
+var errBusy = &retryLater{code: policy.EUnavailable, after: time.Second,
 	msg: "sign-in is busy; try again in a moment"}
 
 // do runs fn when a worker is free, or refuses at once when the queue is
@@ -271,16 +271,15 @@ func (h *Handler) signInFailed(ctx context.Context, u *policy.User, ip netip.Add
 }
 
 func tooMany(k store.SignInKey, after time.Duration) error {
-	return &retryLater{status: http.StatusTooManyRequests, code: policy.CodeRateLimited, after: after,
+	return &retryLater{code: policy.ERateLimited, after: after,
 		msg: fmt.Sprintf("too many failed sign-ins for this %s; try again later", k.Scope)}
 }
 
 // retryLater is an answer that tells the client when to come back.
 type retryLater struct {
-	status int
-	code   policy.Code
-	after  time.Duration
-	msg    string
+	code  policy.Code
+	after time.Duration
+	msg   string
 }
 
 func (e *retryLater) Error() string { return e.msg }

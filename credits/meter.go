@@ -268,7 +268,7 @@ func limitOf(n int64, ok bool) int64 {
 }
 
 // refuse turns an allow into a deny; the request spent nothing.
-func refuse(d *policy.Decision, code policy.Code, msg string) {
+func refuse(d *policy.Decision, code policy.DenyCode, msg string) {
 	d.Allow, d.Code, d.Message = false, code, msg
 }
 

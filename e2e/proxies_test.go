@@ -72,7 +72,7 @@ type proxyCase struct {
 	header map[string]string
 	// status and code are what the caller gets; code "" is an allow.
 	status int
-	code   policy.Code
+	code   policy.DenyCode
 	// token is the value that must not reach the upstream ("" to skip).
 	token string
 	// tokenID is the token the upstream must be told of, on an allow.
@@ -198,7 +198,7 @@ func checkProxyDeny(t *testing.T, tc proxyCase, resp *http.Response, body []byte
 	t.Helper()
 	var b struct {
 		Error struct {
-			Code    policy.Code `json:"code"`
+			Code    policy.DenyCode `json:"code"`
 			Message string      `json:"message"`
 		} `json:"error"`
 	}

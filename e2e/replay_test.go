@@ -83,7 +83,7 @@ func startSignedReplicas(tb testing.TB, databaseURL string, n int, extra ...stri
 
 // mustAnswer sends req to r and fails unless the answer is an allow (want
 // "") or a deny with code want.
-func mustAnswer(tb testing.TB, r *replica, req *authv3.CheckRequest, want policy.Code, what string) {
+func mustAnswer(tb testing.TB, r *replica, req *authv3.CheckRequest, want policy.DenyCode, what string) {
 	tb.Helper()
 	o := r.checkRequest(req, 5*time.Second)
 	ok := o.Allowed && o.Bad == "" && want == ""
@@ -107,7 +107,7 @@ func TestReplayAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	for name, tc := range map[string]struct {
 		flags     []string
-		onReplica policy.Code // what b answers to a's request
+		onReplica policy.DenyCode // what b answers to a's request
 	}{
 		"redis: refused fleet-wide": {
 			flags:     []string{"--redis-url", redistest.URL(), "--redis-timeout", "500ms"},

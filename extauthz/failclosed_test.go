@@ -16,22 +16,22 @@ import (
 
 // expectRefused checks a deny with code, in the metadata, the body and the
 // status.
-func expectRefused(tb testing.TB, resp *authv3.CheckResponse, code policy.Code) {
+func expectRefused(tb testing.TB, resp *authv3.CheckResponse, code policy.DenyCode) {
 	tb.Helper()
 	denied := resp.GetDeniedResponse()
 	if denied == nil {
 		tb.Fatalf("got %v, want a deny with %s", resp, code)
 	}
-	if got := policy.Code(resp.GetDynamicMetadata().GetFields()["code"].GetStringValue()); got != code {
+	if got := policy.DenyCode(resp.GetDynamicMetadata().GetFields()["code"].GetStringValue()); got != code {
 		tb.Fatalf("code: got %q, want %q", got, code)
 	}
 	var body struct {
-		Error struct{ Code policy.Code } `json:"error"`
+		Error struct{ Code policy.DenyCode } `json:"error"`
 	}
 	if err := json.Unmarshal([]byte(denied.GetBody()), &body); err != nil || body.Error.Code != code {
 		tb.Errorf("body %q: got code %q (%v), want %q", denied.GetBody(), body.Error.Code, err, code)
 	}
-	if got, want := int(denied.GetStatus().GetCode()), code.Status(); got != want {
+	if got, want := int(denied.GetStatus().GetCode()), extauthz.DenyStatus(code); got != want {
 		tb.Errorf("status: got %d, want %d", got, want)
 	}
 }
@@ -40,7 +40,7 @@ func expectRefused(tb testing.TB, resp *authv3.CheckResponse, code policy.Code) 
 // before any token is looked up, or passed to the decider as want says.
 type readCase struct {
 	req  httpReq
-	code policy.Code
+	code policy.DenyCode
 	want func(tb testing.TB, r policy.Request)
 }
 

@@ -33,7 +33,7 @@ func badRoute(tier, action, cost string) bool {
 
 // refused are the codes of requests Check will not read, which it denies
 // without asking the decider.
-var refused = map[policy.Code]bool{
+var refused = map[policy.DenyCode]bool{
 	policy.CodeMethodUnknown: true, policy.CodePathInvalid: true, policy.CodeQueryInvalid: true,
 	policy.CodeParamRepeated: true, policy.CodeRouteUnmatched: true, policy.CodeRequestInvalid: true,
 }
@@ -84,8 +84,8 @@ func FuzzCheck(f *testing.F) {
 		if denied == nil || resp.GetOkResponse() != nil {
 			t.Fatalf("got %v, want a deny", resp)
 		}
-		code := policy.Code(resp.GetDynamicMetadata().GetFields()["code"].GetStringValue())
-		if got, want := int(denied.GetStatus().GetCode()), code.Status(); got != want {
+		code := policy.DenyCode(resp.GetDynamicMetadata().GetFields()["code"].GetStringValue())
+		if got, want := int(denied.GetStatus().GetCode()), extauthz.DenyStatus(code); got != want {
 			t.Errorf("HTTP status: got %d, want %d for %s", got, want, code)
 		}
 		if !json.Valid([]byte(denied.GetBody())) {
@@ -150,7 +150,7 @@ func FuzzRouteRules(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Check: %v for rule %q %q", err, ruleMethod, template)
 		}
-		if code := policy.Code(resp.GetDynamicMetadata().GetFields()["code"].GetStringValue()); refused[code] {
+		if code := policy.DenyCode(resp.GetDynamicMetadata().GetFields()["code"].GetStringValue()); refused[code] {
 			return
 		}
 		got := d.Last(t)

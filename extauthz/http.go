@@ -225,7 +225,7 @@ func validUTF8(in *incoming) bool {
 
 // allow answers 200: the identity headers for the proxy to put on the
 // upstream request, the credit headers for it to put on the response.
-func (h *HTTPHandler) allow(w http.ResponseWriter, d policy.Decision, dryRunCode policy.Code) {
+func (h *HTTPHandler) allow(w http.ResponseWriter, d policy.Decision, dryRunCode policy.DenyCode) {
 	hdr := w.Header()
 	hdr[textproto.CanonicalMIMEHeaderKey(HeaderAccountID)] = []string{d.AccountID}
 	hdr[textproto.CanonicalMIMEHeaderKey(HeaderTokenID)] = []string{d.TokenID}
@@ -241,7 +241,7 @@ func (h *HTTPHandler) allow(w http.ResponseWriter, d policy.Decision, dryRunCode
 // challenge for a 401, Retry-After for a 429, and the credit headers. For
 // nginx the status is 401 or 403 and the real one travels in headers.
 func (h *HTTPHandler) deny(w http.ResponseWriter, d policy.Decision, dia dialect) {
-	status := d.Code.Status()
+	status := DenyStatus(d.Code)
 	body, _ := json.Marshal(errorBody{Error: errorDetail{Code: d.Code, Message: d.Message}})
 	hdr := w.Header()
 	h.s.creditHeaders(d, hdr)

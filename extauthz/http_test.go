@@ -21,14 +21,14 @@ import (
 )
 
 // answerCode is the code of an answer's JSON body, "" for an allow.
-func answerCode(tb testing.TB, status int, body string) policy.Code {
+func answerCode(tb testing.TB, status int, body string) policy.DenyCode {
 	tb.Helper()
 	if status == http.StatusOK {
 		return ""
 	}
 	var b struct {
 		Error struct {
-			Code policy.Code `json:"code"`
+			Code policy.DenyCode `json:"code"`
 		} `json:"error"`
 	}
 	if err := json.Unmarshal([]byte(body), &b); err != nil {
@@ -75,7 +75,7 @@ func FuzzHTTPSameAsCheck(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Check: %v", err)
 		}
-		var want policy.Code
+		var want policy.DenyCode
 		if d := resp.GetDeniedResponse(); d != nil {
 			want = answerCode(t, 403, d.GetBody())
 		}
@@ -138,7 +138,7 @@ func FuzzHTTPSameAsCheck(f *testing.F) {
 // 403, so the nginx dialect answers 401 or 403 and carries the status the
 // caller must get.
 func TestHTTPNginxStatuses(t *testing.T) {
-	for code, want := range map[policy.Code][2]int{
+	for code, want := range map[policy.DenyCode][2]int{
 		policy.CodeTokenUnknown:       {401, 401},
 		policy.CodeRefererDenied:      {403, 403},
 		policy.CodeCreditsExhausted:   {403, 402},

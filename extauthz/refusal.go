@@ -6,7 +6,7 @@ import "github.com/tollgate/tollgate/policy"
 // the way the upstream would: a deny with its own code, before any token
 // is looked up. It is an error only to travel out of readRequest.
 type refusal struct {
-	code policy.Code
+	code policy.DenyCode
 	msg  string
 }
 

@@ -55,7 +55,7 @@ func (d *fakeDecider) Last(tb testing.TB) policy.Request {
 }
 
 // denyAll answers every request with a deny.
-func denyAll(code policy.Code) func(*policy.Request) (policy.Decision, error) {
+func denyAll(code policy.DenyCode) func(*policy.Request) (policy.Decision, error) {
 	return func(*policy.Request) (policy.Decision, error) {
 		return policy.Decision{Code: code, Message: "denied by the fake"}, nil
 	}
@@ -363,7 +363,7 @@ func TestCheckRouteConfigError(t *testing.T) {
 	for name, ext := range tests {
 		t.Run(name, func(t *testing.T) {
 			d := &fakeDecider{}
-			var observed policy.Code
+			var observed policy.DenyCode
 			srv := extauthz.NewServer(d, extauthz.Config{}, discard, func(d policy.Decision, _ error, _ time.Duration) { observed = d.Code })
 			resp, err := srv.Check(context.Background(), httpReq{path: "/?token=" + tokA, ext: ext}.check())
 			if err != nil {
@@ -474,7 +474,7 @@ func TestCheckAnswers(t *testing.T) {
 				t.Fatal(err)
 			}
 			denied := resp.GetDeniedResponse()
-			if got, want := int(denied.GetStatus().GetCode()), code.Status(); got != want {
+			if got, want := int(denied.GetStatus().GetCode()), extauthz.DenyStatus(code); got != want {
 				t.Errorf("HTTP status: got %d, want %d", got, want)
 			}
 			var body struct {

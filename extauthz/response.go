@@ -36,7 +36,7 @@ var credentialHeaders = []string{"authorization", "x-api-key"}
 // allowResponse lets the request through with the caller's identity for
 // the upstream and, unless configured otherwise, without its credentials.
 // dryRunCode, when set, marks a request that would have been denied.
-func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, dryRunCode policy.Code) *authv3.CheckResponse {
+func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, dryRunCode policy.DenyCode) *authv3.CheckResponse {
 	up := newHeaderList(3)
 	up.set(HeaderAccountID, d.AccountID)
 	up.set(HeaderTokenID, d.TokenID)
@@ -88,7 +88,7 @@ func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, dryRu
 // deniedResponse refuses the request with a status, a JSON body naming the
 // reason, for 401s a WWW-Authenticate challenge, and for 429s Retry-After.
 func (s *Server) deniedResponse(d policy.Decision) *authv3.CheckResponse {
-	status := d.Code.Status()
+	status := DenyStatus(d.Code)
 	body, _ := json.Marshal(errorBody{Error: errorDetail{Code: d.Code, Message: d.Message}})
 	hdrs := newHeaderList(8)
 	hdrs.set("content-type", "application/json")
@@ -195,8 +195,8 @@ type errorBody struct {
 }
 
 type errorDetail struct {
-	Code    policy.Code `json:"code"`
-	Message string      `json:"message"`
+	Code    policy.DenyCode `json:"code"`
+	Message string          `json:"message"`
 }
 
 // metadataBlock holds a Check's metadata values and their oneof wrappers

@@ -35,7 +35,7 @@ func TestHostileNames(t *testing.T) {
 		tok     func(*policy.Token)
 		dataset string
 		source  string
-		want    policy.Code // "" = allow
+		want    policy.DenyCode // "" = allow
 	}{
 		"59 KB name, star":            {tok: datasets("*"), dataset: strings.Repeat("a", 59<<10), want: policy.CodeDatasetDenied},
 		"129-byte name, star":         {tok: datasets("*"), dataset: strings.Repeat("a", 129), want: policy.CodeDatasetDenied},
@@ -183,7 +183,7 @@ func TestStoredPublicSuffixWildcard(t *testing.T) {
 	for name, c := range map[string]struct {
 		domains []string
 		referer string
-		want    policy.Code
+		want    policy.DenyCode
 	}{
 		"under the suffix":  {[]string{"*.co.uk", "app.example.com"}, "https://evil.co.uk/", policy.CodeRefererDenied},
 		"other pattern":     {[]string{"*.co.uk", "app.example.com"}, "https://app.example.com/x", ""},

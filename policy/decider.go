@@ -108,7 +108,7 @@ func remember(ctx context.Context, replay ReplayStore, dec Decision) (Decision, 
 }
 
 // refused turns an allow into a deny, keeping who asked.
-func refused(dec Decision, code Code, msg string) Decision {
+func refused(dec Decision, code DenyCode, msg string) Decision {
 	dec.Allow, dec.Code, dec.Message, dec.Cost, dec.signed = false, code, msg, 0, signed{}
 	return dec
 }

@@ -2,48 +2,54 @@ package policy
 
 import "time"
 
-// Deny reasons. Each is stable: it appears in deny bodies, logs and metric
-// labels, and clients match on it.
+// DenyCode is why a request was denied. Each is stable: it appears in deny
+// bodies, logs and metric labels, and clients match on it. It is a type of
+// its own, apart from the error Code, because a deny is an answer and an
+// error is a failure to answer; each front end maps deny codes to statuses
+// in a table of its own.
+type DenyCode string
+
+// Deny reasons.
 const (
-	CodeTokenMissing         Code = "token_missing"
-	CodeTokenMalformed       Code = "token_malformed"
-	CodeTokenUnknown         Code = "token_unknown"
-	CodeTokenDisabled        Code = "token_disabled"
-	CodeTokenExpired         Code = "token_expired"
-	CodeTokenConflict        Code = "token_conflict"
-	CodeSecretTokenInBrowser Code = "secret_token_in_browser"
-	CodeIPDenied             Code = "ip_denied"
-	CodeRefererDenied        Code = "referer_denied"
-	CodeAPIDenied            Code = "api_denied"
-	CodeTierDenied           Code = "tier_denied"
-	CodeDatasetDenied        Code = "dataset_denied"
-	CodeSourceDenied         Code = "source_denied"
-	CodeCreditsExhausted     Code = "credits_exhausted"
-	CodeQuotaExhausted       Code = "quota_exhausted"
-	CodeRateLimited          Code = "rate_limited"
-	CodeSignatureRequired    Code = "signature_required"
-	CodeSignatureInvalid     Code = "signature_invalid"
-	CodeSignatureExpired     Code = "signature_expired"
-	CodeSignatureReplayed    Code = "signature_replayed"
+	CodeTokenMissing         DenyCode = "token_missing"
+	CodeTokenMalformed       DenyCode = "token_malformed"
+	CodeTokenUnknown         DenyCode = "token_unknown"
+	CodeTokenDisabled        DenyCode = "token_disabled"
+	CodeTokenExpired         DenyCode = "token_expired"
+	CodeTokenConflict        DenyCode = "token_conflict"
+	CodeSecretTokenInBrowser DenyCode = "secret_token_in_browser"
+	CodeIPDenied             DenyCode = "ip_denied"
+	CodeRefererDenied        DenyCode = "referer_denied"
+	CodeAPIDenied            DenyCode = "api_denied"
+	CodeTierDenied           DenyCode = "tier_denied"
+	CodeDatasetDenied        DenyCode = "dataset_denied"
+	CodeSourceDenied         DenyCode = "source_denied"
+	CodeCreditsExhausted     DenyCode = "credits_exhausted"
+	CodeQuotaExhausted       DenyCode = "quota_exhausted"
+	CodeRateLimited          DenyCode = "rate_limited"
+	CodeSignatureRequired    DenyCode = "signature_required"
+	CodeSignatureInvalid     DenyCode = "signature_invalid"
+	CodeSignatureExpired     DenyCode = "signature_expired"
+	CodeSignatureReplayed    DenyCode = "signature_replayed"
 	// CodeReplayUnverifiable refuses a signed request that Tollgate cannot
 	// remember, so could not refuse again if it were replayed: the token's
 	// share of the replay memory, or all of it, is full until the oldest
 	// signatures expire, or the replay store failed.
-	CodeReplayUnverifiable Code = "signature_replay_unverifiable"
+	CodeReplayUnverifiable DenyCode = "signature_replay_unverifiable"
 	// Codes for requests Tollgate cannot read the way the upstream would.
-	CodeRouteUnmatched     Code = "route_unmatched"
-	CodeRouteMisconfigured Code = "route_misconfigured"
-	CodeMethodUnknown      Code = "method_unknown"
-	CodePathInvalid        Code = "path_invalid"
-	CodeQueryInvalid       Code = "query_invalid"
-	CodeParamRepeated      Code = "param_repeated"
-	CodeRequestInvalid     Code = "request_invalid"
-	CodeSourceUnseen       Code = "source_unseen"
+	CodeRouteUnmatched     DenyCode = "route_unmatched"
+	CodeRouteMisconfigured DenyCode = "route_misconfigured"
+	CodeMethodUnknown      DenyCode = "method_unknown"
+	CodePathInvalid        DenyCode = "path_invalid"
+	CodeQueryInvalid       DenyCode = "query_invalid"
+	CodeParamRepeated      DenyCode = "param_repeated"
+	CodeRequestInvalid     DenyCode = "request_invalid"
+	CodeSourceUnseen       DenyCode = "source_unseen"
 )
 
 // DenyCodes lists every deny reason, for metrics that want a series each.
-func DenyCodes() []Code {
-	return []Code{
+func DenyCodes() []DenyCode {
+	return []DenyCode{
 		CodeTokenMissing, CodeTokenMalformed, CodeTokenUnknown, CodeTokenDisabled, CodeTokenExpired,
 		CodeTokenConflict, CodeSecretTokenInBrowser, CodeIPDenied, CodeRefererDenied, CodeAPIDenied,
 		CodeTierDenied, CodeDatasetDenied, CodeSourceDenied, CodeCreditsExhausted, CodeQuotaExhausted,
@@ -54,32 +60,9 @@ func DenyCodes() []Code {
 	}
 }
 
-// Status returns the HTTP status that goes with a deny code: 400 when the
-// request cannot be read unambiguously, 401 when the caller did not prove
-// who it is, 402 when it ran out of credits, 429 when it is going too
-// fast (or its signatures cannot all be remembered: the remedy is the
-// same, wait and send a freshly signed request), 500 when the operator's
-// route configuration is unusable, 403
-// otherwise.
-func (c Code) Status() int {
-	switch {
-	case c == CodePathInvalid || c == CodeQueryInvalid || c == CodeParamRepeated || c == CodeRequestInvalid:
-		return 400
-	case c == CodeRouteMisconfigured:
-		return 500
-	case c.Unauthenticated():
-		return 401
-	case c == CodeCreditsExhausted || c == CodeQuotaExhausted:
-		return 402
-	case c == CodeRateLimited || c == CodeReplayUnverifiable:
-		return 429
-	}
-	return 403
-}
-
 // Unauthenticated reports whether the code means the caller did not prove
-// who it is (HTTP 401), as opposed to being refused what it asked (403).
-func (c Code) Unauthenticated() bool {
+// who it is, as opposed to being refused what it asked.
+func (c DenyCode) Unauthenticated() bool {
 	switch c {
 	case CodeTokenMissing, CodeTokenMalformed, CodeTokenUnknown, CodeTokenDisabled, CodeTokenExpired, CodeTokenConflict,
 		CodeSignatureRequired, CodeSignatureInvalid, CodeSignatureExpired, CodeSignatureReplayed:
@@ -92,7 +75,7 @@ func (c Code) Unauthenticated() bool {
 type Decision struct {
 	Allow bool
 	// Code is the reason for a deny; "" when allowed.
-	Code Code
+	Code DenyCode
 	// Message tells a developer what to fix. It never contains a token.
 	Message string
 	// Who asked, when the token was recognised.
@@ -137,4 +120,4 @@ func (u Usage) Remaining() (int64, bool) {
 	return max(u.Limit-u.Used, 0), true
 }
 
-func deny(code Code, msg string) Decision { return Decision{Code: code, Message: msg} }
+func deny(code DenyCode, msg string) Decision { return Decision{Code: code, Message: msg} }

@@ -5,9 +5,9 @@ import (
 	"fmt"
 )
 
-// Code is a stable, machine-readable reason. Codes appear in API error
-// bodies, in Check deny bodies and as metric labels, so they never change
-// once published.
+// Code is a stable, machine-readable reason an operation failed. Codes
+// appear in API error bodies, so they never change once published. Why a
+// request was denied is a DenyCode, not a Code.
 type Code string
 
 // Codes for errors in general use.
@@ -18,6 +18,7 @@ const (
 	EUnauthorized Code = "unauthorized" // no or bad credentials
 	EForbidden    Code = "forbidden"    // credentials are fine, the action is not allowed
 	EUnavailable  Code = "unavailable"  // a dependency (the database) cannot be reached
+	ERateLimited  Code = "rate_limited" // too many attempts; retry later
 	EInternal     Code = "internal"     // a bug or an unexpected failure
 )
 

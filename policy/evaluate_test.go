@@ -57,7 +57,7 @@ func TestEvaluate(t *testing.T) {
 		acc  *policy.Account
 		req  policy.Request
 		opt  policy.EvalOptions
-		want policy.Code // "" = allow
+		want policy.DenyCode // "" = allow
 	}{
 		"plain publishable":         {tok: pub(nil), req: policy.Request{Tier: policy.TierCore}},
 		"malformed":                 {tok: pub(nil), req: policy.Request{Token: "pk_nope"}, want: policy.CodeTokenMalformed},

@@ -18,7 +18,7 @@ func TestAPINames(t *testing.T) {
 	cases := map[string]struct {
 		tok  *policy.Token
 		api  string
-		want policy.Code
+		want policy.DenyCode
 	}{
 		"any API, canonical":             {tok: pub(), api: "maps"},
 		"any API, import":                {tok: pub(), api: "import", want: policy.CodeAPIDenied},
@@ -58,7 +58,7 @@ func TestSourceUnseen(t *testing.T) {
 	cases := map[string]struct {
 		tok  *policy.Token
 		req  policy.Request
-		want policy.Code
+		want policy.DenyCode
 	}{
 		"query grant, seen":      {tok: tok(query), req: policy.Request{Connection: "w", Source: "SELECT 1", Action: policy.Read}},
 		"query grant, unseen":    {tok: tok(query), req: policy.Request{Connection: "w", Source: "SELECT 1", Action: policy.Read, SourceUnseen: true}, want: policy.CodeSourceUnseen},

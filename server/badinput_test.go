@@ -39,7 +39,7 @@ type badCase struct {
 	allow string
 	// code is the deny's reason; token the fixture token it identifies
 	// ("" when no token is recognised).
-	code  policy.Code
+	code  policy.DenyCode
 	token string
 	// grpc is the gRPC error code expected instead of an answer.
 	grpc codes.Code

@@ -33,7 +33,7 @@ func TestCheckSeesChanges(t *testing.T) {
 				setup  func(*policy.Token)
 				req    func(value string) envoyRequest
 				change func(t *testing.T, tok *policy.Token)
-				code   policy.Code // "" means the change allows
+				code   policy.DenyCode // "" means the change allows
 			}{
 				"disable": {
 					change: func(t *testing.T, tok *policy.Token) {

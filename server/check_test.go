@@ -22,14 +22,14 @@ import (
 type checkCase struct {
 	req envoyRequest
 	// code is the deny reason; "" means allow.
-	code policy.Code
+	code policy.DenyCode
 	// token names the fixture token the answer must identify; "" when no
 	// token is recognised.
 	token string
 	// cost is the credits an allow spends; nil means the default, 1.
 	cost *int64
 	// dry is, in dry-run mode, the code of the deny the allow stands for.
-	dry policy.Code
+	dry policy.DenyCode
 }
 
 func costOf(n int64) *int64 { return &n }
@@ -76,7 +76,7 @@ func runCases(t *testing.T, s *testServer, f *fixture, cases map[string]checkCas
 }
 
 // expectDryRun checks a dry-run allow standing for a deny with code.
-func expectDryRun(tb testing.TB, resp *authv3.CheckResponse, code policy.Code, tok fixtureToken) {
+func expectDryRun(tb testing.TB, resp *authv3.CheckResponse, code policy.DenyCode, tok fixtureToken) {
 	tb.Helper()
 	ok := resp.GetOkResponse()
 	if ok == nil {
@@ -258,7 +258,7 @@ func decisionCases(f *fixture) map[string]checkCase {
 	// Allowed domains, with IEX's semantics: no scheme means http and
 	// https, "*." means subdomains but not the apex, a path is a prefix
 	// of whole segments, and userinfo never decides the host.
-	for ref, code := range map[string]policy.Code{
+	for ref, code := range map[string]policy.DenyCode{
 		"http://example.com/":                      "",
 		"https://example.com/page?x=1#top":         "",
 		"https://example.com:8443/":                "",

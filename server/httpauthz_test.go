@@ -29,7 +29,7 @@ var httpDialects = []string{"envoy", "nginx", "forward-auth"}
 // httpAnswer is what an HTTP authorization answer says.
 type httpAnswer struct {
 	status int
-	code   policy.Code // "" when allowed
+	code   policy.DenyCode // "" when allowed
 	header http.Header
 	body   string
 }
@@ -97,13 +97,13 @@ func TestHTTPSameDecisionAsCheck(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			resp := s.MustCheck(t, tc.req.proto())
-			var want policy.Code
+			var want policy.DenyCode
 			if deny := resp.GetDeniedResponse(); deny != nil {
 				var b denyBody
 				if err := json.Unmarshal([]byte(deny.GetBody()), &b); err != nil {
 					t.Fatalf("Check deny body %q: %v", deny.GetBody(), err)
 				}
-				want = policy.Code(b.Error.Code)
+				want = policy.DenyCode(b.Error.Code)
 			}
 			if want != tc.code {
 				t.Fatalf("Check: got %q, want %q", want, tc.code)
@@ -126,10 +126,10 @@ func TestHTTPSameDecisionAsCheck(t *testing.T) {
 					}
 					continue
 				}
-				if got, wantStatus := a.status, want.Status(); got != wantStatus {
+				if got, wantStatus := a.status, extauthz.DenyStatus(want); got != wantStatus {
 					t.Errorf("%s: status got %d, want %d", dia, got, wantStatus)
 				}
-				if want.Status() == http.StatusUnauthorized && a.header.Get("WWW-Authenticate") == "" {
+				if extauthz.DenyStatus(want) == http.StatusUnauthorized && a.header.Get("WWW-Authenticate") == "" {
 					t.Errorf("%s: a 401 without WWW-Authenticate", dia)
 				}
 				for _, v := range f.Values() {
@@ -155,7 +155,7 @@ func TestHTTPRouteHeadersFromTheProxy(t *testing.T) {
 	cases := map[string]struct {
 		raw    string
 		status int
-		code   policy.Code
+		code   policy.DenyCode
 	}{
 		"nginx without X-Original-URI": {raw: "GET /nginx HTTP/1.1\r\nHost: t\r\nX-Original-Method: GET\r\nX-Tollgate-Api: data\r\n" + tok, status: 403, code: policy.CodeRouteMisconfigured},
 		"forward auth without a URI":   {raw: "GET /forward-auth HTTP/1.1\r\nHost: t\r\nX-Forwarded-Method: GET\r\nX-Tollgate-Api: data\r\n" + tok, status: 500, code: policy.CodeRouteMisconfigured},
@@ -271,18 +271,18 @@ func (s *testServer) mustSendRaw(tb testing.TB, raw, method string) httpAnswer {
 	case method == http.MethodHead && resp.StatusCode != http.StatusOK:
 		// An answer to HEAD has no body, for Envoy as for this test:
 		// the status stands for the code.
-		a.code = "status " + policy.Code(resp.Status)
+		a.code = "status " + policy.DenyCode(resp.Status)
 	case resp.StatusCode != http.StatusOK && resp.Header.Get("Content-Type") == "application/json":
 		a.code = bodyCode(tb, a.body)
 	}
 	return a
 }
 
-func bodyCode(tb testing.TB, body string) policy.Code {
+func bodyCode(tb testing.TB, body string) policy.DenyCode {
 	tb.Helper()
 	var b denyBody
 	if err := json.Unmarshal([]byte(body), &b); err != nil {
 		tb.Fatalf("deny body %q: %v", body, err)
 	}
-	return policy.Code(b.Error.Code)
+	return policy.DenyCode(b.Error.Code)
 }

@@ -92,7 +92,7 @@ func TestIEXSignedThroughServer(t *testing.T) {
 		at     time.Duration // signing time less now
 		cred   func(s, other signer) string
 		change func(r *iexSigned)
-		want   policy.Code
+		want   policy.DenyCode
 	}{
 		"IEX's Python sample's form":                {form: "full"},
 		"IEXSharp's form":                           {form: "relative"},

@@ -18,7 +18,7 @@ type metrics struct {
 	reg *prometheus.Registry
 	// decisions has one counter per result and code, resolved up front so
 	// that counting a decision is an atomic add, not a label look-up.
-	decisions   map[policy.Code]prometheus.Counter
+	decisions   map[policy.DenyCode]prometheus.Counter
 	checkErrors prometheus.Counter
 	checkTime   prometheus.Observer
 	storeTime   prometheus.Observer
@@ -47,7 +47,7 @@ func newMetrics() *metrics {
 	}, []string{"result", "code"})
 	m := &metrics{
 		reg:       reg,
-		decisions: map[policy.Code]prometheus.Counter{"": decisions.WithLabelValues("allow", "")},
+		decisions: map[policy.DenyCode]prometheus.Counter{"": decisions.WithLabelValues("allow", "")},
 		checkErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tollgate_check_errors_total", Help: "Checks answered with a gRPC error: Tollgate could not decide.",
 		}),

@@ -66,7 +66,7 @@ func (s signer) signed(tb testing.TB, path, peer string) envoyRequest {
 // answer is what a Check said: "" for an allow, else the deny's code, its
 // HTTP status and Retry-After.
 type answer struct {
-	code       policy.Code
+	code       policy.DenyCode
 	status     int
 	retryAfter string
 }
@@ -90,7 +90,7 @@ func answerOf(tb testing.TB, resp *authv3.CheckResponse) answer {
 	if err := json.Unmarshal([]byte(d.GetBody()), &body); err != nil {
 		tb.Fatalf("deny body %q: %v", d.GetBody(), err)
 	}
-	a := answer{code: policy.Code(body.Error.Code), status: int(d.GetStatus().GetCode())}
+	a := answer{code: policy.DenyCode(body.Error.Code), status: int(d.GetStatus().GetCode())}
 	if h, ok := responseHeaders(tb, d.GetHeaders())["retry-after"]; ok {
 		a.retryAfter = h.GetHeader().GetValue()
 	}

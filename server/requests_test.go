@@ -244,7 +244,7 @@ func expectAllow(tb testing.TB, r envoyRequest, resp *authv3.CheckResponse, tok 
 // WWW-Authenticate challenge on 401s, the JSON body, the metadata (the
 // token's ID when it was recognised, no cost) and that the body repeats none
 // of secrets.
-func expectDeny(tb testing.TB, resp *authv3.CheckResponse, code policy.Code, tokenID string, secrets []string) {
+func expectDeny(tb testing.TB, resp *authv3.CheckResponse, code policy.DenyCode, tokenID string, secrets []string) {
 	tb.Helper()
 	d := resp.GetDeniedResponse()
 	if d == nil {
@@ -349,7 +349,7 @@ func pollUntil(tb testing.TB, s *testServer, req envoyRequest, within time.Durat
 }
 
 // deniedWith reports whether resp is a deny with code.
-func deniedWith(code policy.Code) func(*authv3.CheckResponse) bool {
+func deniedWith(code policy.DenyCode) func(*authv3.CheckResponse) bool {
 	return func(resp *authv3.CheckResponse) bool {
 		return resp.GetDeniedResponse() != nil && resp.GetDynamicMetadata().GetFields()["code"].GetStringValue() == string(code)
 	}
