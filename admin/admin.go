@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/seal"
 	"github.com/tollgate/tollgate/store"
@@ -30,7 +29,7 @@ type Config struct {
 	// nil refuses to switch signing on.
 	Box *seal.Box
 	// Period is the credit period, for the credits used this period.
-	Period credits.Period
+	Period policy.Period
 	// Now is the clock.
 	Now func() time.Time
 	// Eval is the operator's choices Check decides with (secret tokens in
@@ -73,7 +72,7 @@ func New(db *store.DB, cfg Config, log *slog.Logger) *Handler {
 		cfg.Now = time.Now
 	}
 	if cfg.Period == "" {
-		cfg.Period = credits.Month
+		cfg.Period = policy.PeriodMonth
 	}
 	if cfg.SignIn == (SignInConfig{}) {
 		cfg.SignIn = DefaultSignInConfig()

@@ -24,7 +24,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tollgate/tollgate/admin"
-	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/server"
 	"github.com/tollgate/tollgate/store"
@@ -126,21 +125,21 @@ func (tg *tollgate) MustSeedToken(tb testing.TB, t *policy.Token, perDay func(da
 		tb.Fatalf("seed token: %v", err)
 	}
 	now := time.Now().UTC()
-	var batch []store.DailyUsage
+	var batch []policy.DailyUsage
 	for i := range 30 {
 		c := perDay(i)
 		if c == 0 {
 			continue
 		}
 		day := now.AddDate(0, 0, -(29 - i))
-		batch = append(batch, store.DailyUsage{TokenID: t.ID, AccountID: t.AccountID, Day: day.Format(time.DateOnly),
+		batch = append(batch, policy.DailyUsage{TokenID: t.ID, AccountID: t.AccountID, Day: day.Format(time.DateOnly),
 			Requests: c, Credits: c, LastUsed: day})
 	}
 	if err := tg.db.RecordUsage(ctx, batch); err != nil {
 		tb.Fatalf("seed usage: %v", err)
 	}
 	// The credits of this period, as the meter would have counted them.
-	period := credits.Month.Start(now)
+	period := policy.PeriodMonth.Start(now)
 	var used int64
 	for _, u := range batch {
 		if u.Day >= period.Format(time.DateOnly) {

@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tollgate/tollgate/admin"
-	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/seal"
@@ -124,7 +123,7 @@ func (st *serveSettings) finish(databaseURL string, getenv func(string) string) 
 		return fmt.Errorf("deny-log-level: %w", err)
 	}
 	st.cfg.ExtAuthz.GrantFreeAPIs = splitList(st.grantFree)
-	if st.cfg.Credits.Period, err = credits.ParsePeriod(st.creditPeriod); err != nil {
+	if st.cfg.Credits.Period, err = policy.ParsePeriod(st.creditPeriod); err != nil {
 		return err
 	}
 	st.cfg.DatabaseURL = databaseURL

@@ -23,7 +23,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/store"
 )
 
 // Store is what the meter needs from storage: *store.DB.
@@ -31,7 +30,7 @@ type Store interface {
 	Reserve(ctx context.Context, subject string, period time.Time, grant func(reserved int64) int64) (granted, total int64, err error)
 	AddCredits(ctx context.Context, subject string, period time.Time, n int64) (int64, error)
 	AddCreditsBatch(ctx context.Context, period time.Time, deltas map[string]int64) (map[string]int64, error)
-	RecordUsage(ctx context.Context, batch []store.DailyUsage) error
+	RecordUsage(ctx context.Context, batch []policy.DailyUsage) error
 	Heartbeat(ctx context.Context, id string, ttl time.Duration) (int, error)
 	ReportDemand(ctx context.Context, id string, ttl time.Duration, demand map[string]float64) (map[string]float64, error)
 	RemoveReplica(ctx context.Context, id string) error
@@ -40,7 +39,7 @@ type Store interface {
 // Config tunes a Meter.
 type Config struct {
 	// Period is how long credits count.
-	Period Period
+	Period policy.Period
 	// MaxBlock is the most credits one reservation takes.
 	MaxBlock int64
 	// FlushInterval is how often usage is written and leases are tidied.
@@ -66,7 +65,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Period: Month, MaxBlock: 1000, FlushInterval: 2 * time.Second, ReplicaTTL: 6 * time.Second, ShareInterval: time.Second, StoreTimeout: 2 * time.Second,
+	return Config{Period: policy.PeriodMonth, MaxBlock: 1000, FlushInterval: 2 * time.Second, ReplicaTTL: 6 * time.Second, ShareInterval: time.Second, StoreTimeout: 2 * time.Second,
 		LimiterTimeout: 10 * time.Millisecond, LimiterRetry: time.Second}
 }
 
@@ -80,7 +79,7 @@ type Meter struct {
 
 	mu       sync.Mutex
 	subjects map[subjectKey]*subject
-	usage    map[usageKey]*store.DailyUsage
+	usage    map[usageKey]*policy.DailyUsage
 
 	buckets  *lru.Cache[string, *bucket]
 	replicas atomic.Int64
@@ -147,7 +146,7 @@ type usageKey struct {
 
 // New returns a Meter; Run keeps its books.
 func New(s Store, cfg Config, now func() time.Time, log *slog.Logger) (*Meter, error) {
-	if _, err := ParsePeriod(string(cfg.Period)); err != nil {
+	if _, err := policy.ParsePeriod(string(cfg.Period)); err != nil {
 		return nil, err
 	}
 	if cfg.MaxBlock < 1 || cfg.FlushInterval <= 0 || cfg.ReplicaTTL <= 0 || cfg.StoreTimeout <= 0 || cfg.ShareInterval <= 0 {
@@ -165,7 +164,7 @@ func New(s Store, cfg Config, now func() time.Time, log *slog.Logger) (*Meter, e
 		return nil, err
 	}
 	m := &Meter{store: s, cfg: cfg, now: now, log: log, id: policy.NewID("rep"),
-		subjects: map[subjectKey]*subject{}, usage: map[usageKey]*store.DailyUsage{}, buckets: buckets, over: over}
+		subjects: map[subjectKey]*subject{}, usage: map[usageKey]*policy.DailyUsage{}, buckets: buckets, over: over}
 	m.replicas.Store(1)
 	return m, nil
 }
@@ -412,7 +411,7 @@ func (m *Meter) count(d *policy.Decision, now time.Time) {
 	defer m.mu.Unlock()
 	u, ok := m.usage[k]
 	if !ok {
-		u = &store.DailyUsage{TokenID: d.TokenID, AccountID: d.AccountID, Day: now.UTC().Format(time.DateOnly)}
+		u = &policy.DailyUsage{TokenID: d.TokenID, AccountID: d.AccountID, Day: now.UTC().Format(time.DateOnly)}
 		m.usage[k] = u
 	}
 	if d.Allow {

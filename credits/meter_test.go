@@ -133,7 +133,7 @@ func TestExactLimitAcrossReplicas(t *testing.T) {
 			for _, stop := range stops {
 				stop()
 			}
-			period := credits.Month.Start(c.now())
+			period := policy.PeriodMonth.Start(c.now())
 			if got := reserved(t, db, tok.ID, period); got != limit {
 				t.Errorf("reserved %d after a graceful stop, want %d", got, limit)
 			}
@@ -181,7 +181,7 @@ func TestKilledReplicaNeverOverspends(t *testing.T) {
 	if lost := limit - allowed; lost > block {
 		t.Errorf("lost %d credits to the killed replica, want at most one block (%d)", lost, block)
 	}
-	if got := reserved(t, db, tok.ID, credits.Month.Start(c.now())); got > limit {
+	if got := reserved(t, db, tok.ID, policy.PeriodMonth.Start(c.now())); got > limit {
 		t.Errorf("reserved %d, over the limit %d", got, limit)
 	}
 }
@@ -325,7 +325,7 @@ func TestRateLimit(t *testing.T) {
 	// A rate-limited request spends no credits.
 	stop := runMeter(m)
 	stop()
-	if got := reserved(t, db, tok.ID, credits.Month.Start(c.now())); got != 9 {
+	if got := reserved(t, db, tok.ID, policy.PeriodMonth.Start(c.now())); got != 9 {
 		t.Errorf("credits spent %d, want 9 (only allowed requests)", got)
 	}
 }
@@ -345,7 +345,7 @@ func TestDenialsAreCountedNotCharged(t *testing.T) {
 	}
 	stop := runMeter(m)
 	stop()
-	if got := reserved(t, db, tok.ID, credits.Month.Start(c.now())); got != 0 {
+	if got := reserved(t, db, tok.ID, policy.PeriodMonth.Start(c.now())); got != 0 {
 		t.Errorf("a denied request spent %d credits", got)
 	}
 	day := c.now().Format(time.DateOnly)
@@ -357,17 +357,17 @@ func TestDenialsAreCountedNotCharged(t *testing.T) {
 
 func TestPeriodStart(t *testing.T) {
 	at := time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC) // a Saturday
-	for p, want := range map[credits.Period]time.Time{
-		credits.Month: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
-		credits.Week:  time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC),
-		credits.Day:   time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC),
-		credits.Hour:  time.Date(2026, 3, 14, 15, 0, 0, 0, time.UTC),
+	for p, want := range map[policy.Period]time.Time{
+		policy.PeriodMonth: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
+		policy.PeriodWeek:  time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC),
+		policy.PeriodDay:   time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC),
+		policy.PeriodHour:  time.Date(2026, 3, 14, 15, 0, 0, 0, time.UTC),
 	} {
 		if got := p.Start(at); !got.Equal(want) {
 			t.Errorf("%s start of %v = %v, want %v", p, at, got, want)
 		}
 	}
-	if _, err := credits.ParsePeriod("fortnight"); err == nil {
+	if _, err := policy.ParsePeriod("fortnight"); err == nil {
 		t.Error("ParsePeriod accepted fortnight")
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tollgate/tollgate/store"
+	"github.com/tollgate/tollgate/policy"
 )
 
 // Usage and the spending of subjects without a limit are written in
@@ -27,7 +27,7 @@ const (
 // refills it only once it is empty: with a large backlog each flush costs
 // the pieces it writes, not the size of the backlog.
 type writeQueue struct {
-	usage []store.DailyUsage
+	usage []policy.DailyUsage
 	spend []spending
 }
 
@@ -106,7 +106,7 @@ func (m *Meter) writeUsage(ctx context.Context, all bool, start time.Time) {
 	defer m.countQueued()
 	if len(m.queue.usage) == 0 {
 		m.mu.Lock()
-		rows := make([]store.DailyUsage, 0, len(m.usage))
+		rows := make([]policy.DailyUsage, 0, len(m.usage))
 		for _, u := range m.usage {
 			rows = append(rows, *u)
 		}
@@ -114,7 +114,7 @@ func (m *Meter) writeUsage(ctx context.Context, all bool, start time.Time) {
 		m.queue.usage = rows
 		m.countQueued()
 		m.mu.Unlock()
-		slices.SortFunc(rows, func(a, b store.DailyUsage) int {
+		slices.SortFunc(rows, func(a, b policy.DailyUsage) int {
 			return cmp.Or(cmp.Compare(a.TokenID, b.TokenID), cmp.Compare(a.Day, b.Day))
 		})
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/credits"
+	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/store"
 	"github.com/tollgate/tollgate/store/storetest"
 )
@@ -33,7 +34,7 @@ type failingStore struct {
 
 var errInjected = errors.New("injected failure")
 
-func (s *failingStore) RecordUsage(ctx context.Context, batch []store.DailyUsage) error {
+func (s *failingStore) RecordUsage(ctx context.Context, batch []policy.DailyUsage) error {
 	s.mu.Lock()
 	s.usageCalls++
 	s.largestUsage = max(s.largestUsage, len(batch))
@@ -162,7 +163,7 @@ func TestUsageWriterDrainsManyTokens(t *testing.T) {
 			if tokens != int64(n) || tokenCredits != int64(n) {
 				t.Errorf("credit_usage: %d tokens holding %d credits, want %d and %d", tokens, tokenCredits, n, n)
 			}
-			if got := reserved(t, db, acc.ID, credits.Month.Start(c.now())); got != int64(n) {
+			if got := reserved(t, db, acc.ID, policy.PeriodMonth.Start(c.now())); got != int64(n) {
 				t.Errorf("account spent %d, want %d", got, n)
 			}
 		})

@@ -199,7 +199,7 @@ func checkProxyDeny(t *testing.T, tc proxyCase, resp *http.Response, body []byte
 	var b struct {
 		Error struct {
 			Code    policy.DenyCode `json:"code"`
-			Message string      `json:"message"`
+			Message string          `json:"message"`
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(body, &b); err != nil {

@@ -38,7 +38,7 @@ func TestIEXSignedRequests(t *testing.T) {
 		cred    func(f *sigFixture) string // nil: the token itself
 		at      time.Duration              // the signing time less the server's
 		after   func(r *policy.Request)    // what changes on the way
-		want    policy.DenyCode                // "" = allow
+		want    policy.DenyCode            // "" = allow
 		wantMsg string
 	}{
 		// Allowed.

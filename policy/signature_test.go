@@ -128,7 +128,7 @@ func TestSignedRequests(t *testing.T) {
 		extra    []string                   // signed beyond host, the date and the content header
 		after    func(r *policy.Request)    // what changes on the way
 		allowUP  bool                       // AllowUnsignedPayload
-		want     policy.DenyCode                // "" = allow
+		want     policy.DenyCode            // "" = allow
 		wantMsg  string
 	}{
 		// Allowed.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/tollgate/tollgate/policy"
 )
 
 // Reserve adds credits to subject's usage in the period starting at
@@ -106,27 +108,16 @@ func (db *DB) AddCreditsBatch(ctx context.Context, period time.Time, deltas map[
 	return totals, nil
 }
 
-// DailyUsage is one token's usage on one day (UTC).
-type DailyUsage struct {
-	TokenID   string           `json:"token_id"`
-	AccountID string           `json:"account_id"`
-	Day       string           `json:"day"` // YYYY-MM-DD
-	Requests  int64            `json:"requests"`
-	Credits   int64            `json:"credits"`
-	Denials   map[string]int64 `json:"denials"` // by deny code
-	LastUsed  time.Time        `json:"-"`       // of the batch: moves tokens.last_used_at
-}
-
 // RecordUsage adds a batch of daily usage in one transaction, and moves
 // the tokens' last-used times forward.
-func (db *DB) RecordUsage(ctx context.Context, batch []DailyUsage) error {
+func (db *DB) RecordUsage(ctx context.Context, batch []policy.DailyUsage) error {
 	if len(batch) == 0 {
 		return nil
 	}
 	// Every writer takes its row locks in the same order, so replicas
 	// flushing at the same moment wait for each other instead of deadlocking.
 	batch = slices.Clone(batch)
-	slices.SortFunc(batch, func(a, b DailyUsage) int {
+	slices.SortFunc(batch, func(a, b policy.DailyUsage) int {
 		if c := strings.Compare(a.TokenID, b.TokenID); c != 0 {
 			return c
 		}
@@ -150,7 +141,7 @@ func (db *DB) RecordUsage(ctx context.Context, batch []DailyUsage) error {
 }
 
 // recordChunk writes up to batchRows rows of usage in three statements.
-func recordChunk(ctx context.Context, tx *sqlx.Tx, chunk []DailyUsage) error {
+func recordChunk(ctx context.Context, tx *sqlx.Tx, chunk []policy.DailyUsage) error {
 	var daily, denials strings.Builder
 	var dailyArgs, denialArgs []any
 	var used []string
@@ -208,7 +199,7 @@ func recordChunk(ctx context.Context, tx *sqlx.Tx, chunk []DailyUsage) error {
 
 // Usage returns a token's daily usage from day from to day to (inclusive,
 // YYYY-MM-DD), oldest first.
-func (db *DB) Usage(ctx context.Context, tokenID, from, to string) ([]DailyUsage, error) {
+func (db *DB) Usage(ctx context.Context, tokenID, from, to string) ([]policy.DailyUsage, error) {
 	var rows []struct {
 		AccountID string `db:"account_id"`
 		Day       string `db:"day"`
@@ -230,11 +221,11 @@ func (db *DB) Usage(ctx context.Context, tokenID, from, to string) ([]DailyUsage
 	if err != nil {
 		return nil, wrapErr("read usage", err)
 	}
-	byDay := map[string]*DailyUsage{}
-	day := func(d string) *DailyUsage {
+	byDay := map[string]*policy.DailyUsage{}
+	day := func(d string) *policy.DailyUsage {
 		u, ok := byDay[d]
 		if !ok {
-			u = &DailyUsage{TokenID: tokenID, Day: d, Denials: map[string]int64{}}
+			u = &policy.DailyUsage{TokenID: tokenID, Day: d, Denials: map[string]int64{}}
 			byDay[d] = u
 		}
 		return u
@@ -246,11 +237,11 @@ func (db *DB) Usage(ctx context.Context, tokenID, from, to string) ([]DailyUsage
 	for _, d := range denials {
 		day(d.Day).Denials[d.Code] += d.Count
 	}
-	out := make([]DailyUsage, 0, len(byDay))
+	out := make([]policy.DailyUsage, 0, len(byDay))
 	for _, u := range byDay {
 		out = append(out, *u)
 	}
-	slices.SortFunc(out, func(a, b DailyUsage) int { return strings.Compare(a.Day, b.Day) })
+	slices.SortFunc(out, func(a, b policy.DailyUsage) int { return strings.Compare(a.Day, b.Day) })
 	return out, nil
 }
 

@@ -89,7 +89,7 @@ func TestNotifyReachesAnotherConnection(t *testing.T) {
 	}
 	expect("plain SQL update that also moves last_used_at", hashChange)
 
-	if err := db.RecordUsage(ctx, []store.DailyUsage{{TokenID: tok.ID, AccountID: a.ID, Day: time.Now().UTC().Format(time.DateOnly),
+	if err := db.RecordUsage(ctx, []policy.DailyUsage{{TokenID: tok.ID, AccountID: a.ID, Day: time.Now().UTC().Format(time.DateOnly),
 		Requests: 1, Credits: 1, LastUsed: time.Now().Add(time.Minute)}}); err != nil {
 		t.Fatal(err)
 	}

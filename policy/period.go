@@ -1,25 +1,26 @@
-package credits
+package policy
 
 import (
 	"fmt"
 	"time"
 )
 
-// Period is how long credits count before they start again.
+// Period is how long credits count before they start again: a token's
+// credit limit and an account's quota are per period.
 type Period string
 
 // Periods, each starting on a UTC boundary.
 const (
-	Month Period = "month" // calendar month (the default)
-	Week  Period = "week"  // ISO week, from Monday
-	Day   Period = "day"
-	Hour  Period = "hour"
+	PeriodMonth Period = "month" // calendar month (the default)
+	PeriodWeek  Period = "week"  // ISO week, from Monday
+	PeriodDay   Period = "day"
+	PeriodHour  Period = "hour"
 )
 
 // ParsePeriod parses month, week, day or hour.
 func ParsePeriod(s string) (Period, error) {
 	switch p := Period(s); p {
-	case Month, Week, Day, Hour:
+	case PeriodMonth, PeriodWeek, PeriodDay, PeriodHour:
 		return p, nil
 	}
 	return "", fmt.Errorf("credit period %q: want month, week, day or hour", s)
@@ -30,11 +31,11 @@ func (p Period) Start(t time.Time) time.Time {
 	t = t.UTC()
 	y, m, d := t.Date()
 	switch p {
-	case Hour:
+	case PeriodHour:
 		return t.Truncate(time.Hour)
-	case Day:
+	case PeriodDay:
 		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-	case Week:
+	case PeriodWeek:
 		back := (int(t.Weekday()) + 6) % 7 // days since Monday
 		return time.Date(y, m, d-back, 0, 0, 0, 0, time.UTC)
 	}
