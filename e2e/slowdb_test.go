@@ -27,7 +27,7 @@ func TestSlowDatabase(t *testing.T) {
 	proxy := newPGProxy(t, postgresAddr(t, dbURL))
 	r := startReplica(t, "slow", proxy.url(t, dbURL), "--store-timeout", "200ms")
 	cached := call{Token: cachedValue}
-	r.mustAllow(t, cached)
+	r.mustWarm(t, cached)
 
 	proxy.setLatency(300 * time.Millisecond)
 
@@ -126,8 +126,8 @@ func TestStalledDatabase(t *testing.T) {
 		"--listen-database-url", dbURL, "--store-timeout", "200ms", "--resync-interval", "300ms",
 		"--usage-flush-interval", "1h")
 	cached, revoked := call{Token: cachedValue}, call{Token: revokedValue}
-	r.mustAllow(t, cached)
-	r.mustAllow(t, revoked)
+	r.mustWarm(t, cached)
+	r.mustWarm(t, revoked)
 	r.waitMetric(t, "tollgate_listener_connected", 5*time.Second, func(v float64) bool { return v == 1 }, "LISTEN up")
 
 	proxy.stall()
