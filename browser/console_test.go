@@ -15,7 +15,7 @@ import (
 	"github.com/tollgate/tollgate/policy"
 )
 
-var updateScreenshot = flag.Bool("update-screenshot", false, "write the tokens page's screenshot to docs/console.png")
+var updateScreenshot = flag.Bool("update-screenshot", false, "write the screenshots to docs/ (console.png, console-phone.png)")
 
 const (
 	allowedReferer = "https://example.com/shop"
@@ -143,7 +143,7 @@ func TestConsole(t *testing.T) {
 		chromedp.WaitNotPresent(css(".reveal")),
 		Poll(`document.querySelectorAll('#tokens-body svg.chart').length === document.querySelectorAll('#tokens-body tr').length`),
 		chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`))
-	saveScreenshot(t, Run(t, b, "take a screenshot", chromedp.FullScreenshot(100)))
+	saveScreenshot(t, "console.png", Run(t, b, "take a screenshot", chromedp.FullScreenshot(100)))
 
 	// Delete, after a confirmation that starts on Cancel.
 	b.Do(t, "ask to delete", chromedp.Click(css(row+" button.delete")), chromedp.WaitVisible(css("#confirm-dialog")))
@@ -220,17 +220,17 @@ func seed(t *testing.T, tg *tollgate) {
 }
 
 // saveScreenshot keeps the screenshot with the test's artifacts and, with
-// -update-screenshot, in docs/console.png.
-func saveScreenshot(t *testing.T, png []byte) {
+// -update-screenshot, in docs/.
+func saveScreenshot(t *testing.T, name string, png []byte) {
 	t.Helper()
 	if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
 		t.Fatalf("the screenshot is not a PNG (%d bytes)", len(png))
 	}
-	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), "console.png"), png, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), name), png, 0o644); err != nil {
 		t.Error(err)
 	}
 	if *updateScreenshot {
-		if err := os.WriteFile(filepath.Join("..", "docs", "console.png"), png, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join("..", "docs", name), png, 0o644); err != nil {
 			t.Error(err)
 		}
 	}
