@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,17 @@ func TestConsole(t *testing.T) {
 	if got := Eval[string](t, b, `document.querySelector('.reveal .copy-status').textContent`); got != "Copied" {
 		t.Errorf("after Copy the status reads %q, want Copied", got)
 	}
+	// The example requests carry the real value and the page's origin.
+	for _, ex := range []string{"#example-curl", "#example-fetch"} {
+		got := Eval[string](t, b, `document.querySelector('`+ex+`').textContent`)
+		if !strings.Contains(got, value) || !strings.Contains(got, tg.url+"/v1/") {
+			t.Errorf("the %s example is %q, want it to carry %s and %s", ex, got, value, tg.url)
+		}
+	}
+	if got, want := Eval[string](t, b, `document.querySelector('#tokens-body tr:last-child .perms').textContent`),
+		"Can use core data, no datasets, every API but import · from anywhere"; got != want {
+		t.Errorf("a new token's permissions read %q, want %q", got, want)
+	}
 	if got := tg.Check(t, value, allowedReferer); got != string(policy.CodeDatasetDenied) {
 		t.Fatalf("a new token reading sales.q1: got %s, want %s", got, policy.CodeDatasetDenied)
 	}
@@ -117,6 +129,10 @@ func TestConsole(t *testing.T) {
 	b.Do(t, "the form closes", chromedp.WaitNotVisible(css("#edit-dialog")))
 	if got := Eval[string](t, b, `document.activeElement.dataset.focusKey || document.activeElement.id`); got != "edit:"+id {
 		t.Errorf("after Done focus is on %q, want the row's edit button", got)
+	}
+	if got, want := Eval[string](t, b, `document.querySelector('`+row+` .perms').textContent`),
+		"Can use core data, sales.* (read), every API but import · from example.com"; got != want {
+		t.Errorf("after the edit the row's permissions read %q, want %q", got, want)
 	}
 	if got := Eval[string](t, b, `document.querySelector('`+row+` .nickname').textContent`); got != "Checkout widget" {
 		t.Errorf("the row's nickname is %q after the edit", got)

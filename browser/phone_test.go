@@ -18,7 +18,7 @@ func TestConsolePhone(t *testing.T) {
 	b := MustStartBrowser(t)
 	tg := MustStartTollgate(t)
 	seed(t, tg)
-	b.Do(t, "emulate a phone", chromedp.EmulateViewport(phoneWidth, phoneHeight, chromedp.EmulateMobile, chromedp.EmulateScale(3)))
+	b.Do(t, "emulate a phone", chromedp.EmulateViewport(phoneWidth, phoneHeight, chromedp.EmulateMobile, chromedp.EmulateScale(2)))
 
 	b.Do(t, "open the console", chromedp.Navigate(tg.url+"/console/"), chromedp.WaitVisible(css("#signin-email")))
 	mustFitWidth(t, b, "sign-in page")
@@ -64,6 +64,7 @@ func TestConsolePhone(t *testing.T) {
 		t.Errorf("the editor covers %v (left, top, right, bottom), want the whole screen %v", rect, want)
 	}
 	mustFitWidth(t, b, "editor")
+	saveScreenshot(t, "console-phone-editor.png", Run(t, b, "take a screenshot of the editor", chromedp.CaptureScreenshot()))
 	if got := Eval[int](t, b, `document.getElementById('edit-dialog').scrollWidth - document.getElementById('edit-dialog').clientWidth`); got > 0 {
 		t.Errorf("the editor's content is %dpx wider than the editor", got)
 	}

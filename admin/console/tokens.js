@@ -199,7 +199,7 @@ export function permissions(t) {
  */
 export function examples(value) {
   const url = `${window.location.origin}/v1/data/DATASET_NAME`;
-  const curl = `curl -H 'Authorization: Bearer ${value}' \\\n  '${url}'`;
+  const curl = `curl '${url}' \\\n  -H 'Authorization: Bearer ${value}'`;
   const fetchJS = `const res = await fetch('${url}', {\n  headers: { Authorization: 'Bearer ${value}' },\n});\nconsole.log(await res.json());`;
   const block = (id, label, code) => {
     const pre = h('pre', { id, tabIndex: 0, 'aria-label': label }, h('code', {}, code));
