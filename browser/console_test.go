@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 	"github.com/tollgate/tollgate/policy"
 )
 
-var updateScreenshot = flag.Bool("update-screenshot", false, "write the tokens page's screenshot to docs/console.png")
+var updateScreenshot = flag.Bool("update-screenshot", false, "write the screenshots to docs/ (console.png, console-phone.png)")
 
 const (
 	allowedReferer = "https://example.com/shop"
@@ -74,6 +75,17 @@ func TestConsole(t *testing.T) {
 	if got := Eval[string](t, b, `document.querySelector('.reveal .copy-status').textContent`); got != "Copied" {
 		t.Errorf("after Copy the status reads %q, want Copied", got)
 	}
+	// The example requests carry the real value and the page's origin.
+	for _, ex := range []string{"#example-curl", "#example-fetch"} {
+		got := Eval[string](t, b, `document.querySelector('`+ex+`').textContent`)
+		if !strings.Contains(got, value) || !strings.Contains(got, tg.url+"/v1/") {
+			t.Errorf("the %s example is %q, want it to carry %s and %s", ex, got, value, tg.url)
+		}
+	}
+	if got, want := Eval[string](t, b, `document.querySelector('#tokens-body tr:last-child .perms').textContent`),
+		"Can use core data, no datasets, every API but import · from anywhere"; got != want {
+		t.Errorf("a new token's permissions read %q, want %q", got, want)
+	}
 	if got := tg.Check(t, value, allowedReferer); got != string(policy.CodeDatasetDenied) {
 		t.Fatalf("a new token reading sales.q1: got %s, want %s", got, policy.CodeDatasetDenied)
 	}
@@ -118,6 +130,10 @@ func TestConsole(t *testing.T) {
 	if got := Eval[string](t, b, `document.activeElement.dataset.focusKey || document.activeElement.id`); got != "edit:"+id {
 		t.Errorf("after Done focus is on %q, want the row's edit button", got)
 	}
+	if got, want := Eval[string](t, b, `document.querySelector('`+row+` .perms').textContent`),
+		"Can use core data, sales.* (read), every API but import · from example.com"; got != want {
+		t.Errorf("after the edit the row's permissions read %q, want %q", got, want)
+	}
 	if got := Eval[string](t, b, `document.querySelector('`+row+` .nickname').textContent`); got != "Checkout widget" {
 		t.Errorf("the row's nickname is %q after the edit", got)
 	}
@@ -143,7 +159,7 @@ func TestConsole(t *testing.T) {
 		chromedp.WaitNotPresent(css(".reveal")),
 		Poll(`document.querySelectorAll('#tokens-body svg.chart').length === document.querySelectorAll('#tokens-body tr').length`),
 		chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`))
-	saveScreenshot(t, Run(t, b, "take a screenshot", chromedp.FullScreenshot(100)))
+	saveScreenshot(t, "console.png", Run(t, b, "take a screenshot", chromedp.FullScreenshot(100)))
 
 	// Delete, after a confirmation that starts on Cancel.
 	b.Do(t, "ask to delete", chromedp.Click(css(row+" button.delete")), chromedp.WaitVisible(css("#confirm-dialog")))
@@ -220,17 +236,17 @@ func seed(t *testing.T, tg *tollgate) {
 }
 
 // saveScreenshot keeps the screenshot with the test's artifacts and, with
-// -update-screenshot, in docs/console.png.
-func saveScreenshot(t *testing.T, png []byte) {
+// -update-screenshot, in docs/.
+func saveScreenshot(t *testing.T, name string, png []byte) {
 	t.Helper()
 	if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
 		t.Fatalf("the screenshot is not a PNG (%d bytes)", len(png))
 	}
-	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), "console.png"), png, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), name), png, 0o644); err != nil {
 		t.Error(err)
 	}
 	if *updateScreenshot {
-		if err := os.WriteFile(filepath.Join("..", "docs", "console.png"), png, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join("..", "docs", name), png, 0o644); err != nil {
 			t.Error(err)
 		}
 	}

@@ -138,6 +138,9 @@ export async function copyText(text, input) {
   } catch (err) {
     // Fall through to the fallback.
   }
+  if (!input) {
+    return false;
+  }
   input.focus();
   input.select();
   try {

@@ -42,8 +42,8 @@ function render() {
     }
     return h('tr', { 'data-id': u.id },
       h('th', { scope: 'row' }, u.email),
-      h('td', {}, h('span', { className: `role ${u.role}` }, u.role)),
-      h('td', { className: 'time' }, timeEl(u.created_at)),
+      h('td', { 'data-label': 'Role' }, h('span', { className: `role ${u.role}` }, u.role)),
+      h('td', { className: 'time', 'data-label': 'Joined' }, timeEl(u.created_at)),
       actions);
   }));
 }

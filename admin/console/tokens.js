@@ -4,7 +4,7 @@ import { api, listTokens, tokenUsage } from './api.js';
 import { barChart, fillDays } from './chart.js';
 import { confirmDialog, findAgain, openDialog } from './dialogs.js';
 import { openEditor } from './edit.js';
-import { announce, formatNumber, formatTime, h, icon, revealPanel, showReveal, timeEl } from './dom.js';
+import { announce, copyText, formatNumber, formatTime, h, icon, revealPanel, showReveal, timeEl } from './dom.js';
 import { manages, state } from './state.js';
 
 const DAYS = 30;
@@ -109,7 +109,7 @@ function row(t) {
     status.push(h('span', { className: 'badge' }, 'a teammate’s'));
   }
   const limit = t.credit_limit == null ? null : t.credit_limit;
-  const credits = h('td', { className: 'num credits' },
+  const credits = h('td', { className: 'num credits', 'data-label': 'Credits used' },
     h('span', {}, formatNumber(t.credits_used || 0), ' / ', limit == null ? h('span', { className: 'muted' }, 'no limit') : formatNumber(limit)));
   if (limit != null && limit > 0) {
     credits.append(h('meter', { min: 0, max: limit, value: Math.min(t.credits_used || 0, limit), high: limit * 0.8, optimum: 0,
@@ -131,14 +131,91 @@ function row(t) {
       h('span', { className: 'nickname' }, nickname),
       h('button', { type: 'button', className: 'link mono token-id', 'aria-label': `Edit ${nickname} (${t.id})`, 'data-focus-key': `id:${t.id}`,
         onclick: (e) => openEditor(t.id, e.currentTarget) }, t.id),
-      status.length ? h('span', { className: 'status' }, status) : null),
-    h('td', {}, h('span', { className: `kind ${t.kind}` }, t.kind)),
-    h('td', {}, h('code', { className: 'prefix' }, `${t.prefix}…`)),
-    h('td', { className: 'time' }, timeEl(t.created_at)),
-    h('td', { className: 'time' }, timeEl(t.last_used_at, { relative: true })),
+      status.length ? h('span', { className: 'status' }, status) : null,
+      h('span', { className: 'perms' }, permissions(t))),
+    h('td', { 'data-label': 'Kind' }, h('span', { className: `kind ${t.kind}` }, t.kind)),
+    h('td', { 'data-label': 'Token' }, h('code', { className: 'prefix' }, `${t.prefix}…`)),
+    h('td', { className: 'time', 'data-label': 'Created' }, timeEl(t.created_at)),
+    h('td', { className: 'time', 'data-label': 'Last used' }, timeEl(t.last_used_at, { relative: true })),
     credits,
-    h('td', { className: 'chart-cell' }, h('span', { className: 'muted' }, '…')),
+    h('td', { className: 'chart-cell', 'data-label': 'Last 30 days' }, h('span', { className: 'muted' }, '…')),
     actions);
+}
+
+/**
+ * Sums up in one line what a token may do and where: its data, datasets,
+ * APIs, grants and restrictions, in the words of the edit form.
+ */
+export function permissions(t) {
+  if (t.kind === 'secret') {
+    return 'Everything: a secret token has every permission';
+  }
+  const can = [];
+  if (t.core) {
+    can.push('core data');
+  }
+  if (t.premium) {
+    can.push('premium data');
+  }
+  const datasets = Object.keys(t.datasets || {}).sort();
+  if (datasets.length === 0) {
+    can.push('no datasets');
+  } else if (datasets.length <= 2) {
+    can.push(...datasets.map((d) => `${d} (${(t.datasets[d] || []).join(', ') || 'nothing'})`));
+  } else {
+    can.push(`${datasets.length} datasets`);
+  }
+  const apis = t.allowed_apis || [];
+  can.push(apis.length === 0 ? 'every API but import' : `${apis.length === 1 ? 'API' : 'APIs'}: ${apis.join(', ')}`);
+  const grants = (t.grants || []).length;
+  if (grants > 0) {
+    can.push(grants === 1 ? '1 grant' : `${grants} grants`);
+  }
+  const where = [];
+  const domains = t.allowed_domains || [];
+  if (domains.length > 0) {
+    where.push(domains.length === 1 ? `from ${domains[0]}` : `from ${domains.length} domains`);
+  }
+  const ips = t.allowed_ips || [];
+  if (ips.length > 0) {
+    where.push(ips.length === 1 ? `from ${ips[0]}` : `from ${ips.length} IP ranges`);
+  }
+  if (t.signed_requests) {
+    where.push('signed requests only');
+  }
+  if (t.rate_limit) {
+    where.push(`${formatNumber(t.rate_limit.rps)} requests/s`);
+  }
+  if (where.length === 0) {
+    where.push('from anywhere');
+  }
+  return `Can use ${can.join(', ')} · ${where.join(', ')}`;
+}
+
+/**
+ * Ready-to-copy requests with a token's value: curl and fetch, against the
+ * console's own origin (Tollgate has no setting for the API's public
+ * address; docs/console.md says so).
+ */
+export function examples(value) {
+  const url = `${window.location.origin}/v1/data/DATASET_NAME`;
+  const curl = `curl '${url}' \\\n  -H 'Authorization: Bearer ${value}'`;
+  const fetchJS = `const res = await fetch('${url}', {\n  headers: { Authorization: 'Bearer ${value}' },\n});\nconsole.log(await res.json());`;
+  const block = (id, label, code) => {
+    const pre = h('pre', { id, tabIndex: 0, 'aria-label': label }, h('code', {}, code));
+    const status = h('span', { className: 'copy-status', role: 'status' });
+    const button = h('button', { type: 'button', className: 'small copy-example', 'aria-describedby': id, onclick: async () => {
+      const ok = await copyText(code, null);
+      status.textContent = ok ? 'Copied' : 'Select the text and press Ctrl+C to copy';
+    } }, 'Copy');
+    return h('div', { className: 'example' }, h('div', { className: 'example-head' }, h('strong', {}, label), button, status), pre);
+  };
+  return h('section', { className: 'examples', 'aria-label': 'Example requests' },
+    h('h3', {}, 'Try it'),
+    h('p', { className: 'hint' }, 'Replace DATASET_NAME with one of your datasets (add it to the token first: a new token reads core data but no dataset). ',
+      'The token also works as ', h('code', {}, '?token='), ' in the URL or in an ', h('code', {}, 'X-API-Key'), ' header.'),
+    block('example-curl', 'curl', curl),
+    block('example-fetch', 'JavaScript', fetchJS));
 }
 
 /** Replaces a token in the list (keeping its credits if the answer has none). */
@@ -183,8 +260,10 @@ async function createToken(opener) {
   }
   state.usage.set(t.id, fillDays([], DAYS));
   replaceToken(t);
-  showReveal('reveal-slot', revealPanel(`Your new token “${t.nickname}”`,
-    [{ id: 'new-token-value', label: 'Token value', value: t.token }]));
+  const panel = revealPanel(`Your new token “${t.nickname}”`,
+    [{ id: 'new-token-value', label: 'Token value', value: t.token }]);
+  panel.append(examples(t.token));
+  showReveal('reveal-slot', panel);
   announce(`Token ${t.nickname} created. Its value is shown once.`);
 }
 
