@@ -212,9 +212,8 @@ func (b *bench) grow(n int) error {
 // tollgateArgs are the flags every benchmarked replica runs with: the
 // defaults, but for one trusted proxy in front of Envoy and a cache big
 // enough for the database.
-func (b *bench) tollgateArgs(grpcAddr, httpAddr, metricsAddr string, cacheSize int) []string {
-	return []string{"serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--metrics-addr", metricsAddr, "--log-format", "json",
-		"--xff-trusted-hops", "1", "--cache-size", strconv.Itoa(cacheSize)}
+func (b *bench) tollgateArgs(cacheSize int) []string {
+	return []string{"--log-format", "json", "--xff-trusted-hops", "1", "--cache-size", strconv.Itoa(cacheSize)}
 }
 
 func (b *bench) tollgateEnv() []string {
@@ -271,40 +270,25 @@ func fetch(ctx context.Context, url, path string) error {
 // startTollgate starts a replica; name labels its log, extra are flags
 // beyond tollgateArgs.
 func (b *bench) startTollgate(name string, cacheSize int, extra ...string) (*Proc, *Target, error) {
-	g, err := freeAddr()
-	if err != nil {
-		return nil, nil, err
-	}
-	h, err := freeAddr()
-	if err != nil {
-		return nil, nil, err
-	}
-	m, err := freeAddr()
-	if err != nil {
-		return nil, nil, err
-	}
 	env := b.tollgateEnv()
 	var pp string
 	if b.cfg.Profile {
+		var err error
 		if pp, err = freeAddr(); err != nil {
 			return nil, nil, err
 		}
 		env = append(env, "PPROF_ADDR="+pp)
 	}
-	p, err := StartProc(name, b.cfg.Tollgate, append(b.tollgateArgs(g, h, m, cacheSize), extra...), env, filepath.Join(b.cfg.WorkDir, name+".log"))
+	p, err := startServe(name, b.cfg.Tollgate, append(b.tollgateArgs(cacheSize), extra...), env, filepath.Join(b.cfg.WorkDir, name+".log"))
 	if err != nil {
 		return nil, nil, err
 	}
-	p.GRPCAddr, p.HTTPAddr, p.MetricsAddr, p.PprofAddr = g, h, m, pp
-	if err := p.waitReady(20 * time.Second); err != nil {
-		p.Stop(5 * time.Second)
-		return nil, nil, err
-	}
+	p.PprofAddr = pp
 	if err := p.WaitMetric(b.ctx, "tollgate_listener_connected", 10*time.Second, func(v float64) bool { return v == 1 }); err != nil {
 		p.Stop(5 * time.Second)
 		return nil, nil, err
 	}
-	t, err := Dial("tollgate", g, 2)
+	t, err := Dial("tollgate", p.GRPCAddr, 2)
 	if err != nil {
 		p.Stop(5 * time.Second)
 		return nil, nil, err

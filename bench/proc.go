@@ -139,6 +139,31 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
+// startServe starts "tollgate serve" on free loopback ports for gRPC, HTTP
+// and metrics (never a default port another run may hold), with extra
+// flags after those, and waits until it is ready.
+func startServe(name, bin string, extra, env []string, logPath string) (*Proc, error) {
+	var addrs [3]string
+	for i := range addrs {
+		a, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = a
+	}
+	args := append([]string{"serve", "--grpc-addr", addrs[0], "--http-addr", addrs[1], "--metrics-addr", addrs[2]}, extra...)
+	p, err := StartProc(name, bin, args, env, logPath)
+	if err != nil {
+		return nil, err
+	}
+	p.GRPCAddr, p.HTTPAddr, p.MetricsAddr = addrs[0], addrs[1], addrs[2]
+	if err := p.waitReady(20 * time.Second); err != nil {
+		p.Stop(5 * time.Second)
+		return nil, err
+	}
+	return p, nil
+}
+
 var httpClient = &http.Client{Timeout: 5 * time.Second}
 
 // waitReady waits until the process answers: /readyz for Tollgate, a TCP

@@ -87,26 +87,13 @@ func SignInFlood(ctx context.Context, cfg SignInFloodConfig) (*SignInFloodReport
 		}
 	}
 
-	g, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	h, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
 	env := append([]string{"TOLLGATE_DATABASE_URL=" + dbURL}, cfg.Env...)
-	p, err := StartProc("tollgate-signin", cfg.Tollgate, []string{"serve", "--grpc-addr", g, "--http-addr", h, "--log-level", "warn"},
-		env, filepath.Join(cfg.WorkDir, "tollgate-signin.log"))
+	p, err := startServe("tollgate-signin", cfg.Tollgate, []string{"--log-level", "warn"}, env, filepath.Join(cfg.WorkDir, "tollgate-signin.log"))
 	if err != nil {
 		return nil, err
 	}
-	p.GRPCAddr, p.HTTPAddr = g, h
 	defer p.Stop(20 * time.Second)
-	if err := p.waitReady(20 * time.Second); err != nil {
-		return nil, err
-	}
-	target, err := Dial("tollgate", g, 2)
+	target, err := Dial("tollgate", p.GRPCAddr, 2)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +117,7 @@ func SignInFlood(ctx context.Context, cfg SignInFloodConfig) (*SignInFloodReport
 			return fmt.Sprintf("guess%d.%d@flood.test", i, n), fmt.Sprintf("10.%d.%d.%d", i, (n>>8)&255, n&255)
 		}},
 	} {
-		r, counts, err := floodPhase(ctx, target, src, "http://"+h, cfg, ph.flood)
+		r, counts, err := floodPhase(ctx, target, src, "http://"+p.HTTPAddr, cfg, ph.flood)
 		if err != nil {
 			return nil, err
 		}

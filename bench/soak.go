@@ -164,32 +164,16 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 		toks[i] = &soakToken{id: t.ID, value: v, history: []version{{start: now, end: now, state: initial}}}
 	}
 
-	g, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	h, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	m, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	p, err := StartProc("tollgate-soak", cfg.Tollgate, []string{"serve", "--grpc-addr", g, "--http-addr", h, "--metrics-addr", m, "--log-format", "json", "--xff-trusted-hops", "1"},
+	p, err := startServe("tollgate-soak", cfg.Tollgate, []string{"--log-format", "json", "--xff-trusted-hops", "1"},
 		[]string{"TOLLGATE_DATABASE_URL=" + dbURL, "GODEBUG=gctrace=1"}, filepath.Join(cfg.WorkDir, "tollgate-soak.log"))
 	if err != nil {
 		return nil, err
 	}
-	p.GRPCAddr, p.HTTPAddr, p.MetricsAddr = g, h, m
 	defer p.Stop(20 * time.Second)
-	if err := p.waitReady(20 * time.Second); err != nil {
-		return nil, err
-	}
 	if err := p.WaitMetric(ctx, "tollgate_listener_connected", 10*time.Second, func(v float64) bool { return v == 1 }); err != nil {
 		return nil, err
 	}
-	target, err := Dial("tollgate", g, 2)
+	target, err := Dial("tollgate", p.GRPCAddr, 2)
 	if err != nil {
 		return nil, err
 	}
