@@ -20,6 +20,23 @@ const failClosedRules = routeRulesYAML + `- method: GET
   dataset: "{dataset}"
 `
 
+// mustStartRouted starts a server that classifies requests by
+// failClosedRules alone (unclassified ones denied) behind one trusted
+// proxy, configured further by configure when it is not nil.
+func mustStartRouted(t *testing.T, f *fixture, configure func(*server.Config)) *testServer {
+	t.Helper()
+	rules := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(rules, []byte(failClosedRules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return MustStartServer(t, f.URL, func(c *server.Config) {
+		c.RouteRules, c.ExtAuthz.AllowUnmatchedRoutes, c.ExtAuthz.TrustedHops = rules, false, 1
+		if configure != nil {
+			configure(c)
+		}
+	})
+}
+
 // TestFailClosed is the catalogue of issue 12's wrong allows on how a
 // request is read, one table per class, through the real gRPC server with
 // the default configuration: every case here was an allow (or a gRPC
@@ -27,13 +44,7 @@ const failClosedRules = routeRulesYAML + `- method: GET
 func TestFailClosed(t *testing.T) {
 	t.Parallel()
 	f := MustSeed(t, store.Postgres)
-	rules := filepath.Join(t.TempDir(), "routes.yaml")
-	if err := os.WriteFile(rules, []byte(failClosedRules), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := MustStartServer(t, f.URL, func(c *server.Config) {
-		c.RouteRules, c.ExtAuthz.AllowUnmatchedRoutes, c.ExtAuthz.TrustedHops = rules, false, 1
-	})
+	s := mustStartRouted(t, f, nil)
 	V := f.V
 	key := func(name string, kv ...string) map[string]string {
 		return hdr(append([]string{"x-api-key", V(name)}, kv...)...)

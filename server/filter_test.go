@@ -22,14 +22,7 @@ import (
 // waitFilter waits until the server's membership filter is in force.
 func (s *testServer) waitFilter(tb testing.TB) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if v, _ := s.Metric(tb, "tollgate_filter_loaded"); v == 1 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	tb.Fatalf("the membership filter was not in force within 10s")
+	s.waitGauge(tb, "tollgate_filter_loaded", "the membership filter was not in force")
 }
 
 // storeQueries returns how many token look-ups the server has made.

@@ -164,14 +164,20 @@ func (s *testServer) Metric(tb testing.TB, series string) (float64, bool) {
 // notifications, so that a test of freshness does not race the LISTEN.
 func (s *testServer) WaitListening(tb testing.TB) {
 	tb.Helper()
+	s.waitGauge(tb, "tollgate_listener_connected", "the server's change listener did not connect")
+}
+
+// waitGauge waits up to 10 s for the gauge series to read 1.
+func (s *testServer) waitGauge(tb testing.TB, series, failure string) {
+	tb.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if v, _ := s.Metric(tb, "tollgate_listener_connected"); v == 1 {
+		if v, _ := s.Metric(tb, series); v == 1 {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	tb.Fatalf("the server's change listener did not connect within 10s")
+	tb.Fatalf("%s within 10s", failure)
 }
 
 // syncBuffer is a bytes.Buffer safe for the server's concurrent logging.

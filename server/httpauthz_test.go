@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -40,14 +38,7 @@ type httpAnswer struct {
 func TestHTTPSameDecisionAsCheck(t *testing.T) {
 	t.Parallel()
 	f := MustSeed(t, store.Postgres)
-	rules := filepath.Join(t.TempDir(), "routes.yaml")
-	if err := os.WriteFile(rules, []byte(failClosedRules), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := MustStartServer(t, f.URL, func(c *server.Config) {
-		c.RouteRules, c.ExtAuthz.AllowUnmatchedRoutes, c.ExtAuthz.TrustedHops = rules, false, 1
-		c.AuthzHTTPAddr = "127.0.0.1:0"
-	})
+	s := mustStartRouted(t, f, func(c *server.Config) { c.AuthzHTTPAddr = "127.0.0.1:0" })
 	V := f.V
 	key := func(name string, kv ...string) map[string]string {
 		return hdr(append([]string{"x-api-key", V(name)}, kv...)...)
