@@ -27,14 +27,9 @@ func Sign(r Request, credential string, secret []byte, now time.Time, signedHead
 // host, the date, the content hash and any headers named in extra. The body
 // is read and put back.
 func SignHTTP(req *http.Request, credential string, secret []byte, now time.Time, extra ...string) error {
-	var body []byte
-	if req.Body != nil && req.Body != http.NoBody {
-		var err error
-		if body, err = io.ReadAll(req.Body); err != nil {
-			return fmt.Errorf("signing: read body: %w", err)
-		}
-		req.Body.Close()
-		req.Body = io.NopCloser(bytes.NewReader(body))
+	body, err := readBody(req)
+	if err != nil {
+		return err
 	}
 	if credential == "" || len(secret) == 0 {
 		return errors.New("signing: a credential and a secret are needed")
@@ -62,4 +57,18 @@ func SignHTTP(req *http.Request, credential string, secret []byte, now time.Time
 		credential, secret, now, signed)
 	req.Header.Set("Authorization", a.String())
 	return nil
+}
+
+// readBody reads an outgoing request's body, to be signed, and puts it back.
+func readBody(req *http.Request) ([]byte, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, nil
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, fmt.Errorf("signing: read body: %w", err)
+	}
+	req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	return body, nil
 }

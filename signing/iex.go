@@ -7,13 +7,11 @@ package signing
 // derived key is the hex text of the previous HMAC, not its bytes.
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -198,17 +196,8 @@ func IEXSignature(key []byte, stringToSign string) [sha256.Size]byte {
 // with the day's key from key, at now, allowing skew either way. It
 // compares in constant time. It returns nil or an *Error.
 func VerifyIEX(a IEXAuthorization, r IEXRequest, key func(day string) []byte, now time.Time, skew time.Duration) error {
-	t, err := time.Parse(DateFormat, r.Date)
-	if err != nil || len(r.Date) != len(DateFormat) {
-		return invalid("the %s header must hold the request's time as YYYYMMDDTHHMMSSZ (UTC)", IEXDateHeader)
-	}
-	if day := t.Format(dayFormat); day != a.Day {
-		return invalid("the Credential's date %s is not the day of %s (%s)", a.Day, IEXDateHeader, day)
-	}
-	if d := now.Sub(t); d > skew || d < -skew {
-		return &Error{Problem: Expired, Message: fmt.Sprintf(
-			"the request was signed at %s, more than %s from the server's time %s: sign each request when it is sent, and check the client's clock",
-			t.Format(time.RFC3339), skew, now.UTC().Format(time.RFC3339))}
+	if err := checkDate(IEXDateHeader, r.Date, a.Day, now, skew); err != nil {
+		return err
 	}
 	k := key(a.Day)
 	for _, form := range []IEXForm{IEXFullPath, IEXRelativePath} {
@@ -231,14 +220,9 @@ func SignIEX(req *http.Request, publishable string, secret []byte, now time.Time
 	if form != IEXFullPath && form != IEXRelativePath {
 		return fmt.Errorf("signing: unknown IEX form %d", form)
 	}
-	var body []byte
-	if req.Body != nil && req.Body != http.NoBody {
-		var err error
-		if body, err = io.ReadAll(req.Body); err != nil {
-			return fmt.Errorf("signing: read body: %w", err)
-		}
-		req.Body.Close()
-		req.Body = io.NopCloser(bytes.NewReader(body))
+	body, err := readBody(req)
+	if err != nil {
+		return err
 	}
 	host := req.Host
 	if host == "" {

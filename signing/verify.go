@@ -41,17 +41,8 @@ func Verify(a Authorization, r Request, secret []byte, now time.Time, skew time.
 // rather than deriving it for every request.
 func VerifyWithKey(a Authorization, r Request, key func(day string) []byte, now time.Time, skew time.Duration) error {
 	date := r.Header(DateHeader)
-	t, err := time.Parse(DateFormat, date)
-	if err != nil || len(date) != len(DateFormat) {
-		return invalid("the %s header must hold the request's time as YYYYMMDDTHHMMSSZ (UTC)", DateHeader)
-	}
-	if day := t.Format(dayFormat); day != a.Day {
-		return invalid("the Credential's date %s is not the day of %s (%s)", a.Day, DateHeader, day)
-	}
-	if d := now.Sub(t); d > skew || d < -skew {
-		return &Error{Problem: Expired, Message: fmt.Sprintf(
-			"the request was signed at %s, more than %s from the server's time %s: sign each request when it is sent, and check the client's clock",
-			t.Format(time.RFC3339), skew, now.UTC().Format(time.RFC3339))}
+	if err := checkDate(DateHeader, date, a.Day, now, skew); err != nil {
+		return err
 	}
 	canonical := CanonicalRequest(r, a.SignedHeaders)
 	sts := StringToSign(date, a.Day, canonical)
@@ -68,4 +59,23 @@ func VerifyWithKey(a Authorization, r Request, key func(day string) []byte, now 
 func sha(s string) []byte {
 	h := sha256.Sum256([]byte(s))
 	return h[:]
+}
+
+// checkDate checks a signed request's date header (named header, holding
+// date): its form, that the credential's day is its day, and that it is
+// within skew of now either way. Both schemes date their requests alike.
+func checkDate(header, date, day string, now time.Time, skew time.Duration) error {
+	t, err := time.Parse(DateFormat, date)
+	if err != nil || len(date) != len(DateFormat) {
+		return invalid("the %s header must hold the request's time as YYYYMMDDTHHMMSSZ (UTC)", header)
+	}
+	if d := t.Format(dayFormat); d != day {
+		return invalid("the Credential's date %s is not the day of %s (%s)", day, header, d)
+	}
+	if d := now.Sub(t); d > skew || d < -skew {
+		return &Error{Problem: Expired, Message: fmt.Sprintf(
+			"the request was signed at %s, more than %s from the server's time %s: sign each request when it is sent, and check the client's clock",
+			t.Format(time.RFC3339), skew, now.UTC().Format(time.RFC3339))}
+	}
+	return nil
 }
