@@ -3,7 +3,6 @@ package extauthz
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/textproto"
@@ -141,7 +140,7 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.observe(d, err, time.Since(start))
 		status := http.StatusServiceUnavailable
-		if policy.ErrorCode(err) == policy.EInternal && !errors.Is(err, context.DeadlineExceeded) {
+		if internalFailure(err) {
 			status = http.StatusInternalServerError
 		}
 		s.log.Error("http authz: cannot decide", "err", err)

@@ -85,7 +85,7 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.Ch
 	if err != nil {
 		s.observe(d, err, time.Since(start))
 		code := codes.Unavailable
-		if policy.ErrorCode(err) == policy.EInternal && !errors.Is(err, context.DeadlineExceeded) {
+		if internalFailure(err) {
 			code = codes.Internal
 		}
 		s.log.Error("check: cannot decide", "err", err)

@@ -1,6 +1,8 @@
 package extauthz
 
 import (
+	"context"
+	"errors"
 	"net/http"
 
 	"github.com/tollgate/tollgate/policy"
@@ -28,4 +30,11 @@ func DenyStatus(c policy.DenyCode) int {
 		return http.StatusUnauthorized
 	}
 	return http.StatusForbidden
+}
+
+// internalFailure reports whether err, which kept Tollgate from deciding,
+// is its own fault (a bug: 500, gRPC Internal) rather than a dependency
+// that is down or slow (503, gRPC Unavailable).
+func internalFailure(err error) bool {
+	return policy.ErrorCode(err) == policy.EInternal && !errors.Is(err, context.DeadlineExceeded)
 }

@@ -35,21 +35,20 @@ type dayKey struct {
 	key []byte
 }
 
-func (k *signingKey) forDay(day string) []byte {
-	if d := k.day.Load(); d != nil && d.day == day {
-		return d.key
-	}
-	d := &dayKey{day: day, key: signing.Key(k.secret, day)}
-	k.day.Store(d)
-	return d.key
-}
+func (k *signingKey) forDay(day string) []byte { return dayKeyOf(&k.day, k.secret, day, signing.Key) }
 
 func (k *signingKey) forIEXDay(day string) []byte {
-	if d := k.iexDay.Load(); d != nil && d.day == day {
+	return dayKeyOf(&k.iexDay, k.secret, day, signing.IEXKey)
+}
+
+// dayKeyOf returns the day's key from cache, deriving and caching it when
+// the cache holds another day's.
+func dayKeyOf(cache *atomic.Pointer[dayKey], secret []byte, day string, derive func([]byte, string) []byte) []byte {
+	if d := cache.Load(); d != nil && d.day == day {
 		return d.key
 	}
-	d := &dayKey{day: day, key: signing.IEXKey(k.secret, day)}
-	k.iexDay.Store(d)
+	d := &dayKey{day: day, key: derive(secret, day)}
+	cache.Store(d)
 	return d.key
 }
 
