@@ -166,25 +166,10 @@ func (h httpHeaders) Get(name string) string {
 // hops, or an entry is not an address, the caller cannot be placed: the
 // invalid address, which no IP restriction contains.
 func clientIP(r *http.Request, hops int) netip.Addr {
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
 	if hops <= 0 {
-		return peer.Addr().Unmap()
+		return policy.ParseAddr(r.RemoteAddr)
 	}
-	var entries []string
-	for _, line := range r.Header.Values("X-Forwarded-For") {
-		entries = append(entries, strings.Split(line, ",")...)
-	}
-	if len(entries) < hops {
-		return netip.Addr{}
-	}
-	a, err := netip.ParseAddr(strings.TrimSpace(entries[len(entries)-hops]))
-	if err != nil {
-		return netip.Addr{}
-	}
-	return a.Unmap()
+	return policy.ForwardedFor(r.Header.Values("X-Forwarded-For"), hops)
 }
 
 func ipString(a netip.Addr) string {

@@ -311,7 +311,7 @@ func bearer(v string) (string, bool) {
 func (s *Server) clientIP(peer string, h requestHeaders) netip.Addr {
 	hops := s.cfg.TrustedHops
 	if hops <= 0 {
-		return parseAddr(peer)
+		return policy.ParseAddr(peer)
 	}
 	// Header lines in order; the entries count from the right of their
 	// concatenation. Envoy sends few lines: the first eight stay on the
@@ -325,36 +325,7 @@ func (s *Server) clientIP(peer string, h requestHeaders) netip.Addr {
 		}
 		lines = append(lines, v)
 	}
-	seen := 0
-	for i := len(lines) - 1; i >= 0; i-- {
-		for xff := lines[i]; ; {
-			entry := xff
-			j := strings.LastIndexByte(xff, ',')
-			if j >= 0 {
-				xff, entry = xff[:j], xff[j+1:]
-			}
-			if seen++; seen == hops {
-				return parseAddr(strings.Trim(entry, " \t"))
-			}
-			if j < 0 {
-				break
-			}
-		}
-	}
-	return netip.Addr{}
-}
-
-// parseAddr parses an address, unmapping IPv4-in-IPv6 and dropping a zone.
-func parseAddr(s string) netip.Addr {
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		if ap, err2 := netip.ParseAddrPort(s); err2 == nil {
-			a = ap.Addr()
-		} else {
-			return netip.Addr{}
-		}
-	}
-	return a.Unmap().WithZone("")
+	return policy.ForwardedFor(lines, hops)
 }
 
 // actionFromMethod maps every method Tollgate knows to what it does; any
