@@ -94,61 +94,94 @@ func (w *Watcher) PollErrors() uint64 { return w.pollErrors.Load() }
 // Run relays changes until ctx ends. It starts from the newest logged
 // change: whatever came before is already in the store the cache reads.
 func (w *Watcher) Run(ctx context.Context) {
+	if !w.startRetrying(ctx) {
+		return
+	}
+	r := &logReader{w: w, results: make(chan pollResult, 1)}
+	notify, stop := w.listen(ctx, r)
+	defer stop()
+	w.loop(ctx, notify, r)
+}
+
+// startRetrying runs start until it succeeds, once a second, and reports
+// false if ctx ended first.
+func (w *Watcher) startRetrying(ctx context.Context) bool {
 	for {
 		err := w.start(ctx)
 		if err == nil {
 			close(w.started)
-			break
+			return true
 		}
 		w.log.Warn("watch: reading the change log failed; retrying", "err", err)
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(time.Second):
 		}
 	}
-	// Reading the log runs beside the loop: a stalled database can hold a
-	// query well past its deadline (the driver waits for the server to
-	// acknowledge the cancel), and notifications, which need no query,
-	// must still be applied meanwhile. The loop alone touches the books.
-	results := make(chan pollResult, 1)
-	polling := false
-	poll := func(window time.Duration) {
-		if polling {
-			return
-		}
-		polling = true
-		last := w.last
-		go func() {
-			qctx, cancel := context.WithTimeout(ctx, w.cfg.QueryTimeout)
-			defer cancel()
-			var r pollResult
-			r.changes, r.gap, r.err = w.db.changesSince(qctx, last, window)
-			select {
-			case results <- r:
-			case <-ctx.Done():
-			}
-		}()
+}
+
+// logReader reads the change log beside the loop: a stalled database can
+// hold a query well past its deadline (the driver waits for the server to
+// acknowledge the cancel), and notifications, which need no query, must
+// still be applied meanwhile. One read runs at a time; the loop alone
+// touches the books, with what arrives on results.
+type logReader struct {
+	w       *Watcher
+	results chan pollResult
+	busy    bool
+}
+
+// read starts a read of the changes after the last applied one, plus those
+// of the recent window, unless a read is already running.
+func (r *logReader) read(ctx context.Context, window time.Duration) {
+	if r.busy {
+		return
 	}
-	var notify <-chan *pq.Notification
-	if w.db.dialect == Postgres {
-		l := pq.NewListener(w.cfg.ListenURL, 100*time.Millisecond, 5*time.Second, w.event)
-		defer l.Close()
-		if err := l.Listen(NotifyChannel); err != nil {
-			// The listener retries by itself and re-listens on reconnect.
-			w.log.Warn("watch: LISTEN failed; retrying in the background", "err", err)
+	r.busy = true
+	last := r.w.last
+	go func() {
+		qctx, cancel := context.WithTimeout(ctx, r.w.cfg.QueryTimeout)
+		defer cancel()
+		var res pollResult
+		res.changes, res.gap, res.err = r.w.db.changesSince(qctx, last, window)
+		select {
+		case r.results <- res:
+		case <-ctx.Done():
 		}
-		notify = l.Notify
-		// Changes made between reading the log's end and LISTEN taking
-		// effect were announced to no one: read them now (only those: what
-		// came before is already in what the cache will load).
-		poll(0)
+	}()
+}
+
+// listen subscribes to change notifications on Postgres; SQLite has none
+// and relies on the log alone (a nil channel never delivers).
+func (w *Watcher) listen(ctx context.Context, r *logReader) (<-chan *pq.Notification, func()) {
+	if w.db.dialect != Postgres {
+		return nil, func() {}
 	}
+	l := pq.NewListener(w.cfg.ListenURL, 100*time.Millisecond, 5*time.Second, w.event)
+	if err := l.Listen(NotifyChannel); err != nil {
+		// The listener retries by itself and re-listens on reconnect.
+		w.log.Warn("watch: LISTEN failed; retrying in the background", "err", err)
+	}
+	// Changes made between reading the log's end and LISTEN taking effect
+	// were announced to no one: read them now (only those: what came
+	// before is already in what the cache will load).
+	r.read(ctx, 0)
+	return l.Notify, func() { l.Close() }
+}
+
+// loop applies notifications as they come and reads the log every poll
+// interval, and at once after the notification connection was re-made.
+func (w *Watcher) loop(ctx context.Context, notify <-chan *pq.Notification, r *logReader) {
 	tick := time.NewTicker(w.cfg.PollInterval)
 	defer tick.Stop()
 	prune := time.NewTicker(max(w.cfg.Retention/10, time.Minute))
 	defer prune.Stop()
 	lastPoll := time.Now()
+	poll := func() {
+		r.read(ctx, time.Since(lastPoll)+recheckWindow)
+		lastPoll = time.Now()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -157,26 +190,26 @@ func (w *Watcher) Run(ctx context.Context) {
 			if n == nil {
 				// The connection was re-made: notifications sent while it
 				// was down are lost, so read them from the log.
-				poll(time.Since(lastPoll) + recheckWindow)
-				lastPoll = time.Now()
+				poll()
 				continue
 			}
 			w.apply(n.Extra)
 		case <-tick.C:
-			poll(time.Since(lastPoll) + recheckWindow)
-			lastPoll = time.Now()
-		case r := <-results:
-			polling = false
-			w.applyPoll(r)
+			poll()
+		case res := <-r.results:
+			r.busy = false
+			w.applyPoll(res)
 		case <-prune.C:
-			go func() {
-				pctx, cancel := context.WithTimeout(ctx, w.cfg.QueryTimeout)
-				defer cancel()
-				if err := w.db.pruneChanges(pctx, w.cfg.Retention); err != nil {
-					w.log.Warn("watch: pruning the change log failed", "err", err)
-				}
-			}()
+			go w.prune(ctx)
 		}
+	}
+}
+
+func (w *Watcher) prune(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, w.cfg.QueryTimeout)
+	defer cancel()
+	if err := w.db.pruneChanges(pctx, w.cfg.Retention); err != nil {
+		w.log.Warn("watch: pruning the change log failed", "err", err)
 	}
 }
 
