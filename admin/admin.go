@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/seal"
 	"github.com/tollgate/tollgate/store"
@@ -46,6 +47,7 @@ type Config struct {
 // Handler serves the API and the console.
 type Handler struct {
 	db  *store.DB
+	svc *manage.Service
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
@@ -78,6 +80,7 @@ func New(db *store.DB, cfg Config, log *slog.Logger) *Handler {
 		cfg.SignIn = DefaultSignInConfig()
 	}
 	h := &Handler{db: db, cfg: cfg, log: log, mux: http.NewServeMux(), hashes: newHashPool(cfg.SignIn.Workers, cfg.SignIn.Queue)}
+	h.svc = manage.New(db, manage.Config{Box: cfg.Box, Now: cfg.Now, Eval: cfg.Eval, Hash: h.hashes.do})
 	for _, rt := range h.routes() {
 		h.mux.HandleFunc(rt.method+" "+rt.path, h.wrap(rt))
 	}
@@ -112,23 +115,17 @@ func (h *Handler) routes() []route {
 	}
 }
 
-// principal is who a request acts for.
+// principal is who a request acts for, and from where (for the audit log).
 type principal struct {
-	accountID string
-	userID    string // "" when the account's secret token acts
-	tokenID   string // the secret token, when it acts
-	admin     bool
-	ip        string
-	// req is the request as Check's policy saw it, when the secret token
-	// acts: a change to that token is checked against it.
-	req *policy.Request
+	policy.Principal
+	ip string
 }
 
 func (p *principal) actor() string {
-	if p.userID != "" {
-		return p.userID
+	if p.UserID != "" {
+		return p.UserID
 	}
-	return p.tokenID
+	return p.TokenID
 }
 
 const (
@@ -194,13 +191,13 @@ func (h *Handler) authenticate(r *http.Request) (*principal, error) {
 		}
 		return nil, err
 	}
-	return &principal{accountID: u.AccountID, userID: u.ID, admin: u.Role == policy.RoleAdmin, ip: ipString(ip)}, nil
+	return &principal{Principal: policy.Principal{AccountID: u.AccountID, UserID: u.ID, Admin: u.Role == policy.RoleAdmin}, ip: ipString(ip)}, nil
 }
 
 // audit records a change; a failure to record is logged, not returned:
 // the change itself has happened.
 func (h *Handler) audit(ctx context.Context, p *principal, action, target, details string) {
-	err := h.db.Audit(ctx, store.AuditEntry{AccountID: p.accountID, Actor: p.actor(), Action: action, Target: target, IP: p.ip, Details: details})
+	err := h.db.Audit(ctx, store.AuditEntry{AccountID: p.AccountID, Actor: p.actor(), Action: action, Target: target, IP: p.ip, Details: details})
 	if err != nil {
 		h.log.Error("admin: audit entry lost", "action", action, "target", target, "err", err)
 	}

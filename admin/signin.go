@@ -222,7 +222,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, _ *principal) e
 		Name: sessionCookie, Value: id, Path: "/", Expires: expires, HttpOnly: true,
 		Secure: !h.cfg.InsecureCookies, SameSite: http.SameSiteStrictMode,
 	})
-	p := &principal{accountID: u.AccountID, userID: u.ID, admin: u.Role == policy.RoleAdmin, ip: ipString(ip)}
+	p := &principal{Principal: policy.Principal{AccountID: u.AccountID, UserID: u.ID, Admin: u.Role == policy.RoleAdmin}, ip: ipString(ip)}
 	h.audit(r.Context(), p, "session.create", u.ID, "{}")
 	writeJSON(w, http.StatusOK, map[string]any{"user": u, "csrf_token": csrf})
 	return nil

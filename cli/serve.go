@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
-	"github.com/tollgate/tollgate/admin"
 	"github.com/tollgate/tollgate/extauthz"
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/seal"
 	"github.com/tollgate/tollgate/server"
@@ -354,7 +354,7 @@ func seedDemo(ctx context.Context, db *store.DB, w io.Writer, grpcAddr, httpAddr
 		return fmt.Errorf("seed demo token: %w", err)
 	}
 	password := policy.NewID("pw")[3:]
-	hash, err := admin.HashPassword(password)
+	hash, err := manage.HashPassword(password)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tollgate/tollgate/admin"
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/store"
 )
@@ -44,7 +44,7 @@ func (a *app) usersCreateCmd() *cobra.Command {
 				rand.Read(b) // never returns an error (crypto/rand's contract)
 				password, generated = base64.RawURLEncoding.EncodeToString(b), true
 			}
-			hash, err := admin.HashPassword(password)
+			hash, err := manage.HashPassword(password)
 			if err != nil {
 				return err
 			}

@@ -40,7 +40,7 @@ func (s *Service) CreateUser(ctx context.Context, p policy.Principal, nu NewUser
 		nu.AccountID = p.AccountID
 	}
 	if !policy.CanManageUsers(p, nu.AccountID) {
-		return nil, "", errAdminOnly
+		return nil, "", ErrAdminOnly
 	}
 	if nu.Role == "" {
 		nu.Role = policy.RoleMember
@@ -67,7 +67,8 @@ func (s *Service) CreateUser(ctx context.Context, p policy.Principal, nu NewUser
 	return u, generated, nil
 }
 
-var errAdminOnly = &policy.Error{Code: policy.EForbidden, Message: "only an admin may do this"}
+// ErrAdminOnly refuses what only an account's admins may do.
+var ErrAdminOnly = &policy.Error{Code: policy.EForbidden, Message: "only an admin may do this"}
 
 // ListUsers lists the account's users (the principal's, unless the
 // operator names another).
@@ -85,7 +86,7 @@ func (s *Service) ListUsers(ctx context.Context, p policy.Principal, accountID s
 // themselves, so that an account keeps an admin who can.
 func (s *Service) DeleteUser(ctx context.Context, p policy.Principal, id string) error {
 	if !policy.CanManageUsers(p, p.AccountID) {
-		return errAdminOnly
+		return ErrAdminOnly
 	}
 	u, err := s.db.User(ctx, id)
 	if err != nil {

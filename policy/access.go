@@ -87,6 +87,10 @@ func CanManageUsers(p Principal, accountID string) bool {
 	return p.Operator || (p.Admin && accountID == p.AccountID)
 }
 
+// CanReadAudit reports whether p may read the account's audit log: its
+// admins.
+func CanReadAudit(p Principal, accountID string) bool { return CanManageUsers(p, accountID) }
+
 // ErrSecretLockout refuses what would leave an account without its secret
 // token.
 var ErrSecretLockout = &Error{Code: EConflict,
