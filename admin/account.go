@@ -86,7 +86,7 @@ func (h *Handler) inviteUser(w http.ResponseWriter, r *http.Request, p *principa
 	if err := decode(r, &body); err != nil {
 		return err
 	}
-	u, generated, err := h.svc.CreateUser(r.Context(), p.Principal, manage.NewUser{Email: body.Email, Role: body.Role, Password: body.Password})
+	u, generated, err := h.svc.CreateUser(r.Context(), p.Principal, manage.NewUser{Email: body.Email, Role: body.Role, Password: body.Password, MakePassword: body.Password == ""})
 	if err != nil {
 		return err
 	}

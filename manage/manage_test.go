@@ -40,7 +40,7 @@ func mustFixture(t *testing.T, d store.Dialect, box *seal.Box) *fixture {
 		p    *policy.Principal
 		role policy.Role
 	}{{&f.admin, policy.RoleAdmin}, {&f.alice, policy.RoleMember}, {&f.bob, policy.RoleMember}} {
-		user, pw, err := svc.CreateUser(ctx, op, manage.NewUser{AccountID: acc.ID, Email: string(u.role) + policy.NewID("e") + "@example.com", Role: u.role})
+		user, pw, err := svc.CreateUser(ctx, op, manage.NewUser{AccountID: acc.ID, Email: string(u.role) + policy.NewID("e") + "@example.com", Role: u.role, MakePassword: true})
 		if err != nil || pw == "" {
 			t.Fatalf("create user: %v (password %q)", err, pw)
 		}

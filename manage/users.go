@@ -11,13 +11,15 @@ import (
 	"github.com/tollgate/tollgate/policy"
 )
 
-// NewUser is a user to add. An empty Role is a member; an empty Password
-// is made up and returned once, for the inviter to pass on.
+// NewUser is a user to add. An empty Role is a member.
 type NewUser struct {
 	AccountID string
 	Email     string
 	Role      policy.Role
 	Password  string
+	// MakePassword makes a first password up instead, returned once for
+	// the inviter to pass on.
+	MakePassword bool
 }
 
 // HashPassword returns the bcrypt hash the store keeps for a password.
@@ -46,7 +48,7 @@ func (s *Service) CreateUser(ctx context.Context, p policy.Principal, nu NewUser
 		nu.Role = policy.RoleMember
 	}
 	generated := ""
-	if nu.Password == "" {
+	if nu.MakePassword {
 		b := make([]byte, 15)
 		rand.Read(b) // never returns an error (crypto/rand's contract)
 		generated = base64.RawURLEncoding.EncodeToString(b)
