@@ -26,11 +26,14 @@ type Issued struct {
 	SigningSecret string
 }
 
-// CreateToken makes a token of the given kind in the account, owned by the
+// CreateToken makes a token of the given kind in the account (the
+// principal's own unless the operator acts), owned by the
 // principal's user unless the patch names an owner (which only the
 // operator may), and returns its value and any signing secret, shown once.
 func (s *Service) CreateToken(ctx context.Context, p policy.Principal, accountID string, kind policy.Kind, patch *policy.TokenPatch) (Issued, error) {
-	if !p.Operator && accountID == "" {
+	if !p.Operator {
+		// Only the operator chooses an account; the others make tokens in
+		// their own.
 		accountID = p.AccountID
 	}
 	if !policy.CanCreate(p, accountID, kind) {
