@@ -6,19 +6,9 @@ import (
 	"net/http"
 	"strconv"
 
-	"golang.org/x/crypto/bcrypt"
-
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 )
-
-// HashPassword returns the bcrypt hash the store keeps for a password.
-func HashPassword(pw string) (string, error) {
-	if len(pw) < 10 || len(pw) > 72 {
-		return "", &policy.Error{Code: policy.EInvalid, Field: "password", Message: "must be 10 to 72 characters"}
-	}
-	b, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
-	return string(b), err
-}
 
 func randomToken() string {
 	b := make([]byte, 32)
@@ -27,9 +17,9 @@ func randomToken() string {
 }
 
 func (h *Handler) whoAmI(w http.ResponseWriter, r *http.Request, p *principal) error {
-	out := map[string]any{"account_id": p.accountID, "admin": p.admin}
-	if p.userID != "" {
-		u, err := h.db.User(r.Context(), p.userID)
+	out := map[string]any{"account_id": p.AccountID, "admin": p.Admin}
+	if p.UserID != "" {
+		u, err := h.db.User(r.Context(), p.UserID)
 		if err != nil {
 			return err
 		}
@@ -40,7 +30,7 @@ func (h *Handler) whoAmI(w http.ResponseWriter, r *http.Request, p *principal) e
 			}
 		}
 	} else {
-		out["token_id"] = p.tokenID
+		out["token_id"] = p.TokenID
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -59,7 +49,7 @@ func (h *Handler) signOut(w http.ResponseWriter, r *http.Request, p *principal) 
 }
 
 func (h *Handler) getAccount(w http.ResponseWriter, r *http.Request, p *principal) error {
-	a, err := h.db.Account(r.Context(), p.accountID)
+	a, err := h.db.Account(r.Context(), p.AccountID)
 	if err != nil {
 		return err
 	}
@@ -76,7 +66,7 @@ func (h *Handler) getAccount(w http.ResponseWriter, r *http.Request, p *principa
 }
 
 func (h *Handler) listUsers(w http.ResponseWriter, r *http.Request, p *principal) error {
-	users, err := h.db.ListUsers(r.Context(), p.accountID)
+	users, err := h.svc.ListUsers(r.Context(), p.Principal, "")
 	if err != nil {
 		return err
 	}
@@ -87,12 +77,7 @@ func (h *Handler) listUsers(w http.ResponseWriter, r *http.Request, p *principal
 	return nil
 }
 
-var errAdminOnly = &policy.Error{Code: policy.EForbidden, Message: "only an admin may do this"}
-
 func (h *Handler) inviteUser(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if !p.admin {
-		return errAdminOnly
-	}
 	var body struct {
 		Email    string      `json:"email"`
 		Role     policy.Role `json:"role"`
@@ -101,31 +86,15 @@ func (h *Handler) inviteUser(w http.ResponseWriter, r *http.Request, p *principa
 	if err := decode(r, &body); err != nil {
 		return err
 	}
-	if body.Role == "" {
-		body.Role = policy.RoleMember
-	}
-	generated := ""
-	if body.Password == "" {
-		// An invitation: a first password, shown once, for the inviter to
-		// pass on.
-		generated = randomToken()[:20]
-		body.Password = generated
-	}
-	var hash string
-	var err error
-	if perr := h.hashes.do(r.Context(), func() { hash, err = HashPassword(body.Password) }); perr != nil {
-		return perr
-	}
+	u, generated, err := h.svc.CreateUser(r.Context(), p.Principal, manage.NewUser{Email: body.Email, Role: body.Role, Password: body.Password, MakePassword: body.Password == ""})
 	if err != nil {
-		return err
-	}
-	u := &policy.User{AccountID: p.accountID, Email: body.Email, Role: body.Role, PasswordHash: hash}
-	if err := h.db.CreateUser(r.Context(), u); err != nil {
 		return err
 	}
 	h.audit(r.Context(), p, "user.invite", u.ID, `{"role":"`+string(u.Role)+`"}`)
 	out := map[string]any{"user": u}
 	if generated != "" {
+		// An invitation: a first password, shown once, for the inviter to
+		// pass on.
 		out["password"] = generated
 	}
 	writeJSON(w, http.StatusCreated, out)
@@ -133,21 +102,8 @@ func (h *Handler) inviteUser(w http.ResponseWriter, r *http.Request, p *principa
 }
 
 func (h *Handler) removeUser(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if !p.admin {
-		return errAdminOnly
-	}
 	id := r.PathValue("id")
-	u, err := h.db.User(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	if u.AccountID != p.accountID {
-		return policy.ErrNotFound
-	}
-	if u.ID == p.userID {
-		return &policy.Error{Code: policy.EConflict, Message: "you cannot remove yourself; ask another admin"}
-	}
-	if err := h.db.DeleteUser(r.Context(), id); err != nil {
+	if err := h.svc.DeleteUser(r.Context(), p.Principal, id); err != nil {
 		return err
 	}
 	h.audit(r.Context(), p, "user.remove", id, "{}")
@@ -156,8 +112,8 @@ func (h *Handler) removeUser(w http.ResponseWriter, r *http.Request, p *principa
 }
 
 func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if !p.admin {
-		return errAdminOnly
+	if !policy.CanReadAudit(p.Principal, p.AccountID) {
+		return manage.ErrAdminOnly
 	}
 	var before int64
 	if s := r.URL.Query().Get("before"); s != "" {
@@ -166,7 +122,7 @@ func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request, p *principal
 			return &policy.Error{Code: policy.EInvalid, Field: "before", Message: "must be an entry id"}
 		}
 	}
-	entries, err := h.db.ListAudit(r.Context(), p.accountID, before, 100)
+	entries, err := h.db.ListAudit(r.Context(), p.AccountID, before, 100)
 	if err != nil {
 		return err
 	}

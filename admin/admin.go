@@ -13,9 +13,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/seal"
-	"github.com/tollgate/tollgate/store"
 )
 
 // Config shapes the API.
@@ -43,9 +43,42 @@ type Config struct {
 	SignIn SignInConfig
 }
 
+// Store is what the API keeps beside the tokens and users it changes
+// through manage.Service: credentials, sessions, sign-in failures, the
+// audit log and usage. Lookups return policy.ErrNotFound (wrapped) for a
+// missing record.
+type Store interface {
+	manage.Store
+	// TokenByHash finds a token and its account by the hash of its value.
+	TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *policy.Account, error)
+	Account(ctx context.Context, id string) (*policy.Account, error)
+	UserByEmail(ctx context.Context, email string) (*policy.User, error)
+	UserByAccountEmail(ctx context.Context, accountID, email string) (*policy.User, error)
+
+	CreateSession(ctx context.Context, id string, s policy.Session) error
+	// SessionByID returns a live session by its secret id.
+	SessionByID(ctx context.Context, id string) (*policy.Session, error)
+	DeleteSession(ctx context.Context, id string) error
+
+	// SignInFailures counts the failures for key since a time, with the
+	// time of the earliest.
+	SignInFailures(ctx context.Context, key policy.SignInKey, since time.Time) (int, time.Time, error)
+	RecordSignInFailure(ctx context.Context, at, prune time.Time, keys ...policy.SignInKey) error
+	ClearSignInFailures(ctx context.Context, key policy.SignInKey) error
+
+	Audit(ctx context.Context, e policy.AuditEntry) error
+	ListAudit(ctx context.Context, accountID string, before int64, limit int) ([]policy.AuditEntry, error)
+
+	// CreditsUsed returns the credits each subject used in the period.
+	CreditsUsed(ctx context.Context, subjects []string, period time.Time) (map[string]int64, error)
+	// Usage returns a token's daily usage between two days (YYYY-MM-DD).
+	Usage(ctx context.Context, tokenID, from, to string) ([]policy.DailyUsage, error)
+}
+
 // Handler serves the API and the console.
 type Handler struct {
-	db  *store.DB
+	db  Store
+	svc *manage.Service
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
@@ -64,7 +97,7 @@ type route struct {
 }
 
 // New returns the Handler.
-func New(db *store.DB, cfg Config, log *slog.Logger) *Handler {
+func New(db Store, cfg Config, log *slog.Logger) *Handler {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
 	}
@@ -78,6 +111,7 @@ func New(db *store.DB, cfg Config, log *slog.Logger) *Handler {
 		cfg.SignIn = DefaultSignInConfig()
 	}
 	h := &Handler{db: db, cfg: cfg, log: log, mux: http.NewServeMux(), hashes: newHashPool(cfg.SignIn.Workers, cfg.SignIn.Queue)}
+	h.svc = manage.New(db, manage.Config{Box: cfg.Box, Now: cfg.Now, Eval: cfg.Eval, Hash: h.hashes.do})
 	for _, rt := range h.routes() {
 		h.mux.HandleFunc(rt.method+" "+rt.path, h.wrap(rt))
 	}
@@ -112,23 +146,17 @@ func (h *Handler) routes() []route {
 	}
 }
 
-// principal is who a request acts for.
+// principal is who a request acts for, and from where (for the audit log).
 type principal struct {
-	accountID string
-	userID    string // "" when the account's secret token acts
-	tokenID   string // the secret token, when it acts
-	admin     bool
-	ip        string
-	// req is the request as Check's policy saw it, when the secret token
-	// acts: a change to that token is checked against it.
-	req *policy.Request
+	policy.Principal
+	ip string
 }
 
 func (p *principal) actor() string {
-	if p.userID != "" {
-		return p.userID
+	if p.UserID != "" {
+		return p.UserID
 	}
-	return p.tokenID
+	return p.TokenID
 }
 
 const (
@@ -194,13 +222,13 @@ func (h *Handler) authenticate(r *http.Request) (*principal, error) {
 		}
 		return nil, err
 	}
-	return &principal{accountID: u.AccountID, userID: u.ID, admin: u.Role == policy.RoleAdmin, ip: ipString(ip)}, nil
+	return &principal{Principal: policy.Principal{AccountID: u.AccountID, UserID: u.ID, Admin: u.Role == policy.RoleAdmin}, ip: ipString(ip)}, nil
 }
 
 // audit records a change; a failure to record is logged, not returned:
 // the change itself has happened.
 func (h *Handler) audit(ctx context.Context, p *principal, action, target, details string) {
-	err := h.db.Audit(ctx, store.AuditEntry{AccountID: p.accountID, Actor: p.actor(), Action: action, Target: target, IP: p.ip, Details: details})
+	err := h.db.Audit(ctx, policy.AuditEntry{AccountID: p.AccountID, Actor: p.actor(), Action: action, Target: target, IP: p.ip, Details: details})
 	if err != nil {
 		h.log.Error("admin: audit entry lost", "action", action, "target", target, "err", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/tollgate/tollgate/admin"
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/store"
 	"github.com/tollgate/tollgate/store/storetest"
@@ -146,7 +147,7 @@ func newFixtureWith(t *testing.T, d store.Dialect, cfg admin.Config) *fixture {
 // signIn makes a user and signs in through the API.
 func (f *fixture) signIn(email string, role policy.Role) *client {
 	f.t.Helper()
-	hash, err := admin.HashPassword("correct horse battery")
+	hash, err := manage.HashPassword("correct horse battery")
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -100,7 +100,7 @@ func (h *Handler) authenticateToken(r *http.Request, value string, ip netip.Addr
 	if d := pol.Admit(r.Context(), req, h.cfg.Now(), h.cfg.Eval); !d.Allow {
 		return nil, denied(d)
 	}
-	return &principal{accountID: t.AccountID, tokenID: t.ID, admin: true, ip: ipString(ip), req: req}, nil
+	return &principal{Principal: policy.Principal{AccountID: t.AccountID, TokenID: t.ID, Admin: true, Request: req}, ip: ipString(ip)}, nil
 }
 
 // denied turns Check's deny into the API's error: 401 when the caller did
@@ -177,42 +177,4 @@ func ipString(a netip.Addr) string {
 		return "unknown"
 	}
 	return a.String()
-}
-
-// lockoutCheck refuses a change to the account's secret token that would
-// leave it unusable. Disabling, deleting and an expiry that has passed are
-// refused whoever asks. When the token changes itself, its new policy must
-// still allow the request making the change: an IP list that leaves the
-// caller out, or domains a server cannot send, would lock it out. The
-// signature is left out of that check: switching signing on returns the
-// new signing secret, so the caller can sign from the next request on.
-func (h *Handler) lockoutCheck(p *principal, t *policy.Token, wasEnabled bool) error {
-	if t.Kind != policy.Secret {
-		return nil
-	}
-	if wasEnabled && !t.Enabled {
-		return errSecretLockout
-	}
-	if t.ExpiresAt != nil && !t.ExpiresAt.After(h.cfg.Now()) {
-		return &policy.Error{Code: policy.EConflict, Field: "expires_at",
-			Message: "the account's secret token cannot be given an expiry that has passed (that would lock the account out)"}
-	}
-	if len(t.Domains) > 0 && !h.cfg.Eval.AllowSecretInBrowser {
-		return &policy.Error{Code: policy.EConflict, Field: "allowed_domains",
-			Message: "a secret token is refused whenever a request bears a browser's marks (Referer, Origin), so allowed domains would make it unusable"}
-	}
-	if p.tokenID != t.ID || p.req == nil {
-		return nil
-	}
-	probe := *t
-	probe.Signed, probe.SigningSecret = false, nil
-	pol, err := policy.Compile(&probe, &policy.Account{ID: t.AccountID}, nil)
-	if err != nil {
-		return fmt.Errorf("compile token %s: %w", t.ID, err)
-	}
-	if d := pol.Evaluate(p.req, h.cfg.Now(), h.cfg.Eval); !d.Allow {
-		return &policy.Error{Code: policy.EConflict, Message: "this change would lock the account's secret token out of this API (the request making it would be denied: " +
-			string(d.Code) + "); make it from a console session, or from an address the new settings allow"}
-	}
-	return nil
 }

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/tollgate/tollgate/admin"
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/store/storetest"
 )
@@ -60,7 +60,7 @@ func TestInviteSaysNothingAboutOtherAccounts(t *testing.T) {
 
 func adminHash(t *testing.T) (string, error) {
 	t.Helper()
-	return admin.HashPassword(rightPassword)
+	return manage.HashPassword(rightPassword)
 }
 
 // signInUser signs in through the API, in accountID when it is set.

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/store"
 )
 
 // SignInConfig bounds console sign-in, which costs a bcrypt comparison
@@ -120,12 +119,12 @@ func (p *hashPool) run(ctx context.Context, fn func()) error {
 // everything when full (the store still has the counts).
 type limitedMemo struct {
 	mu    sync.Mutex
-	until map[store.SignInKey]time.Time
+	until map[policy.SignInKey]time.Time
 }
 
 const limitedMemoSize = 10_000
 
-func (m *limitedMemo) get(k store.SignInKey, now time.Time) (time.Time, bool) {
+func (m *limitedMemo) get(k policy.SignInKey, now time.Time) (time.Time, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.until[k]
@@ -136,16 +135,16 @@ func (m *limitedMemo) get(k store.SignInKey, now time.Time) (time.Time, bool) {
 	return t, ok
 }
 
-func (m *limitedMemo) put(k store.SignInKey, until time.Time) {
+func (m *limitedMemo) put(k policy.SignInKey, until time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.until == nil || len(m.until) >= limitedMemoSize {
-		m.until = map[store.SignInKey]time.Time{}
+		m.until = map[policy.SignInKey]time.Time{}
 	}
 	m.until[k] = until
 }
 
-func (m *limitedMemo) forget(k store.SignInKey) {
+func (m *limitedMemo) forget(k policy.SignInKey) {
 	m.mu.Lock()
 	delete(m.until, k)
 	m.mu.Unlock()
@@ -175,7 +174,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, _ *principal) e
 	}
 	email := strings.ToLower(strings.TrimSpace(body.Email))
 	ip := clientIP(r, h.cfg.TrustedHops)
-	keys := []store.SignInKey{{Scope: "email", Value: email}, {Scope: "ip", Value: ipString(ip)}}
+	keys := []policy.SignInKey{{Scope: "email", Value: email}, {Scope: "ip", Value: ipString(ip)}}
 	now := h.cfg.Now()
 	for _, k := range keys {
 		if until, ok := h.limited.get(k, now); ok {
@@ -215,14 +214,14 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, _ *principal) e
 	h.limited.forget(keys[0])
 	id, csrf := randomToken(), randomToken()
 	expires := h.cfg.Now().Add(h.cfg.SessionTTL)
-	if err := h.db.CreateSession(r.Context(), id, store.Session{UserID: u.ID, CSRF: csrf, ExpiresAt: expires}); err != nil {
+	if err := h.db.CreateSession(r.Context(), id, policy.Session{UserID: u.ID, CSRF: csrf, ExpiresAt: expires}); err != nil {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: id, Path: "/", Expires: expires, HttpOnly: true,
 		Secure: !h.cfg.InsecureCookies, SameSite: http.SameSiteStrictMode,
 	})
-	p := &principal{accountID: u.AccountID, userID: u.ID, admin: u.Role == policy.RoleAdmin, ip: ipString(ip)}
+	p := &principal{Principal: policy.Principal{AccountID: u.AccountID, UserID: u.ID, Admin: u.Role == policy.RoleAdmin}, ip: ipString(ip)}
 	h.audit(r.Context(), p, "session.create", u.ID, "{}")
 	writeJSON(w, http.StatusOK, map[string]any{"user": u, "csrf_token": csrf})
 	return nil
@@ -230,7 +229,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, _ *principal) e
 
 // signInAllowed refuses an attempt while the email or the address has
 // used up its failures, before any hashing is spent on it.
-func (h *Handler) signInAllowed(ctx context.Context, keys []store.SignInKey) error {
+func (h *Handler) signInAllowed(ctx context.Context, keys []policy.SignInKey) error {
 	now := h.cfg.Now()
 	for _, k := range keys {
 		limit, window := h.cfg.SignIn.EmailFailures, h.cfg.SignIn.EmailWindow
@@ -252,7 +251,7 @@ func (h *Handler) signInAllowed(ctx context.Context, keys []store.SignInKey) err
 // signInFailed counts the failure and audits it. A known user's account
 // sees it in its audit log; an unknown email is logged here only, since it
 // belongs to no account, and the answer is the same either way.
-func (h *Handler) signInFailed(ctx context.Context, u *policy.User, ip netip.Addr, keys []store.SignInKey) error {
+func (h *Handler) signInFailed(ctx context.Context, u *policy.User, ip netip.Addr, keys []policy.SignInKey) error {
 	now := h.cfg.Now()
 	prune := now.Add(-max(h.cfg.SignIn.EmailWindow, h.cfg.SignIn.IPWindow))
 	if err := h.db.RecordSignInFailure(ctx, now, prune, keys...); err != nil {
@@ -260,7 +259,7 @@ func (h *Handler) signInFailed(ctx context.Context, u *policy.User, ip netip.Add
 	}
 	if u != nil {
 		// The actor is unknown: whoever typed the password.
-		e := store.AuditEntry{AccountID: u.AccountID, Actor: "anonymous", Action: "session.fail", Target: u.ID, IP: ipString(ip)}
+		e := policy.AuditEntry{AccountID: u.AccountID, Actor: "anonymous", Action: "session.fail", Target: u.ID, IP: ipString(ip)}
 		if err := h.db.Audit(ctx, e); err != nil {
 			h.log.Error("admin: audit entry lost", "action", e.Action, "target", e.Target, "err", err)
 		}
@@ -270,7 +269,7 @@ func (h *Handler) signInFailed(ctx context.Context, u *policy.User, ip netip.Add
 	return errSignIn
 }
 
-func tooMany(k store.SignInKey, after time.Duration) error {
+func tooMany(k policy.SignInKey, after time.Duration) error {
 	return &retryLater{code: policy.ERateLimited, after: after,
 		msg: fmt.Sprintf("too many failed sign-ins for this %s; try again later", k.Scope)}
 }

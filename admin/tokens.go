@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 )
 
@@ -34,16 +35,11 @@ func (h *Handler) listTokens(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	// Members see their own tokens; admins every token of the account, or
 	// with owner=me their own.
-	owner := p.userID
-	switch o := r.URL.Query().Get("owner"); {
-	case o == "me" && p.userID == "":
-		return &policy.Error{Code: policy.EInvalid, Field: "owner", Message: "owner=me needs a signed-in user, not the secret token"}
-	case o != "" && o != "me":
+	o := r.URL.Query().Get("owner")
+	if o != "" && o != "me" {
 		return &policy.Error{Code: policy.EInvalid, Field: "owner", Message: "the only owner filter is owner=me"}
-	case o == "" && p.admin:
-		owner = ""
 	}
-	toks, err := h.db.ListUserTokens(r.Context(), p.accountID, owner, r.URL.Query().Get("after"), limit+1)
+	toks, err := h.svc.ListTokens(r.Context(), p.Principal, manage.TokenFilter{Mine: o == "me", After: r.URL.Query().Get("after"), Limit: limit + 1})
 	if err != nil {
 		return err
 	}
@@ -103,55 +99,21 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p *princip
 		kind = k
 		delete(body, "kind")
 	}
-	if kind == policy.Secret && !p.admin {
-		return &policy.Error{Code: policy.EForbidden, Field: "kind", Message: "only admins may make a secret token"}
-	}
-	t := policy.NewToken(p.accountID, kind)
-	t.UserID = p.userID
-	if err := applyFields(t, body); err != nil {
-		return err
-	}
-	if err := h.lockoutCheck(p, t, false); err != nil {
-		return err
-	}
-	secret, err := h.signingSecret(t, false)
+	patch, err := tokenPatch(body)
 	if err != nil {
 		return err
 	}
-	value, err := h.db.CreateToken(r.Context(), t)
+	made, err := h.svc.CreateToken(r.Context(), p.Principal, "", kind, patch)
 	if err != nil {
 		return err
 	}
-	h.audit(r.Context(), p, "token.create", t.ID, fieldList(body))
-	writeJSON(w, http.StatusCreated, apiToken{Token: t, Value: value, SigningSecret: secret})
+	h.audit(r.Context(), p, "token.create", made.Token.ID, fieldList(patch))
+	writeJSON(w, http.StatusCreated, apiToken{Token: made.Token, Value: made.Value, SigningSecret: made.SigningSecret})
 	return nil
 }
 
-// visible returns the token if the principal may see it: admins and the
-// secret token see every token of the account, members their own.
-// Anything else is not found, so as not to tell what exists.
-func (h *Handler) visible(ctx context.Context, p *principal, id string) (*policy.Token, error) {
-	t, err := h.db.Token(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if t.AccountID != p.accountID || (!p.admin && t.UserID != p.userID) {
-		return nil, fmt.Errorf("token %s: %w", id, policy.ErrNotFound)
-	}
-	return t, nil
-}
-
-// manages reports whether the principal may do everything with the token:
-// its owner may, and admins may for tokens that belong to no one.
-func manages(p *principal, t *policy.Token) bool {
-	if t.UserID != "" {
-		return t.UserID == p.userID
-	}
-	return p.admin
-}
-
 func (h *Handler) getToken(w http.ResponseWriter, r *http.Request, p *principal) error {
-	t, err := h.visible(r.Context(), p, r.PathValue("id"))
+	t, err := h.svc.Token(r.Context(), p.Principal, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -163,81 +125,41 @@ func (h *Handler) getToken(w http.ResponseWriter, r *http.Request, p *principal)
 	return nil
 }
 
-var errSecretLockout = &policy.Error{Code: policy.EConflict,
-	Message: "the account's secret token cannot be disabled or deleted through the API (that would lock the account out); roll it instead"}
-
 func (h *Handler) patchToken(w http.ResponseWriter, r *http.Request, p *principal) error {
 	id := r.PathValue("id")
-	if _, err := h.visible(r.Context(), p, id); err != nil {
-		return err
-	}
 	var body map[string]json.RawMessage
 	if err := decode(r, &body); err != nil {
 		return err
 	}
-	var secret string
-	t, err := h.db.UpdateToken(r.Context(), id, func(t *policy.Token) error {
-		if !manages(p, t) {
-			// Admins may switch another's token on or off, nothing more.
-			for k := range body {
-				if k != "enabled" {
-					return &policy.Error{Code: policy.EForbidden, Field: k, Message: "only the token's owner may change this; admins may only enable or disable it"}
-				}
-			}
-		}
-		wasEnabled := t.Enabled
-		if err := applyFields(t, body); err != nil {
-			return err
-		}
-		if err := h.lockoutCheck(p, t, wasEnabled); err != nil {
-			return err
-		}
-		var err error
-		secret, err = h.signingSecret(t, false)
-		return err
-	})
+	patch, err := tokenPatch(body)
 	if err != nil {
 		return err
 	}
-	h.audit(r.Context(), p, "token.update", id, fieldList(body))
-	out, err := h.withCredits(r.Context(), []*policy.Token{t})
+	changed, err := h.svc.UpdateToken(r.Context(), p.Principal, id, patch)
 	if err != nil {
 		return err
 	}
-	out[0].SigningSecret = secret
+	h.audit(r.Context(), p, "token.update", id, fieldList(patch))
+	out, err := h.withCredits(r.Context(), []*policy.Token{changed.Token})
+	if err != nil {
+		return err
+	}
+	out[0].SigningSecret = changed.SigningSecret
 	writeJSON(w, http.StatusOK, out[0])
 	return nil
 }
 
 func (h *Handler) deleteToken(w http.ResponseWriter, r *http.Request, p *principal) error {
-	t, err := h.visible(r.Context(), p, r.PathValue("id"))
-	if err != nil {
+	id := r.PathValue("id")
+	if err := h.svc.DeleteToken(r.Context(), p.Principal, id); err != nil {
 		return err
 	}
-	if t.Kind == policy.Secret {
-		return errSecretLockout
-	}
-	if !manages(p, t) && !p.admin {
-		return &policy.Error{Code: policy.EForbidden, Message: "only the token's owner or an admin may delete it"}
-	}
-	if err := h.db.DeleteToken(r.Context(), t.ID); err != nil {
-		return err
-	}
-	h.audit(r.Context(), p, "token.delete", t.ID, "{}")
+	h.audit(r.Context(), p, "token.delete", id, "{}")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (h *Handler) rollToken(w http.ResponseWriter, r *http.Request, p *principal) error {
-	t, err := h.visible(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	if !manages(p, t) {
-		// The new value would be shown to whoever rolls: never to anyone
-		// but the owner.
-		return &policy.Error{Code: policy.EForbidden, Message: "only the token's owner may roll it"}
-	}
 	var body struct {
 		GracePeriod string `json:"grace_period"`
 	}
@@ -248,26 +170,27 @@ func (h *Handler) rollToken(w http.ResponseWriter, r *http.Request, p *principal
 	}
 	var grace time.Duration
 	if body.GracePeriod != "" {
+		var err error
 		if grace, err = time.ParseDuration(body.GracePeriod); err != nil {
 			return &policy.Error{Code: policy.EInvalid, Field: "grace_period", Message: "must be a duration such as 0s, 1h or 24h"}
 		}
 	}
-	t, value, err := h.db.RollToken(r.Context(), t.ID, grace)
+	rolled, err := h.svc.RollToken(r.Context(), p.Principal, r.PathValue("id"), grace)
 	if err != nil {
 		return err
 	}
-	h.audit(r.Context(), p, "token.roll", t.ID, fmt.Sprintf(`{"grace_period":%q}`, grace))
-	out, err := h.withCredits(r.Context(), []*policy.Token{t})
+	h.audit(r.Context(), p, "token.roll", rolled.Token.ID, fmt.Sprintf(`{"grace_period":%q}`, grace))
+	out, err := h.withCredits(r.Context(), []*policy.Token{rolled.Token})
 	if err != nil {
 		return err
 	}
-	out[0].Value = value
+	out[0].Value = rolled.Value
 	writeJSON(w, http.StatusOK, out[0])
 	return nil
 }
 
 func (h *Handler) tokenUsage(w http.ResponseWriter, r *http.Request, p *principal) error {
-	t, err := h.visible(r.Context(), p, r.PathValue("id"))
+	t, err := h.svc.Token(r.Context(), p.Principal, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -286,84 +209,62 @@ func (h *Handler) tokenUsage(w http.ResponseWriter, r *http.Request, p *principa
 	return nil
 }
 
-// signingSecret gives a token that requires signed requests a signing
-// secret when it has none, sealed, and returns it in clear ("" if none was
-// made).
-func (h *Handler) signingSecret(t *policy.Token, roll bool) (string, error) {
-	if !t.Signed || (len(t.SigningSecret) > 0 && !roll) {
-		return "", nil
-	}
-	if h.cfg.Box == nil {
-		return "", &policy.Error{Code: policy.EConflict, Field: "signed_requests",
-			Message: "this server has no encryption key (TOLLGATE_ENCRYPTION_KEY), so it cannot keep signing secrets"}
-	}
-	secret := policy.NewSigningSecret()
-	t.SigningSecret = h.cfg.Box.Seal(t.ID, []byte(secret))
-	return secret, nil
-}
-
-// applyFields sets the token fields a request names, with JSON's null
-// clearing the nullable ones. Unknown and read-only fields are refused.
-func applyFields(t *policy.Token, body map[string]json.RawMessage) error {
+// tokenPatch reads the token fields a request names into a patch: an
+// absent field is left alone, and JSON's null clears the nullable ones.
+// Unknown and read-only fields are refused.
+func tokenPatch(body map[string]json.RawMessage) (*policy.TokenPatch, error) {
+	var p policy.TokenPatch
 	for k, raw := range body {
 		null := bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
 		var err error
 		switch k {
 		case "nickname":
-			err = notNull(null, raw, &t.Nickname)
+			p.Nickname, err = notNull[string](null, raw)
 		case "enabled":
-			err = notNull(null, raw, &t.Enabled)
+			p.Enabled, err = notNull[bool](null, raw)
 		case "core":
-			err = notNull(null, raw, &t.Core)
+			p.Core, err = notNull[bool](null, raw)
 		case "premium":
-			err = notNull(null, raw, &t.Premium)
+			p.Premium, err = notNull[bool](null, raw)
 		case "signed_requests":
-			err = notNull(null, raw, &t.Signed)
+			p.Signed, err = notNull[bool](null, raw)
 		case "datasets":
-			t.Datasets = map[string]policy.Actions{}
-			err = orNull(null, raw, &t.Datasets)
+			p.Datasets, err = orEmpty(null, raw, map[string]policy.Actions{})
 		case "allowed_apis":
-			t.APIs = []string{}
-			err = orNull(null, raw, &t.APIs)
+			p.APIs, err = orEmpty(null, raw, []string{})
 		case "grants":
-			t.Grants = []policy.Grant{}
-			err = orNull(null, raw, &t.Grants)
+			p.Grants, err = orEmpty(null, raw, []policy.Grant{})
 		case "allowed_domains":
-			t.Domains = []string{}
-			err = orNull(null, raw, &t.Domains)
+			p.Domains, err = orEmpty(null, raw, []string{})
 		case "allowed_ips":
-			t.IPs = []string{}
-			err = orNull(null, raw, &t.IPs)
+			p.IPs, err = orEmpty(null, raw, []string{})
 		case "expires_at":
-			t.ExpiresAt = nil
-			err = orNull(null, raw, &t.ExpiresAt)
+			p.ExpiresAt, err = orNull[time.Time](null, raw)
 		case "credit_limit":
-			t.CreditLimit = nil
-			err = orNull(null, raw, &t.CreditLimit)
+			p.CreditLimit, err = orNull[int64](null, raw)
 		case "rate_limit":
-			t.RateLimit = nil
+			var rl *policy.RateLimit
 			if !null {
-				var rl policy.RateLimit
 				dec := json.NewDecoder(bytes.NewReader(raw))
 				dec.DisallowUnknownFields()
-				if err = dec.Decode(&rl); err == nil {
-					t.RateLimit = &rl
-				}
+				rl = new(policy.RateLimit)
+				err = dec.Decode(rl)
 			}
+			p.RateLimit = &rl
 		default:
 			if slices.Contains(readOnly, k) {
-				return &policy.Error{Code: policy.EInvalid, Field: k, Message: "cannot be changed"}
+				return nil, &policy.Error{Code: policy.EInvalid, Field: k, Message: "cannot be changed"}
 			}
-			return &policy.Error{Code: policy.EInvalid, Field: k, Message: "is not a token field"}
+			return nil, &policy.Error{Code: policy.EInvalid, Field: k, Message: "is not a token field"}
 		}
 		if err != nil {
 			if pe, ok := errors.AsType[*policy.Error](err); ok {
-				return &policy.Error{Code: policy.EInvalid, Field: k, Message: pe.Message}
+				return nil, &policy.Error{Code: policy.EInvalid, Field: k, Message: pe.Message}
 			}
-			return &policy.Error{Code: policy.EInvalid, Field: k, Message: "has the wrong type: " + err.Error()}
+			return nil, &policy.Error{Code: policy.EInvalid, Field: k, Message: "has the wrong type: " + err.Error()}
 		}
 	}
-	return nil
+	return &p, nil
 }
 
 var readOnly = []string{"id", "account_id", "user_id", "kind", "prefix", "token", "created_at", "updated_at",
@@ -371,28 +272,39 @@ var readOnly = []string{"id", "account_id", "user_id", "kind", "prefix", "token"
 
 var errNull = errors.New("must not be null")
 
-func notNull(null bool, raw json.RawMessage, v any) error {
+// notNull reads a field that cannot be cleared.
+func notNull[T any](null bool, raw json.RawMessage) (*T, error) {
 	if null {
-		return errNull
+		return nil, errNull
 	}
-	return json.Unmarshal(raw, v)
+	v := new(T)
+	return v, json.Unmarshal(raw, v)
 }
 
-func orNull(null bool, raw json.RawMessage, v any) error {
+// orEmpty reads a list or map field; null clears it (to empty).
+func orEmpty[T any](null bool, raw json.RawMessage, empty T) (*T, error) {
 	if null {
-		return nil
+		return &empty, nil
 	}
-	return json.Unmarshal(raw, v)
+	return &empty, json.Unmarshal(raw, &empty)
 }
 
-// fieldList names the fields a change set, for the audit log; values are
+// orNull reads a nullable field; null clears it.
+func orNull[T any](null bool, raw json.RawMessage) (**T, error) {
+	var v *T
+	if null {
+		return &v, nil
+	}
+	return &v, json.Unmarshal(raw, &v)
+}
+
+// fieldList names the fields a change sets, for the audit log; values are
 // left out (they may be long, and a log is no place for policy detail).
-func fieldList(body map[string]json.RawMessage) string {
-	names := make([]string, 0, len(body))
-	for k := range body {
-		names = append(names, k)
+func fieldList(p *policy.TokenPatch) string {
+	names := p.Fields()
+	if names == nil {
+		names = []string{}
 	}
-	slices.Sort(names)
 	b, _ := json.Marshal(map[string][]string{"fields": names})
 	return string(b)
 }

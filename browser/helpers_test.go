@@ -23,7 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/tollgate/tollgate/admin"
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/server"
 	"github.com/tollgate/tollgate/store"
@@ -93,7 +93,7 @@ func MustStartTollgate(tb testing.TB) *tollgate {
 		tb.Fatalf("create account: %v", err)
 	}
 	const email, password = "ada@acme.test", "correct horse battery staple"
-	hash, err := admin.HashPassword(password)
+	hash, err := manage.HashPassword(password)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
-	"github.com/tollgate/tollgate/admin"
 	"github.com/tollgate/tollgate/extauthz"
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/seal"
 	"github.com/tollgate/tollgate/server"
@@ -354,12 +354,9 @@ func seedDemo(ctx context.Context, db *store.DB, w io.Writer, grpcAddr, httpAddr
 		return fmt.Errorf("seed demo token: %w", err)
 	}
 	password := policy.NewID("pw")[3:]
-	hash, err := admin.HashPassword(password)
+	user, _, err := manage.New(db, manage.Config{}).CreateUser(ctx, policy.OperatorPrincipal(), manage.NewUser{
+		AccountID: acc.ID, Email: "demo-" + strings.ToLower(acc.ID[4:12]) + "@tollgate.test", Role: policy.RoleAdmin, Password: password})
 	if err != nil {
-		return err
-	}
-	user := &policy.User{AccountID: acc.ID, Email: "demo-" + strings.ToLower(acc.ID[4:12]) + "@tollgate.test", Role: policy.RoleAdmin, PasswordHash: hash}
-	if err := db.CreateUser(ctx, user); err != nil {
 		return fmt.Errorf("seed demo user: %w", err)
 	}
 	// ":9191" listens everywhere; localhost reaches it.

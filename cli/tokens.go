@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -12,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/seal"
 	"github.com/tollgate/tollgate/store"
@@ -42,28 +45,28 @@ type changedToken struct {
 	SigningSecret string `json:"signing_secret,omitempty"`
 }
 
-// signingSecret gives a token that requires signed requests a signing
-// secret when it has none (or when roll is set), sealed under the
-// operator's key, and returns it in clear, or "" when none was made.
-func (a *app) signingSecret(t *policy.Token, roll bool) (string, error) {
-	if !t.Signed || (len(t.SigningSecret) > 0 && !roll) {
-		return "", nil
+// withTokens runs fn on the token service over the configured store, as
+// the operator. Signing secrets are sealed under TOLLGATE_ENCRYPTION_KEY,
+// which must be the server's key.
+func (a *app) withTokens(ctx context.Context, fn func(*manage.Service) error) error {
+	var box *seal.Box
+	if raw := a.env.Getenv("TOLLGATE_ENCRYPTION_KEY"); raw != "" {
+		key, err := seal.ParseKey(raw)
+		if err != nil {
+			return fmt.Errorf("TOLLGATE_ENCRYPTION_KEY: %w", err)
+		}
+		if box, err = seal.NewBox(key); err != nil {
+			return fmt.Errorf("TOLLGATE_ENCRYPTION_KEY: %w", err)
+		}
 	}
-	raw := a.env.Getenv("TOLLGATE_ENCRYPTION_KEY")
-	if raw == "" {
-		return "", fmt.Errorf("signed requests need TOLLGATE_ENCRYPTION_KEY (32 bytes, base64) to seal the signing secret; use the same key as the server")
+	err := a.withStore(ctx, func(db *store.DB) error { return fn(manage.New(db, manage.Config{Box: box})) })
+	switch {
+	case errors.Is(err, manage.ErrNoKey):
+		return fmt.Errorf("%w: set TOLLGATE_ENCRYPTION_KEY (32 bytes, base64) to the server's key", err)
+	case errors.Is(err, manage.ErrNotSigned):
+		return fmt.Errorf("%w: switch them on with tokens update --signed", err)
 	}
-	key, err := seal.ParseKey(raw)
-	if err != nil {
-		return "", fmt.Errorf("TOLLGATE_ENCRYPTION_KEY: %w", err)
-	}
-	box, err := seal.NewBox(key)
-	if err != nil {
-		return "", err
-	}
-	secret := policy.NewSigningSecret()
-	t.SigningSecret = box.Seal(t.ID, []byte(secret))
-	return secret, nil
+	return err
 }
 
 func printSigningSecret(w io.Writer, secret string) {
@@ -88,24 +91,15 @@ func (a *app) tokensCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t := policy.NewToken(accountID, k)
-			patch.Apply(t)
-			if cmd.Flags().Changed("user") {
-				t.UserID = tf.user
-			}
-			secret, err := a.signingSecret(t, false)
-			if err != nil {
-				return err
-			}
-			return a.withStore(cmd.Context(), func(db *store.DB) error {
-				value, err := db.CreateToken(cmd.Context(), t)
+			return a.withTokens(cmd.Context(), func(svc *manage.Service) error {
+				made, err := svc.CreateToken(cmd.Context(), policy.OperatorPrincipal(), accountID, k, patch)
 				if err != nil {
 					return err
 				}
-				return a.print(createdToken{t, value, secret}, func(w io.Writer) {
-					printToken(w, t)
-					fmt.Fprintf(w, "\ntoken: %s\nKeep it safe: it is shown only this once.\n", value)
-					printSigningSecret(w, secret)
+				return a.print(createdToken{made.Token, made.Value, made.SigningSecret}, func(w io.Writer) {
+					printToken(w, made.Token)
+					fmt.Fprintf(w, "\ntoken: %s\nKeep it safe: it is shown only this once.\n", made.Value)
+					printSigningSecret(w, made.SigningSecret)
 				})
 			})
 		},
@@ -127,8 +121,8 @@ func (a *app) tokensListCmd() *cobra.Command {
 		Short: "List an account's tokens, oldest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withStore(cmd.Context(), func(db *store.DB) error {
-				toks, err := db.ListTokens(cmd.Context(), accountID, after, limit)
+			return a.withTokens(cmd.Context(), func(svc *manage.Service) error {
+				toks, err := svc.ListTokens(cmd.Context(), policy.OperatorPrincipal(), manage.TokenFilter{AccountID: accountID, After: after, Limit: limit})
 				if err != nil {
 					return err
 				}
@@ -158,8 +152,8 @@ func (a *app) tokensShowCmd() *cobra.Command {
 		Short: "Show a token's permissions and restrictions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withStore(cmd.Context(), func(db *store.DB) error {
-				t, err := db.Token(cmd.Context(), args[0])
+			return a.withTokens(cmd.Context(), func(svc *manage.Service) error {
+				t, err := svc.Token(cmd.Context(), policy.OperatorPrincipal(), args[0])
 				if err != nil {
 					return err
 				}
@@ -180,11 +174,8 @@ func (a *app) tokensUpdateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.updateToken(cmd, args[0], func(t *policy.Token) {
-				patch.Apply(t)
-				if cmd.Flags().Changed("user") {
-					t.UserID = tf.user
-				}
+			return a.changeToken(cmd, func(ctx context.Context, svc *manage.Service) (manage.Issued, error) {
+				return svc.UpdateToken(ctx, policy.OperatorPrincipal(), args[0], patch)
 			})
 		},
 	}
@@ -200,35 +191,24 @@ func (a *app) tokensSetEnabledCmd(name string, enabled bool) *cobra.Command {
 		Short: strings.ToUpper(name[:1]) + name[1:] + " a token (takes effect on every replica within a second)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.updateToken(cmd, args[0], func(t *policy.Token) { t.Enabled = enabled })
+			return a.changeToken(cmd, func(ctx context.Context, svc *manage.Service) (manage.Issued, error) {
+				return svc.SetEnabled(ctx, policy.OperatorPrincipal(), args[0], enabled)
+			})
 		},
 	}
 }
 
-func (a *app) updateToken(cmd *cobra.Command, id string, change func(*policy.Token)) error {
-	return a.changeToken(cmd, id, false, change)
-}
-
-// changeToken applies change in one transaction, making a signing secret
-// if signing was switched on (or roll asks for a new one).
-func (a *app) changeToken(cmd *cobra.Command, id string, roll bool, change func(*policy.Token)) error {
-	return a.withStore(cmd.Context(), func(db *store.DB) error {
-		var secret string
-		t, err := db.UpdateToken(cmd.Context(), id, func(t *policy.Token) error {
-			change(t)
-			if roll && !t.Signed {
-				return policy.Errorf(policy.EConflict, "token %s does not require signed requests: switch them on with tokens update --signed", t.ID)
-			}
-			var err error
-			secret, err = a.signingSecret(t, roll)
-			return err
-		})
+// changeToken runs a change through the token service and prints the
+// token, with a signing secret the change made (shown this once).
+func (a *app) changeToken(cmd *cobra.Command, change func(context.Context, *manage.Service) (manage.Issued, error)) error {
+	return a.withTokens(cmd.Context(), func(svc *manage.Service) error {
+		changed, err := change(cmd.Context(), svc)
 		if err != nil {
 			return err
 		}
-		return a.print(changedToken{t, secret}, func(w io.Writer) {
-			printToken(w, t)
-			printSigningSecret(w, secret)
+		return a.print(changedToken{changed.Token, changed.SigningSecret}, func(w io.Writer) {
+			printToken(w, changed.Token)
+			printSigningSecret(w, changed.SigningSecret)
 		})
 	})
 }
@@ -240,14 +220,14 @@ func (a *app) tokensRollCmd() *cobra.Command {
 		Short: "Give a token a new value (printed once); the old one works for --grace",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withStore(cmd.Context(), func(db *store.DB) error {
-				t, value, err := db.RollToken(cmd.Context(), args[0], grace)
+			return a.withTokens(cmd.Context(), func(svc *manage.Service) error {
+				rolled, err := svc.RollToken(cmd.Context(), policy.OperatorPrincipal(), args[0], grace)
 				if err != nil {
 					return err
 				}
-				return a.print(createdToken{Token: t, Value: value}, func(w io.Writer) {
-					printToken(w, t)
-					fmt.Fprintf(w, "\ntoken: %s\nKeep it safe: it is shown only this once.\n", value)
+				return a.print(createdToken{Token: rolled.Token, Value: rolled.Value}, func(w io.Writer) {
+					printToken(w, rolled.Token)
+					fmt.Fprintf(w, "\ntoken: %s\nKeep it safe: it is shown only this once.\n", rolled.Value)
 				})
 			})
 		},
@@ -262,7 +242,9 @@ func (a *app) tokensRollSigningSecretCmd() *cobra.Command {
 		Short: "Replace a token's signing secret (the new one is printed once; the old one stops working)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.changeToken(cmd, args[0], true, func(*policy.Token) {})
+			return a.changeToken(cmd, func(ctx context.Context, svc *manage.Service) (manage.Issued, error) {
+				return svc.RollSigningSecret(ctx, policy.OperatorPrincipal(), args[0])
+			})
 		},
 	}
 }
@@ -273,8 +255,8 @@ func (a *app) tokensDeleteCmd() *cobra.Command {
 		Short: "Delete a token for good",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withStore(cmd.Context(), func(db *store.DB) error {
-				if err := db.DeleteToken(cmd.Context(), args[0]); err != nil {
+			return a.withTokens(cmd.Context(), func(svc *manage.Service) error {
+				if err := svc.DeleteToken(cmd.Context(), policy.OperatorPrincipal(), args[0]); err != nil {
 					return err
 				}
 				return a.print(map[string]any{"id": args[0], "deleted": true}, func(w io.Writer) {
@@ -345,6 +327,9 @@ func (tf *tokenFlags) register(cmd *cobra.Command) {
 func (tf *tokenFlags) patch(f *pflag.FlagSet, now time.Time) (*policy.TokenPatch, error) {
 	var p policy.TokenPatch
 	given := f.Changed
+	if given("user") {
+		p.UserID = &tf.user
+	}
 	if given("nickname") {
 		p.Nickname = &tf.nickname
 	}

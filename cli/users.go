@@ -2,8 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tollgate/tollgate/admin"
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/store"
 )
@@ -32,35 +30,28 @@ func (a *app) usersCreateCmd() *cobra.Command {
 		Short: "Add a user; without --password-stdin a password is made and printed once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			password, generated := "", false
+			password := ""
 			if fromStdin {
 				line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 				if err != nil && err != io.EOF {
 					return fmt.Errorf("read the password: %w", err)
 				}
 				password = strings.TrimRight(line, "\r\n")
-			} else {
-				b := make([]byte, 15)
-				rand.Read(b) // never returns an error (crypto/rand's contract)
-				password, generated = base64.RawURLEncoding.EncodeToString(b), true
-			}
-			hash, err := admin.HashPassword(password)
-			if err != nil {
-				return err
 			}
 			return a.withStore(cmd.Context(), func(db *store.DB) error {
-				u := &policy.User{AccountID: accountID, Email: email, Role: policy.Role(role), PasswordHash: hash}
-				if err := db.CreateUser(cmd.Context(), u); err != nil {
+				u, generated, err := manage.New(db, manage.Config{}).CreateUser(cmd.Context(), policy.OperatorPrincipal(),
+					manage.NewUser{AccountID: accountID, Email: email, Role: policy.Role(role), Password: password, MakePassword: !fromStdin})
+				if err != nil {
 					return err
 				}
 				out := struct {
 					*policy.User
 					Password string `json:"password,omitempty"`
-				}{u, map[bool]string{true: password}[generated]}
+				}{u, generated}
 				return a.print(out, func(w io.Writer) {
 					fmt.Fprintf(w, "user %s (%s, %s) created\n", u.ID, u.Email, u.Role)
-					if generated {
-						fmt.Fprintf(w, "password: %s\nIt is shown only this once.\n", password)
+					if generated != "" {
+						fmt.Fprintf(w, "password: %s\nIt is shown only this once.\n", generated)
 					}
 				})
 			})
@@ -84,7 +75,7 @@ func (a *app) usersListCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withStore(cmd.Context(), func(db *store.DB) error {
-				users, err := db.ListUsers(cmd.Context(), accountID)
+				users, err := manage.New(db, manage.Config{}).ListUsers(cmd.Context(), policy.OperatorPrincipal(), accountID)
 				if err != nil {
 					return err
 				}

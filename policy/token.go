@@ -294,6 +294,29 @@ type TokenPatch struct {
 	Signed      *bool
 	CreditLimit **int64
 	RateLimit   **RateLimit
+	// UserID names the token's owner ("" for none); see CanOwn.
+	UserID *string
+}
+
+// Fields names the fields the patch sets, as the API spells them, sorted:
+// for audit logs and for naming the field a principal may not change.
+func (p *TokenPatch) Fields() []string {
+	var out []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"allowed_apis", p.APIs != nil}, {"allowed_domains", p.Domains != nil}, {"allowed_ips", p.IPs != nil},
+		{"core", p.Core != nil}, {"credit_limit", p.CreditLimit != nil}, {"datasets", p.Datasets != nil},
+		{"enabled", p.Enabled != nil}, {"expires_at", p.ExpiresAt != nil}, {"grants", p.Grants != nil},
+		{"nickname", p.Nickname != nil}, {"premium", p.Premium != nil}, {"rate_limit", p.RateLimit != nil},
+		{"signed_requests", p.Signed != nil}, {"user_id", p.UserID != nil},
+	} {
+		if f.set {
+			out = append(out, f.name)
+		}
+	}
+	return out
 }
 
 // Apply copies the patch's set fields into t. Call Normalize afterwards.
@@ -321,6 +344,7 @@ func (p *TokenPatch) Apply(t *Token) {
 	set(&t.Signed, p.Signed)
 	set(&t.CreditLimit, p.CreditLimit)
 	set(&t.RateLimit, p.RateLimit)
+	set(&t.UserID, p.UserID)
 }
 
 func set[T any](dst *T, v *T) {

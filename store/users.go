@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -89,15 +88,8 @@ func (db *DB) DeleteUser(ctx context.Context, id string) error {
 	return nil
 }
 
-// Session is a signed-in console session.
-type Session struct {
-	UserID    string    `db:"user_id"`
-	CSRF      string    `db:"csrf"`
-	ExpiresAt time.Time `db:"expires_at"`
-}
-
 // CreateSession stores a session under the hash of its secret id.
-func (db *DB) CreateSession(ctx context.Context, id string, s Session) error {
+func (db *DB) CreateSession(ctx context.Context, id string, s policy.Session) error {
 	h := sha256.Sum256([]byte(id))
 	_, err := db.db.ExecContext(ctx, db.db.Rebind(`INSERT INTO sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`),
 		h[:], s.UserID, s.CSRF, db.now(), s.ExpiresAt.UTC())
@@ -105,9 +97,9 @@ func (db *DB) CreateSession(ctx context.Context, id string, s Session) error {
 }
 
 // SessionByID returns a live session by its secret id.
-func (db *DB) SessionByID(ctx context.Context, id string) (*Session, error) {
+func (db *DB) SessionByID(ctx context.Context, id string) (*policy.Session, error) {
 	h := sha256.Sum256([]byte(id))
-	var s Session
+	var s policy.Session
 	err := db.db.GetContext(ctx, &s, db.db.Rebind(`SELECT user_id, csrf, expires_at FROM sessions WHERE id_hash = ? AND expires_at > ?`), h[:], db.now())
 	if err != nil {
 		return nil, wrapErr("session", err)
@@ -122,20 +114,8 @@ func (db *DB) DeleteSession(ctx context.Context, id string) error {
 	return wrapErr("delete session", err)
 }
 
-// AuditEntry is one change, as the audit log keeps it.
-type AuditEntry struct {
-	ID        int64     `db:"id" json:"id"`
-	AccountID string    `db:"account_id" json:"account_id"`
-	Actor     string    `db:"actor" json:"actor"`
-	Action    string    `db:"action" json:"action"`
-	Target    string    `db:"target" json:"target"`
-	IP        string    `db:"ip" json:"ip"`
-	Details   string    `db:"details" json:"-"`
-	At        time.Time `db:"at" json:"at"`
-}
-
 // Audit records a change.
-func (db *DB) Audit(ctx context.Context, e AuditEntry) error {
+func (db *DB) Audit(ctx context.Context, e policy.AuditEntry) error {
 	if e.Details == "" {
 		e.Details = "{}"
 	}
@@ -146,7 +126,7 @@ func (db *DB) Audit(ctx context.Context, e AuditEntry) error {
 
 // ListAudit returns an account's audit log, newest first, before the entry
 // with id before (0 for the newest).
-func (db *DB) ListAudit(ctx context.Context, accountID string, before int64, limit int) ([]AuditEntry, error) {
+func (db *DB) ListAudit(ctx context.Context, accountID string, before int64, limit int) ([]policy.AuditEntry, error) {
 	q := `SELECT id, account_id, actor, action, target, ip, details, at FROM audit_log WHERE account_id = ?`
 	args := []any{accountID}
 	if before > 0 {
@@ -154,7 +134,7 @@ func (db *DB) ListAudit(ctx context.Context, accountID string, before int64, lim
 		args = append(args, before)
 	}
 	q += fmt.Sprintf(` ORDER BY id DESC LIMIT %d`, max(1, min(limit, 1000)))
-	var out []AuditEntry
+	var out []policy.AuditEntry
 	if err := db.db.SelectContext(ctx, &out, db.db.Rebind(q), args...); err != nil {
 		return nil, wrapErr("list audit", err)
 	}

@@ -78,7 +78,7 @@ func TestEmailMigrationKeepsReferences(t *testing.T) {
 			if _, err := db.CreateToken(ctx, tok); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.CreateSession(ctx, "session", store.Session{UserID: u.ID, CSRF: "c", ExpiresAt: db.Now().Add(time.Hour)}); err != nil {
+			if err := db.CreateSession(ctx, "session", policy.Session{UserID: u.ID, CSRF: "c", ExpiresAt: db.Now().Add(time.Hour)}); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := db.Migrate(ctx); err != nil {
