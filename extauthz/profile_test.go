@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -292,6 +293,43 @@ func TestParseResponseProfile(t *testing.T) {
 	for _, s := range []string{"IEX", "carto", "json"} {
 		if _, err := extauthz.ParseResponseProfile(s); err == nil {
 			t.Errorf("%q: got no error", s)
+		}
+	}
+}
+
+// TestResponsesDocMatches: docs/responses.md's table of deny codes is the
+// code's, row by row, for both profiles, and names every code.
+func TestResponsesDocMatches(t *testing.T) {
+	doc, err := os.ReadFile("../docs/responses.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[policy.DenyCode]bool{}
+	for _, line := range strings.Split(string(doc), "\n") {
+		cells := strings.Split(line, " | ")
+		if len(cells) != 5 || !strings.HasPrefix(cells[0], "| `") {
+			continue
+		}
+		code := policy.DenyCode(strings.Trim(cells[0], "| `"))
+		seen[code] = true
+		status, msg, ok := extauthz.IEXAnswer(code)
+		if !ok {
+			t.Errorf("docs/responses.md names %q, which the IEX table does not", code)
+			continue
+		}
+		if got := cells[1]; got != strconv.Itoa(extauthz.DenyStatus(code)) {
+			t.Errorf("%s: the doc's tollgate status %s, the code's %d", code, got, extauthz.DenyStatus(code))
+		}
+		if got := cells[2]; got != strconv.Itoa(status) {
+			t.Errorf("%s: the doc's iex status %s, the code's %d", code, got, status)
+		}
+		if got := cells[3]; got != msg {
+			t.Errorf("%s: the doc's iex message %q, the code's %q", code, got, msg)
+		}
+	}
+	for _, c := range policy.DenyCodes() {
+		if !seen[c] {
+			t.Errorf("docs/responses.md has no row for %q", c)
 		}
 	}
 }
