@@ -36,6 +36,7 @@ type serveSettings struct {
 	creditPeriod                                            string
 	encryptionKeyFile                                       string
 	tokenSources, grantFree, logLevel, logFormat, denyLevel string
+	responseProfile                                         string
 }
 
 func newServeSettings() *serveSettings { return &serveSettings{cfg: server.DefaultConfig()} }
@@ -70,6 +71,7 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Cost, "header-credits-cost", cfg.ExtAuthz.CreditHeaders.Cost, "response header with the request's cost")
 	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Limit, "header-credits-limit", cfg.ExtAuthz.CreditHeaders.Limit, "response header with the credit limit that applies")
 	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Remaining, "header-credits-remaining", cfg.ExtAuthz.CreditHeaders.Remaining, "response header with the credits left")
+	f.StringVar(&st.responseProfile, "response-profile", cfg.ExtAuthz.ResponseProfile.String(), "how denies and usage headers read: tollgate (JSON errors, x-credits-* headers) or iex (IEX Cloud's statuses, plain-text messages and iexcloud-*-used headers; see docs/responses.md)")
 	f.DurationVar(&cfg.SignatureSkew, "signature-skew", cfg.SignatureSkew, "how far a signed request's x-tollgate-date may be from the server's clock, either way")
 	f.BoolVar(&cfg.AllowUnsignedPayload, "allow-unsigned-payload", false, "accept signed requests whose x-tollgate-content-sha256 is UNSIGNED-PAYLOAD")
 	f.IntVar(&cfg.ReplayCacheSize, "replay-cache-size", cfg.ReplayCacheSize, "signatures remembered per replica and generation (about one skew of traffic) to refuse replays; when full, signed requests are refused (signature_replay_unverifiable)")
@@ -118,6 +120,9 @@ func (st *serveSettings) finish(databaseURL string, getenv func(string) string) 
 	}
 	if st.cfg.ExtAuthz.TokenSources, err = extauthz.ParseTokenSources(st.tokenSources); err != nil {
 		return fmt.Errorf("token-sources: %w", err)
+	}
+	if st.cfg.ExtAuthz.ResponseProfile, err = extauthz.ParseResponseProfile(st.responseProfile); err != nil {
+		return err
 	}
 	if st.cfg.ExtAuthz.DenyLogLevel, err = parseLevel(st.denyLevel); err != nil {
 		return fmt.Errorf("deny-log-level: %w", err)

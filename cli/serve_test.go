@@ -139,6 +139,7 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		"bad source":         {[]string{"serve", "--token-sources", "cookie"}, "token source"},
 		"no file":            {[]string{"serve", "--config", filepath.Join(dir, "missing.yaml")}, "config file"},
 		"no metrics address": {[]string{"serve", "--metrics-addr", ""}, "metrics-addr must be set"},
+		"bad profile":        {[]string{"serve", "--response-profile", "carto"}, `response profile "carto": want tollgate or iex`},
 		"replay share above the cache": {[]string{"serve", "--replay-cache-size", "10", "--replay-per-token", "11"},
 			"replay-per-token (11) must not exceed replay-cache-size (10)"},
 	} {

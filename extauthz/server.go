@@ -46,6 +46,8 @@ type Config struct {
 	DenyLogLevel slog.Level
 	// CreditHeaders name the headers that report credits to the caller.
 	CreditHeaders CreditHeaders
+	// ResponseProfile is the dialect of denies and usage headers.
+	ResponseProfile ResponseProfile
 }
 
 // Observer hears of every Check: its decision, or the error that stopped
@@ -94,11 +96,11 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.Ch
 	var resp *authv3.CheckResponse
 	switch {
 	case d.Allow:
-		resp = s.allowResponse(d, cr, "")
+		resp = s.allowResponse(d, req.Tier, cr, "")
 	case s.cfg.DryRun:
-		resp = s.allowResponse(d, cr, d.Code)
+		resp = s.allowResponse(d, req.Tier, cr, d.Code)
 	default:
-		resp = s.deniedResponse(d)
+		resp = s.deniedResponse(d, req.Tier)
 	}
 	if !d.Allow {
 		s.logDeny(ctx, &req, d)

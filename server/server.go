@@ -441,6 +441,7 @@ func (s *Server) Reconfigure(cfg Config) []string {
 		"xff-trusted-hops":        old.ExtAuthz.TrustedHops != cfg.ExtAuthz.TrustedHops,
 		"allow-unmatched-routes":  old.ExtAuthz.AllowUnmatchedRoutes != cfg.ExtAuthz.AllowUnmatchedRoutes,
 		"strip-credentials":       old.ExtAuthz.StripCredentials != cfg.ExtAuthz.StripCredentials,
+		"response-profile":        old.ExtAuthz.ResponseProfile != cfg.ExtAuthz.ResponseProfile,
 		"allow-secret-in-browser": old.AllowSecretInBrowser != cfg.AllowSecretInBrowser,
 		"token-sources":           !slices.Equal(old.ExtAuthz.TokenSources, cfg.ExtAuthz.TokenSources),
 		"grant-free-apis":         !slices.Equal(old.ExtAuthz.GrantFreeAPIs, cfg.ExtAuthz.GrantFreeAPIs),
