@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -36,8 +35,6 @@ type Config struct {
 	// Off by default: such a request is denied (route_unmatched), since a
 	// token limited to some datasets or APIs would otherwise reach all.
 	AllowUnmatchedRoutes bool
-	// GrantFreeAPIs need no grant on a connection's sources (e.g. lds).
-	GrantFreeAPIs []string
 	// StripCredentials removes the token from what the upstream receives.
 	StripCredentials bool
 	// DryRun decides and reports as usual but lets every request through.
@@ -162,8 +159,4 @@ func clip(s string) string {
 		return s
 	}
 	return s[:max] + "…"
-}
-
-func (s *Server) grantFree(api string) bool {
-	return api != "" && slices.Contains(s.cfg.GrantFreeAPIs, api)
 }

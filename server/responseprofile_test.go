@@ -28,7 +28,7 @@ func TestIEXResponseProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := mustStartRouted(t, f, func(c *server.Config) {
-		c.AuthzHTTPAddr = "127.0.0.1:0"
+		c.Listen.AuthzHTTP = "127.0.0.1:0"
 		c.ExtAuthz.ResponseProfile = extauthz.ProfileIEX
 	})
 	V := f.V
