@@ -92,7 +92,7 @@ func New(db *store.DB, cfg Config, log *slog.Logger) *Handler {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func (h *Handler) routes() []route {
-	return []route{
+	return append([]route{
 		{method: "POST", path: "/v1/session", public: true, handle: h.signIn},
 		{method: "GET", path: "/v1/session", handle: h.whoAmI},
 		{method: "DELETE", path: "/v1/session", handle: h.signOut},
@@ -109,7 +109,7 @@ func (h *Handler) routes() []route {
 		{method: "DELETE", path: "/v1/users/{id}", handle: h.removeUser},
 		{method: "GET", path: "/v1/audit", handle: h.listAudit},
 		{method: "GET", path: "/v1/openapi.json", public: true, handle: serveOpenAPI},
-	}
+	}, h.alertRoutes()...)
 }
 
 // principal is who a request acts for.

@@ -98,6 +98,7 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.BoolVar(&cfg.Reflection, "reflection", cfg.Reflection, "gRPC server reflection (for grpcurl)")
 	f.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM, keep answering this long after reporting NOT_SERVING")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM, wait this long for in-flight checks")
+	bindLeaks(f, cfg)
 }
 
 // finish turns the settings kept as text into the config.

@@ -29,6 +29,7 @@ import (
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/redislimit"
+	"github.com/tollgate/tollgate/scanning"
 	"github.com/tollgate/tollgate/seal"
 	"github.com/tollgate/tollgate/store"
 )
@@ -102,6 +103,8 @@ type Config struct {
 	// NOT_SERVING, so that Envoy notices before connections close.
 	DrainDelay      time.Duration
 	ShutdownTimeout time.Duration
+	// SecretScanning receives GitHub's reports of leaked tokens.
+	SecretScanning SecretScanningConfig
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -144,6 +147,7 @@ func DefaultConfig() Config {
 		Reflection:      true,
 		DrainDelay:      0,
 		ShutdownTimeout: 15 * time.Second,
+		SecretScanning:  SecretScanningConfig{KeysRefetch: time.Minute, Config: scanning.DefaultConfig()},
 	}
 }
 
@@ -184,6 +188,11 @@ func (c *Config) Validate() error {
 	}
 	if err := c.SignIn.Validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
+	}
+	if c.SecretScanning.Keys != "" {
+		if err := c.SecretScanning.Validate(); err != nil {
+			return fmt.Errorf("invalid config: %w", err)
+		}
 	}
 	return nil
 }
@@ -366,6 +375,11 @@ func (s *Server) build() error {
 	mux.Handle("/v1/", api)
 	mux.Handle("/console/", api)
 	mux.Handle("GET /{$}", api)
+	if scan, err := s.secretScanning(m); err != nil {
+		return err
+	} else if scan != nil {
+		mux.Handle(secretScanningPath, scan)
+	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))

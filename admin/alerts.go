@@ -1,0 +1,54 @@
+package admin
+
+import (
+	"net/http"
+)
+
+// alertRoutes are the endpoints that tell an account its tokens are in
+// trouble: leaks reported by secret scanning.
+func (h *Handler) alertRoutes() []route {
+	return []route{
+		{method: "GET", path: "/v1/leaks", handle: h.listLeaks},
+		{method: "GET", path: "/v1/tokens/{id}/leaks", handle: h.tokenLeaks},
+	}
+}
+
+// maxLeaksShown bounds a list of leaks; a token reported more often than
+// this shows its newest reports.
+const maxLeaksShown = 100
+
+// listLeaks lists the reported leaks of the tokens the principal sees:
+// admins and the secret token every token of the account, members their own.
+func (h *Handler) listLeaks(w http.ResponseWriter, r *http.Request, p *principal) error {
+	owner := p.userID
+	if p.admin || p.userID == "" {
+		owner = ""
+	}
+	leaks, err := h.db.Leaks(r.Context(), p.accountID, "", owner, maxLeaksShown)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"leaks": nonNil(leaks)})
+	return nil
+}
+
+func (h *Handler) tokenLeaks(w http.ResponseWriter, r *http.Request, p *principal) error {
+	t, err := h.visible(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	leaks, err := h.db.Leaks(r.Context(), p.accountID, t.ID, "", maxLeaksShown)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"token_id": t.ID, "leaks": nonNil(leaks)})
+	return nil
+}
+
+// nonNil makes an empty list encode as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
