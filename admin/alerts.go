@@ -5,11 +5,14 @@ import (
 )
 
 // alertRoutes are the endpoints that tell an account its tokens are in
-// trouble: leaks reported by secret scanning.
+// trouble: leaks reported by secret scanning, and flags of unusual usage.
 func (h *Handler) alertRoutes() []route {
 	return []route{
 		{method: "GET", path: "/v1/leaks", handle: h.listLeaks},
 		{method: "GET", path: "/v1/tokens/{id}/leaks", handle: h.tokenLeaks},
+		{method: "GET", path: "/v1/flags", handle: h.listFlags},
+		{method: "GET", path: "/v1/tokens/{id}/flags", handle: h.tokenFlags},
+		{method: "POST", path: "/v1/flags/{id}/resolve", handle: h.resolveFlag},
 	}
 }
 

@@ -99,6 +99,7 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM, keep answering this long after reporting NOT_SERVING")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM, wait this long for in-flight checks")
 	bindLeaks(f, cfg)
+	bindAnomaly(f, cfg)
 }
 
 // finish turns the settings kept as text into the config.

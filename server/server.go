@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/tollgate/tollgate/admin"
+	"github.com/tollgate/tollgate/anomaly"
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
@@ -105,6 +106,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// SecretScanning receives GitHub's reports of leaked tokens.
 	SecretScanning SecretScanningConfig
+	// Anomaly flags unusual usage of tokens.
+	Anomaly AnomalyConfig
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -148,6 +151,7 @@ func DefaultConfig() Config {
 		DrainDelay:      0,
 		ShutdownTimeout: 15 * time.Second,
 		SecretScanning:  SecretScanningConfig{KeysRefetch: time.Minute, Config: scanning.DefaultConfig()},
+		Anomaly:         AnomalyConfig{On: true, Recorder: anomaly.DefaultRecorderConfig(), Detector: anomaly.DefaultDetectorConfig()},
 	}
 }
 
@@ -189,6 +193,11 @@ func (c *Config) Validate() error {
 	if err := c.SignIn.Validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
+	if c.Anomaly.On {
+		if err := c.Anomaly.validate(); err != nil {
+			return fmt.Errorf("invalid config: %w", err)
+		}
+	}
 	if c.SecretScanning.Keys != "" {
 		if err := c.SecretScanning.Validate(); err != nil {
 			return fmt.Errorf("invalid config: %w", err)
@@ -220,6 +229,8 @@ type Server struct {
 	httpLis  net.Listener
 	metricsL net.Listener
 	authzL   net.Listener
+	recorder *anomaly.Recorder // nil with anomaly flags off
+	detector *anomaly.Detector
 	draining atomic.Bool
 	mu       sync.Mutex // serialises Reconfigure
 }
@@ -343,7 +354,11 @@ func (s *Server) build() error {
 	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
 	// rather than a gRPC error.
 	s.grpc = grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec{}))
-	check := extauthz.NewServer(decider, ea, s.log, m.observe)
+	watched, err := s.watchAnomalies(decider, m)
+	if err != nil {
+		return err
+	}
+	check := extauthz.NewServer(watched, ea, s.log, m.observe)
 	authv3.RegisterAuthorizationServer(s.grpc, check)
 	if s.cfg.AuthzHTTPAddr != "" {
 		authz, err := check.HTTPHandler(s.cfg.AuthzHTTPPrefix)
@@ -491,6 +506,11 @@ func (s *Server) Run(ctx context.Context) error {
 	meterCtx, stopMeter := context.WithCancel(context.WithoutCancel(ctx))
 	var meterDone sync.WaitGroup
 	meterDone.Go(func() { s.meter.Run(meterCtx) })
+	if s.recorder != nil {
+		// Like the meter, the recorder flushes once more after the last Check.
+		meterDone.Go(func() { s.recorder.Run(meterCtx) })
+		wg.Go(func() { s.detector.Run(watchCtx) })
+	}
 
 	errc := make(chan error, 4)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
