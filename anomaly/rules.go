@@ -42,7 +42,7 @@ type Thresholds struct {
 // positives they make on synthetic traffic.
 func DefaultThresholds() Thresholds {
 	return Thresholds{Window: 10 * time.Minute, Baseline: 24 * time.Hour, SpikeFactor: 10, SpikeMin: 600,
-		DenialBurst: 100, DenialShare: 0.5, Learn: 24 * time.Hour}
+		DenialBurst: 100, DenialShare: 0.2, Learn: 24 * time.Hour}
 }
 
 // Validate reports a threshold that cannot be used.
