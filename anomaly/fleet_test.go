@@ -2,11 +2,15 @@ package anomaly_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,10 +127,25 @@ func testFlagsAcrossReplicas(t *testing.T, dialect store.Dialect) {
 	clk.set(start.Add(time.Minute)) // 12:01:20: the window 11:50–12:00 has settled
 	var gauge map[policy.FlagKind]int64
 	var gmu sync.Mutex
+	// The webhook hears of each flag once, whichever detector opened it.
+	var hooked sync.Map
+	var hooks atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Event string      `json:"event"`
+			Flag  policy.Flag `json:"flag"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Event != "token.flagged" {
+			t.Errorf("webhook body: %+v, %v", body, err)
+		}
+		hooked.Store(body.Flag.TokenID+" "+string(body.Flag.Kind), true)
+		hooks.Add(1)
+	}))
+	defer hook.Close()
 	cfg := anomaly.DefaultDetectorConfig()
 	detectors := make([]*anomaly.Detector, 2)
 	for i := range detectors {
-		if detectors[i], err = anomaly.NewDetector(db, cfg, clk.now, quiet, nil, func(c map[policy.FlagKind]int64) {
+		if detectors[i], err = anomaly.NewDetector(db, cfg, clk.now, quiet, anomaly.Webhook(hook.URL, hook.Client(), quiet), func(c map[policy.FlagKind]int64) {
 			gmu.Lock()
 			gauge = c
 			gmu.Unlock()
@@ -164,6 +183,14 @@ func testFlagsAcrossReplicas(t *testing.T, dialect store.Dialect) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("opened %v, want exactly %v", keysOf(got), want)
+	}
+	if n := hooks.Load(); n != int64(len(want)) {
+		t.Errorf("webhook calls: got %d, want %d (one per flag)", n, len(want))
+	}
+	for _, k := range want {
+		if _, ok := hooked.Load(k); !ok {
+			t.Errorf("webhook did not hear of %s", k)
+		}
 	}
 	if gauge[policy.FlagSpike] != 1 || gauge[policy.FlagNewSite] != 1 {
 		t.Errorf("open flags gauge: got %v, want one spike and one new_site", gauge)

@@ -473,6 +473,8 @@ func (s *Server) Reconfigure(cfg Config) []string {
 		"allow-secret-in-browser": old.AllowSecretInBrowser != cfg.AllowSecretInBrowser,
 		"token-sources":           !slices.Equal(old.ExtAuthz.TokenSources, cfg.ExtAuthz.TokenSources),
 		"grant-free-apis":         !slices.Equal(old.ExtAuthz.GrantFreeAPIs, cfg.ExtAuthz.GrantFreeAPIs),
+		"secret-scanning-*":       old.SecretScanning != cfg.SecretScanning,
+		"anomaly-*":               old.Anomaly != cfg.Anomaly,
 	} {
 		if changed {
 			restart = append(restart, name)
