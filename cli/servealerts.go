@@ -1,5 +1,7 @@
 package cli
 
+// The serve flags of leaked tokens (secret scanning) and anomaly flags.
+
 import (
 	"github.com/spf13/pflag"
 
