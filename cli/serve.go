@@ -101,6 +101,8 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.BoolVar(&cfg.Listen.Reflection, "reflection", cfg.Listen.Reflection, "gRPC server reflection (for grpcurl)")
 	f.DurationVar(&cfg.Shutdown.DrainDelay, "drain-delay", cfg.Shutdown.DrainDelay, "on SIGTERM, keep answering this long after reporting NOT_SERVING")
 	f.DurationVar(&cfg.Shutdown.Timeout, "shutdown-timeout", cfg.Shutdown.Timeout, "on SIGTERM, wait this long for in-flight checks")
+	bindLeaks(f, cfg)
+	bindAnomaly(f, cfg)
 	reloadable(f, "cache-size", "cache-ttl", "negative-cache-size", "negative-cache-ttl", "max-staleness", "store-timeout", "filter-miss-lookups")
 }
 

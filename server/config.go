@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/admin"
+	"github.com/tollgate/tollgate/anomaly"
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/scanning"
 )
 
 // Config is everything a server needs, one section per component.
@@ -33,6 +35,10 @@ type Config struct {
 	Signing  SigningConfig
 	API      APIConfig
 	Shutdown ShutdownConfig
+	// SecretScanning receives GitHub's reports of leaked tokens.
+	SecretScanning SecretScanningConfig
+	// Anomaly flags unusual usage of tokens.
+	Anomaly AnomalyConfig
 }
 
 // ListenConfig is where the server listens.
@@ -151,8 +157,10 @@ func DefaultConfig() Config {
 		Eval: EvalConfig{GrantFreeAPIs: []string{policy.APILDS}},
 		Signing: SigningConfig{Skew: 5 * time.Minute,
 			Replay: policy.ReplayConfig{Size: 1_000_000, PerToken: 250_000}},
-		API:      APIConfig{SessionTTL: 12 * time.Hour, SignIn: admin.DefaultSignInConfig()},
-		Shutdown: ShutdownConfig{Timeout: 15 * time.Second},
+		API:            APIConfig{SessionTTL: 12 * time.Hour, SignIn: admin.DefaultSignInConfig()},
+		Shutdown:       ShutdownConfig{Timeout: 15 * time.Second},
+		SecretScanning: SecretScanningConfig{KeysRefetch: time.Minute, Config: scanning.DefaultConfig()},
+		Anomaly:        AnomalyConfig{On: true, Recorder: anomaly.DefaultRecorderConfig(), Detector: anomaly.DefaultDetectorConfig()},
 	}
 }
 
@@ -199,5 +207,16 @@ func (c *Config) validate() error {
 	if err := c.Signing.Replay.Validate(); err != nil {
 		return err
 	}
-	return c.API.SignIn.Validate()
+	if err := c.API.SignIn.Validate(); err != nil {
+		return err
+	}
+	if c.Anomaly.On {
+		if err := c.Anomaly.validate(); err != nil {
+			return err
+		}
+	}
+	if c.SecretScanning.Keys != "" {
+		return c.SecretScanning.Validate()
+	}
+	return nil
 }

@@ -24,8 +24,10 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/tollgate/tollgate/admin"
+	"github.com/tollgate/tollgate/anomaly"
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/redislimit"
 	"github.com/tollgate/tollgate/seal"
@@ -51,6 +53,8 @@ type Server struct {
 	httpLis  net.Listener
 	metricsL net.Listener
 	authzL   net.Listener
+	recorder *anomaly.Recorder // nil with anomaly flags off
+	detector *anomaly.Detector
 	draining atomic.Bool
 	mu       sync.Mutex // serialises Reconfigure
 }
@@ -175,7 +179,11 @@ func (s *Server) build() error {
 	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
 	// rather than a gRPC error.
 	s.grpc = grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec{}))
-	check := extauthz.NewServer(decider, ea, s.log, m.observe)
+	watched, err := s.watchAnomalies(decider, m)
+	if err != nil {
+		return err
+	}
+	check := extauthz.NewServer(watched, ea, s.log, m.observe)
 	authv3.RegisterAuthorizationServer(s.grpc, check)
 	if s.cfg.Listen.AuthzHTTP != "" {
 		authz, err := check.HTTPHandler(s.cfg.Listen.AuthzHTTPPrefix)
@@ -207,6 +215,12 @@ func (s *Server) build() error {
 	mux.Handle("/v1/", api)
 	mux.Handle("/console/", api)
 	mux.Handle("GET /{$}", api)
+	leaks := manage.New(s.db, manage.Config{Box: box, Now: time.Now, Eval: eval})
+	if scan, err := s.secretScanning(leaks, m); err != nil {
+		return err
+	} else if scan != nil {
+		mux.Handle(secretScanningPath, scan)
+	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
@@ -294,6 +308,11 @@ func (s *Server) Run(ctx context.Context) error {
 	meterCtx, stopMeter := context.WithCancel(context.WithoutCancel(ctx))
 	var meterDone sync.WaitGroup
 	meterDone.Go(func() { s.meter.Run(meterCtx) })
+	if s.recorder != nil {
+		// Like the meter, the recorder flushes once more after the last Check.
+		meterDone.Go(func() { s.recorder.Run(meterCtx) })
+		wg.Go(func() { s.detector.Run(watchCtx) })
+	}
 
 	errc := make(chan error, 4)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()

@@ -1,6 +1,7 @@
 // The Tollgate console: sign in, then the API Tokens and Teammates pages.
 // No framework and no build step: plain modules served as they are.
 
+import { loadAlerts } from './alerts.js';
 import { api, APIError, onSessionEnd, setCSRF } from './api.js';
 import { initEditor } from './edit.js';
 import { announce } from './dom.js';
@@ -72,6 +73,7 @@ async function route(focus) {
       $('tokens-title').focus();
     }
     await loadTokens();
+    await loadAlerts();
   }
 }
 

@@ -1,6 +1,7 @@
 // The edit form: every field of a token. Done sends only what changed,
 // and an error is shown beside its field, which gets focus.
 
+import { showTokenAlerts } from './alerts.js';
 import { api, tokenUsage } from './api.js';
 import { chartWithTable, fillDays } from './chart.js';
 import { openDialog } from './dialogs.js';
@@ -63,6 +64,7 @@ export function openEditor(id, opener) {
   initial = values(false);
   openDialog($('edit-dialog'), { opener, fallback: $('tokens-title'), focus: $('edit-title') });
   loadUsage(t.id);
+  showTokenAlerts(t.id);
 }
 
 async function loadUsage(id) {
