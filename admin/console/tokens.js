@@ -10,7 +10,11 @@ import { manages, periodWords, state } from './state.js';
 const DAYS = 30;
 // How often an open, visible list refreshes itself: usage is written in
 // batches every few seconds, so credits and "last used" move on their own.
+// The charts cost a request per token, so they follow at most every
+// CHARTS_EVERY unless Refresh is pressed.
 const REFRESH_EVERY = 60_000;
+const CHARTS_EVERY = 300_000;
+let chartsAt = 0;
 
 const $ = (id) => document.getElementById(id);
 
@@ -19,7 +23,7 @@ export function initTokens() {
   $('create-token').addEventListener('click', (e) => openCreator(e.currentTarget));
   $('quick-token').addEventListener('click', (e) => quickToken(e.currentTarget));
   $('refresh-tokens').addEventListener('click', async () => {
-    await loadTokens();
+    await loadTokens({ charts: true });
     announce('The list is up to date.');
   });
   const rollDialog = $('roll-dialog');
@@ -28,7 +32,7 @@ export function initTokens() {
   // credits used and "last used" are fetched again.
   const auto = () => {
     if (state.user && !$('page-tokens').hidden && document.visibilityState === 'visible') {
-      loadTokens();
+      loadTokens({ charts: Date.now() - chartsAt > CHARTS_EVERY });
     }
   };
   window.addEventListener('focus', auto);
@@ -38,18 +42,18 @@ export function initTokens() {
 
 let loading = null;
 
-/** Loads the tokens, the account summary and the usage charts. */
-export function loadTokens() {
+/** Loads the tokens, the account summary and (unless charts is false) the usage charts. */
+export function loadTokens({ charts = true } = {}) {
   // One load at a time: a refresh asked for during one joins it.
   if (!loading) {
-    loading = load().finally(() => {
+    loading = load(charts).finally(() => {
       loading = null;
     });
   }
   return loading;
 }
 
-async function load() {
+async function load(charts) {
   const error = $('tokens-error');
   let tokens;
   try {
@@ -65,7 +69,11 @@ async function load() {
   state.tokens = tokens;
   render();
   $('refreshed-at').textContent = `Updated ${new Intl.DateTimeFormat(undefined, { timeStyle: 'short' }).format(new Date())}`;
-  await loadUsage(state.tokens);
+  if (charts) {
+    chartsAt = Date.now();
+  }
+  // New rows get their chart at once; the others when charts are due.
+  await loadUsage(charts ? state.tokens : state.tokens.filter((t) => !state.usage.has(t.id)));
 }
 
 async function loadAccount() {
