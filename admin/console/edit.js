@@ -133,6 +133,8 @@ export function restoreDraft() {
   }
   const t = d.mode === 'create' ? NEW_TOKEN : state.tokens.find((x) => x.id === d.id);
   if (!state.user || state.user.id !== d.user || !t) {
+    mode = 'create';
+    current = null;
     fill(NEW_TOKEN);
     return;
   }
