@@ -115,7 +115,7 @@ func TestConsoleCreate(t *testing.T) {
 		if len(actions) != 1 || actions[0] != "token.create" {
 			t.Errorf("the token's audit trail is %v, want one token.create (made with its settings in one step)", actions)
 		}
-		tg.waitChecks(t, "the new token", time.Now(), time.Second, map[[2]string]string{
+		tg.waitChecks(t, "the new token", time.Now(), 5*time.Second, map[[2]string]string{
 			{value, allowedReferer}: "allow",
 			{value, evilReferer}:    string(policy.CodeRefererDenied),
 		})

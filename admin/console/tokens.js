@@ -40,17 +40,31 @@ export function initTokens() {
   setInterval(auto, REFRESH_EVERY);
 }
 
-let loading = null;
+let loading = null; // the load running
+let next = null; // {charts, promise}: one more load, asked for while one ran
 
 /** Loads the tokens, the account summary and (unless charts is false) the usage charts. */
 export function loadTokens({ charts = true } = {}) {
-  // One load at a time: a refresh asked for during one joins it.
   if (!loading) {
     loading = load(charts).finally(() => {
       loading = null;
     });
+    return loading;
   }
-  return loading;
+  // The running load may have read the list before what this caller wants
+  // to see (traffic, a change): one more follows it, shared by every
+  // caller meanwhile.
+  if (next) {
+    next.charts = next.charts || charts;
+  } else {
+    next = { charts };
+    next.promise = loading.then(() => {
+      const n = next;
+      next = null;
+      return loadTokens({ charts: n.charts });
+    });
+  }
+  return next.promise;
 }
 
 async function load(charts) {
