@@ -155,7 +155,7 @@ func Compile(t *Token, a *Account, open Opener) (Policy, error) {
 			dp, err = DomainPattern{}, nil
 		}
 		if err != nil {
-			return Policy{}, fmt.Errorf("token %s: allowed domain %q: %w", t.ID, d, err)
+			return Policy{}, fmt.Errorf("token %s: %w", t.ID, err)
 		}
 		r.domains = append(r.domains, dp)
 	}
