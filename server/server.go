@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,11 +21,13 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/tollgate/tollgate/admin"
+	"github.com/tollgate/tollgate/certs"
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
@@ -102,6 +105,43 @@ type Config struct {
 	// NOT_SERVING, so that Envoy notices before connections close.
 	DrainDelay      time.Duration
 	ShutdownTimeout time.Duration
+	// TLS, when it names a certificate, serves every listener over TLS.
+	TLS TLSConfig
+	// Tracing exports a span of every Check over OTLP, when it names an
+	// endpoint.
+	Tracing TracingConfig
+}
+
+// TLSConfig is the listeners' TLS. Without CertFile every listener is
+// plaintext, which suits the sidecar, reached over loopback.
+type TLSConfig struct {
+	// CertFile and KeyFile hold the server's certificate chain and key,
+	// served on every listener and reloaded when they change.
+	CertFile, KeyFile string
+	// ClientCAFile, when set, makes the authorization listeners (gRPC
+	// Check and HTTP authorization) require a client certificate signed by
+	// one of its CAs: mTLS, so that only the operator's proxies can ask.
+	ClientCAFile string
+	// ClientSANs, when set, admit only client certificates naming one of
+	// them (DNS name, URI such as a SPIFFE ID, email or IP), exactly.
+	ClientSANs []string
+	// ReloadInterval is how often the files are read for a rotation.
+	ReloadInterval time.Duration
+}
+
+// Validate reports an unusable TLS configuration.
+func (c *TLSConfig) Validate() error {
+	switch {
+	case (c.CertFile == "") != (c.KeyFile == ""):
+		return errors.New("tls-cert and tls-key must be set together")
+	case c.ClientCAFile != "" && c.CertFile == "":
+		return errors.New("authz-client-ca needs tls-cert and tls-key: a client certificate is asked for only over TLS")
+	case len(c.ClientSANs) > 0 && c.ClientCAFile == "":
+		return errors.New("authz-client-sans needs authz-client-ca")
+	case c.ReloadInterval <= 0:
+		return errors.New("tls-reload-interval must be > 0")
+	}
+	return nil
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -144,6 +184,8 @@ func DefaultConfig() Config {
 		Reflection:      true,
 		DrainDelay:      0,
 		ShutdownTimeout: 15 * time.Second,
+		TLS:             TLSConfig{ReloadInterval: certs.DefaultInterval},
+		Tracing:         TracingConfig{SampleRatio: 0.01},
 	}
 }
 
@@ -179,6 +221,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("invalid config: %w", err)
 		}
 	}
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("invalid config: %w", err)
+	}
+	if err := c.Tracing.Validate(); err != nil {
+		return fmt.Errorf("invalid config: %w", err)
+	}
 	if err := c.replay().Validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
@@ -211,6 +259,8 @@ type Server struct {
 	httpLis  net.Listener
 	metricsL net.Listener
 	authzL   net.Listener
+	certs    *certs.Reloader // nil without TLS
+	traces   *tracing        // nil without an OTLP endpoint
 	draining atomic.Bool
 	mu       sync.Mutex // serialises Reconfigure
 }
@@ -221,39 +271,62 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log}
+	if cfg.TLS.CertFile != "" {
+		// Fail closed: a listener configured for TLS never serves
+		// plaintext for want of a readable certificate.
+		var err error
+		files := certs.Files{Cert: cfg.TLS.CertFile, Key: cfg.TLS.KeyFile, ClientCA: cfg.TLS.ClientCAFile}
+		if s.certs, err = certs.New(files, cfg.TLS.ReloadInterval, log); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
+	traces, err := newTracing(ctx, cfg.Tracing)
+	if err != nil {
+		return nil, err
+	}
+	s.traces = traces
 	if err := s.openStore(ctx); err != nil {
+		s.traces.shutdown(ctx)
 		return nil, err
 	}
 	if err := s.build(); err != nil {
+		s.traces.shutdown(ctx)
 		s.db.Close()
 		return nil, err
 	}
+	if err := s.listen(); err != nil {
+		s.traces.shutdown(ctx)
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// listen binds every listener, or none.
+func (s *Server) listen() error {
+	cfg := &s.cfg
 	var err error
 	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		s.db.Close()
-		return nil, fmt.Errorf("listen on grpc-addr %s: %w", cfg.GRPCAddr, err)
+		return fmt.Errorf("listen on grpc-addr %s: %w", cfg.GRPCAddr, err)
 	}
 	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		s.grpcLis.Close()
-		s.db.Close()
-		return nil, fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
+		return fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
 	}
 	if s.metricsL, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 		s.httpLis.Close()
 		s.grpcLis.Close()
-		s.db.Close()
-		return nil, fmt.Errorf("listen on metrics-addr %s: %w", cfg.MetricsAddr, err)
+		return fmt.Errorf("listen on metrics-addr %s: %w", cfg.MetricsAddr, err)
 	}
 	if cfg.AuthzHTTPAddr != "" {
 		if s.authzL, err = net.Listen("tcp", cfg.AuthzHTTPAddr); err != nil {
 			s.metricsL.Close()
 			s.httpLis.Close()
 			s.grpcLis.Close()
-			s.db.Close()
-			return nil, fmt.Errorf("listen on authz-http-addr %s: %w", cfg.AuthzHTTPAddr, err)
+			return fmt.Errorf("listen on authz-http-addr %s: %w", cfg.AuthzHTTPAddr, err)
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func (s *Server) openStore(ctx context.Context) error {
@@ -291,7 +364,7 @@ func (s *Server) build() error {
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
-	s.cache, err = policy.NewCache(timedStore{Store: s.db, m: m}, s.cfg.Cache, time.Now, open)
+	s.cache, err = policy.NewCache(timedStore{Store: s.db, m: m, traces: s.traces, system: string(s.db.Dialect())}, s.cfg.Cache, time.Now, open)
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
@@ -315,6 +388,9 @@ func (s *Server) build() error {
 			return fmt.Errorf("invalid config: %w", err)
 		}
 		cc.Limiter, cc.LimiterTimeout = s.redis, s.cfg.RedisTimeout
+		if s.traces != nil {
+			cc.Limiter = tracedLimiter{Limiter: s.redis, t: s.traces}
+		}
 	}
 	if s.meter, err = credits.New(s.db, cc, time.Now, s.log); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
@@ -333,7 +409,32 @@ func (s *Server) build() error {
 	decider := policy.NewDecider(s.cache, s.meter, time.Now, eval)
 	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
 	// rather than a gRPC error.
-	s.grpc = grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec{}))
+	grpcOpts := []grpc.ServerOption{grpc.ForceServerCodecV2(extauthz.Codec{})}
+	tlsFor := func(listener string, opt certs.Options) (*tls.Config, error) { return nil, nil }
+	if s.certs != nil {
+		m.followCerts(s.certs)
+		tlsFor = func(listener string, opt certs.Options) (*tls.Config, error) {
+			c, err := s.certs.ServerConfig(opt)
+			if err != nil {
+				return nil, fmt.Errorf("invalid config: tls on %s: %w", listener, err)
+			}
+			return c, nil
+		}
+	}
+	// Only the authorization listeners ask for a client certificate: the
+	// Tokens API and the console serve people's browsers, and metrics a
+	// scraper.
+	authzTLS := certs.Options{RequireClientCert: s.cfg.TLS.ClientCAFile != "", ClientSANs: s.cfg.TLS.ClientSANs}
+	httpProtos := []string{"h2", "http/1.1"}
+	grpcTLS, err := tlsFor("grpc-addr", certs.Options{NextProtos: []string{"h2"}, RequireClientCert: authzTLS.RequireClientCert, ClientSANs: authzTLS.ClientSANs})
+	if err != nil {
+		return err
+	}
+	if grpcTLS != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(grpcTLS)))
+	}
+	s.grpc = grpc.NewServer(grpcOpts...)
+	ea.Tracing = s.traces.extauthz()
 	check := extauthz.NewServer(decider, ea, s.log, m.observe)
 	authv3.RegisterAuthorizationServer(s.grpc, check)
 	if s.cfg.AuthzHTTPAddr != "" {
@@ -341,7 +442,12 @@ func (s *Server) build() error {
 		if err != nil {
 			return fmt.Errorf("invalid config: %w", err)
 		}
-		s.authzH = &http.Server{Handler: authz, ReadHeaderTimeout: 5 * time.Second}
+		authzTLS.NextProtos = httpProtos
+		c, err := tlsFor("authz-http-addr", authzTLS)
+		if err != nil {
+			return err
+		}
+		s.authzH = &http.Server{Handler: authz, ReadHeaderTimeout: 5 * time.Second, TLSConfig: c}
 	}
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -366,10 +472,18 @@ func (s *Server) build() error {
 	mux.Handle("/v1/", api)
 	mux.Handle("/console/", api)
 	mux.Handle("GET /{$}", api)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	apiTLS, err := tlsFor("http-addr", certs.Options{NextProtos: httpProtos})
+	if err != nil {
+		return err
+	}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: apiTLS}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	s.metricsH = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second}
+	metricsTLS, err := tlsFor("metrics-addr", certs.Options{NextProtos: httpProtos})
+	if err != nil {
+		return err
+	}
+	s.metricsH = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: metricsTLS}
 	return nil
 }
 
@@ -444,6 +558,15 @@ func (s *Server) Reconfigure(cfg Config) []string {
 		"allow-secret-in-browser": old.AllowSecretInBrowser != cfg.AllowSecretInBrowser,
 		"token-sources":           !slices.Equal(old.ExtAuthz.TokenSources, cfg.ExtAuthz.TokenSources),
 		"grant-free-apis":         !slices.Equal(old.ExtAuthz.GrantFreeAPIs, cfg.ExtAuthz.GrantFreeAPIs),
+		// The files named are reloaded when they change; naming others
+		// needs a restart.
+		"tls-cert": old.TLS.CertFile != cfg.TLS.CertFile, "tls-key": old.TLS.KeyFile != cfg.TLS.KeyFile,
+		"authz-client-ca":     old.TLS.ClientCAFile != cfg.TLS.ClientCAFile,
+		"authz-client-sans":   !slices.Equal(old.TLS.ClientSANs, cfg.TLS.ClientSANs),
+		"tls-reload-interval": old.TLS.ReloadInterval != cfg.TLS.ReloadInterval,
+		"otlp-endpoint":       old.Tracing.OTLPEndpoint != cfg.Tracing.OTLPEndpoint,
+		"otlp-insecure":       old.Tracing.OTLPInsecure != cfg.Tracing.OTLPInsecure,
+		"trace-sample-ratio":  old.Tracing.SampleRatio != cfg.Tracing.SampleRatio,
 	} {
 		if changed {
 			restart = append(restart, name)
@@ -462,6 +585,9 @@ func (s *Server) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watcher.Run(watchCtx) })
+	if s.certs != nil {
+		wg.Go(func() { s.certs.Run(watchCtx) })
+	}
 	if s.cfg.MembershipFilter {
 		wg.Go(func() { s.keepFilter(watchCtx) })
 	}
@@ -490,7 +616,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	for _, h := range listeners {
 		go func() {
-			if err := h.srv.Serve(h.lis); !errors.Is(err, http.ErrServerClosed) {
+			serve := h.srv.Serve
+			if h.srv.TLSConfig != nil {
+				// The certificate comes from TLSConfig, reloaded.
+				serve = func(l net.Listener) error { return h.srv.ServeTLS(l, "", "") }
+			}
+			if err := serve(h.lis); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
@@ -498,7 +629,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	s.log.Info("serving", "grpc", s.GRPCAddr().String(), "http", s.HTTPAddr().String(), "metrics", s.MetricsAddr().String(),
-		"store", s.db.Dialect())
+		"store", s.db.Dialect(), "tls", s.certs != nil, "mtls", s.cfg.TLS.ClientCAFile != "", "tracing", s.traces != nil)
 
 	var err error
 	select {
@@ -542,6 +673,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	stopWatch()
 	wg.Wait()
+	s.traces.shutdown(ctx)
 	if cerr := s.db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close store: %w", cerr)
 	}
