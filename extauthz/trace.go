@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	grpcmd "google.golang.org/grpc/metadata"
 
 	"github.com/tollgate/tollgate/policy"
 )
@@ -48,11 +49,30 @@ func (c headerCarrier) Get(key string) string { return c.h.lookup(key) }
 func (headerCarrier) Set(string, string)      {}
 func (headerCarrier) Keys() []string          { return nil }
 
+// metadataCarrier lets a propagator read gRPC metadata (keys lower case).
+type metadataCarrier grpcmd.MD
+
+func (c metadataCarrier) Get(key string) string {
+	if v := grpcmd.MD(c).Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+func (metadataCarrier) Set(string, string) {}
+func (metadataCarrier) Keys() []string     { return nil }
+
 // checkTraced is Check inside a span that is a child of the trace Envoy
 // sent, annotated with the decision.
 func (s *Server) checkTraced(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	t := s.cfg.Tracing
-	ctx = t.Propagator.Extract(ctx, headerCarrier{headers{cr.GetAttributes().GetRequest().GetHttp()}})
+	parent := t.Propagator.Extract(ctx, headerCarrier{headers{cr.GetAttributes().GetRequest().GetHttp()}})
+	if !trace.SpanContextFromContext(parent).IsValid() {
+		// The request arrived without a trace: Envoy's own ext_authz span,
+		// when its tracing is on, travels in the call's gRPC metadata.
+		md, _ := grpcmd.FromIncomingContext(ctx)
+		parent = t.Propagator.Extract(ctx, metadataCarrier(md))
+	}
+	ctx = parent
 	ctx, span := t.Tracer.Start(ctx, "tollgate.Check", trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
 	resp, d, err := s.check(ctx, cr)
