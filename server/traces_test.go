@@ -8,10 +8,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
@@ -113,12 +115,13 @@ func TestTracesJoinEnvoys(t *testing.T) {
 		b3mTrace, b3mParent = "463ac35c9f6413ad48485a3953bb6124", "0020000000000001"
 		unsampled           = "0af7651916cd43dd8448eb211c80319c"
 	)
-	sends := []struct {
+	type send struct {
 		name         string
 		req          envoyRequest
 		trace, span  string
 		cache, token string
-	}{
+	}
+	sends := []send{
 		{"traceparent, miss", envoyRequest{Path: "/v1/prices/AAPL?token=" + basic, Headers: hdr(
 			"traceparent", "00-"+w3cTrace+"-"+w3cParent+"-01", "authorization", "Bearer "+basic)}, w3cTrace, w3cParent, "miss", "basic"},
 		{"b3 single, hit", envoyRequest{Path: "/v1/prices/AAPL", Headers: hdr(
@@ -129,6 +132,19 @@ func TestTracesJoinEnvoys(t *testing.T) {
 	for _, c := range sends {
 		expectAllow(t, c.req, s.MustCheck(t, c.req.proto()), f.Token(t, c.token), 1, true)
 	}
+	// A request that arrived without a trace: Envoy's ext_authz span is in
+	// the call's gRPC metadata.
+	const mdTrace, mdParent = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
+	mdReq := envoyRequest{Path: "/v1/prices/AAPL", Headers: hdr("x-api-key", basic)}
+	mdCtx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(),
+		"traceparent", "00-"+mdTrace+"-"+mdParent+"-01"), 10*time.Second)
+	defer cancel()
+	resp, err := s.Auth.Check(mdCtx, mdReq.proto())
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectAllow(t, mdReq, resp, f.Token(t, "basic"), 1, true)
+	sends = append(sends, send{"gRPC metadata", mdReq, mdTrace, mdParent, "hit", "basic"})
 	// Envoy chose not to sample this one: nothing is exported for it.
 	s.MustCheck(t, envoyRequest{Path: "/v1/prices/AAPL", Headers: hdr(
 		"traceparent", "00-"+unsampled+"-"+w3cParent+"-00", "x-api-key", basic)}.proto())
