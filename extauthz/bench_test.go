@@ -2,6 +2,7 @@ package extauthz_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,8 +18,10 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tollgate/tollgate/certs/certstest"
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
@@ -134,22 +137,33 @@ func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse,
 
 // BenchmarkCheckGRPC compares Check over a real loopback gRPC connection
 // with the no-op baseline, in the same run.
+//
+// tollgate-tls is the same over TLS (ECDSA P-256, TLS 1.3, the
+// connection kept): what the shared service's TLS adds to each Check.
 func BenchmarkCheckGRPC(b *testing.B) {
 	srv, req := benchServer(b, false)
+	ca := certstest.NewCA(b, "bench CA")
+	leaf := ca.Issue(b, certstest.Spec{SANs: []string{"tollgate.test"}})
 	for _, c := range []struct {
 		name string
 		impl authv3.AuthorizationServer
-	}{{"noop", noop{}}, {"tollgate", srv}} {
+		tls  bool
+	}{{"noop", noop{}, false}, {"tollgate", srv, false}, {"tollgate-tls", srv, true}} {
 		b.Run(c.name, func(b *testing.B) {
 			lis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)
 			}
-			gs := grpc.NewServer()
+			serverCreds, clientCreds := insecure.NewCredentials(), insecure.NewCredentials()
+			if c.tls {
+				serverCreds = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
+				clientCreds = credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(), ServerName: "tollgate.test"})
+			}
+			gs := grpc.NewServer(grpc.Creds(serverCreds))
 			authv3.RegisterAuthorizationServer(gs, c.impl)
 			go gs.Serve(lis)
 			defer gs.Stop()
-			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(clientCreds))
 			if err != nil {
 				b.Fatal(err)
 			}
