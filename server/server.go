@@ -7,7 +7,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -110,38 +109,6 @@ type Config struct {
 	// Tracing exports a span of every Check over OTLP, when it names an
 	// endpoint.
 	Tracing TracingConfig
-}
-
-// TLSConfig is the listeners' TLS. Without CertFile every listener is
-// plaintext, which suits the sidecar, reached over loopback.
-type TLSConfig struct {
-	// CertFile and KeyFile hold the server's certificate chain and key,
-	// served on every listener and reloaded when they change.
-	CertFile, KeyFile string
-	// ClientCAFile, when set, makes the authorization listeners (gRPC
-	// Check and HTTP authorization) require a client certificate signed by
-	// one of its CAs: mTLS, so that only the operator's proxies can ask.
-	ClientCAFile string
-	// ClientSANs, when set, admit only client certificates naming one of
-	// them (DNS name, URI such as a SPIFFE ID, email or IP), exactly.
-	ClientSANs []string
-	// ReloadInterval is how often the files are read for a rotation.
-	ReloadInterval time.Duration
-}
-
-// Validate reports an unusable TLS configuration.
-func (c *TLSConfig) Validate() error {
-	switch {
-	case (c.CertFile == "") != (c.KeyFile == ""):
-		return errors.New("tls-cert and tls-key must be set together")
-	case c.ClientCAFile != "" && c.CertFile == "":
-		return errors.New("authz-client-ca needs tls-cert and tls-key: a client certificate is asked for only over TLS")
-	case len(c.ClientSANs) > 0 && c.ClientCAFile == "":
-		return errors.New("authz-client-sans needs authz-client-ca")
-	case c.ReloadInterval <= 0:
-		return errors.New("tls-reload-interval must be > 0")
-	}
-	return nil
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -410,28 +377,15 @@ func (s *Server) build() error {
 	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
 	// rather than a gRPC error.
 	grpcOpts := []grpc.ServerOption{grpc.ForceServerCodecV2(extauthz.Codec{})}
-	tlsFor := func(listener string, opt certs.Options) (*tls.Config, error) { return nil, nil }
-	if s.certs != nil {
-		m.followCerts(s.certs)
-		tlsFor = func(listener string, opt certs.Options) (*tls.Config, error) {
-			c, err := s.certs.ServerConfig(opt)
-			if err != nil {
-				return nil, fmt.Errorf("invalid config: tls on %s: %w", listener, err)
-			}
-			return c, nil
-		}
-	}
-	// Only the authorization listeners ask for a client certificate: the
-	// Tokens API and the console serve people's browsers, and metrics a
-	// scraper.
-	authzTLS := certs.Options{RequireClientCert: s.cfg.TLS.ClientCAFile != "", ClientSANs: s.cfg.TLS.ClientSANs}
-	httpProtos := []string{"h2", "http/1.1"}
-	grpcTLS, err := tlsFor("grpc-addr", certs.Options{NextProtos: []string{"h2"}, RequireClientCert: authzTLS.RequireClientCert, ClientSANs: authzTLS.ClientSANs})
+	lt, err := s.listenerTLS()
 	if err != nil {
 		return err
 	}
-	if grpcTLS != nil {
-		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(grpcTLS)))
+	if s.certs != nil {
+		m.followCerts(s.certs)
+	}
+	if lt.grpc != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(lt.grpc)))
 	}
 	s.grpc = grpc.NewServer(grpcOpts...)
 	ea.Tracing = s.traces.extauthz()
@@ -442,12 +396,7 @@ func (s *Server) build() error {
 		if err != nil {
 			return fmt.Errorf("invalid config: %w", err)
 		}
-		authzTLS.NextProtos = httpProtos
-		c, err := tlsFor("authz-http-addr", authzTLS)
-		if err != nil {
-			return err
-		}
-		s.authzH = &http.Server{Handler: authz, ReadHeaderTimeout: 5 * time.Second, TLSConfig: c}
+		s.authzH = &http.Server{Handler: authz, ReadHeaderTimeout: 5 * time.Second, TLSConfig: lt.authz}
 	}
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -472,18 +421,10 @@ func (s *Server) build() error {
 	mux.Handle("/v1/", api)
 	mux.Handle("/console/", api)
 	mux.Handle("GET /{$}", api)
-	apiTLS, err := tlsFor("http-addr", certs.Options{NextProtos: httpProtos})
-	if err != nil {
-		return err
-	}
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: apiTLS}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: lt.api}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	metricsTLS, err := tlsFor("metrics-addr", certs.Options{NextProtos: httpProtos})
-	if err != nil {
-		return err
-	}
-	s.metricsH = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: metricsTLS}
+	s.metricsH = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: lt.metrics}
 	return nil
 }
 
