@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -265,6 +266,22 @@ func TestSharedService(t *testing.T) {
 		if authz.Spec.Template.Labels[k] != v {
 			t.Fatalf("the Service %s does not select the authz pods", svc.Name)
 		}
+	}
+	scraped := false
+	for _, sm := range all[*monitoringv1.ServiceMonitor](r) {
+		if sm.Name != "tollgate-authz" {
+			continue
+		}
+		scraped = true
+		ep := sm.Spec.Endpoints[0]
+		if ep.Scheme == nil || *ep.Scheme != "https" || ep.TLSConfig == nil || ep.TLSConfig.CA.Secret == nil ||
+			ep.TLSConfig.CA.Secret.Name != server.Spec.SecretName || ep.TLSConfig.ServerName == nil ||
+			!slices.Contains(server.Spec.DNSNames, *ep.TLSConfig.ServerName) {
+			t.Errorf("the authz ServiceMonitor does not scrape over TLS with the server certificate's CA and name: %+v", ep)
+		}
+	}
+	if !scraped {
+		t.Error("no ServiceMonitor scrapes the authz replicas")
 	}
 	if len(svc.Spec.Ports) != 1 || strconv.Itoa(int(svc.Spec.Ports[0].Port)) != grpcPort || int(addr.PortValue) != int(svc.Spec.Ports[0].Port) {
 		t.Errorf("Envoy dials port %d, the Service serves %v, Tollgate listens on %s", addr.PortValue, svc.Spec.Ports, grpcPort)
