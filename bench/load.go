@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -149,9 +150,14 @@ type Target struct {
 
 // Dial opens n connections to addr.
 func Dial(name, addr string, n int) (*Target, error) {
+	return DialCreds(name, addr, n, insecure.NewCredentials())
+}
+
+// DialCreds is Dial with the given transport credentials (TLS).
+func DialCreds(name, addr string, n int, creds credentials.TransportCredentials) (*Target, error) {
 	t := &Target{Name: name, Addr: addr}
 	for range n {
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 			grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
 		if err != nil {
 			t.Close()

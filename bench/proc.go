@@ -29,6 +29,10 @@ type Proc struct {
 	MetricsAddr string
 	// PprofAddr is where bench/profserve serves pprof, "" for none.
 	PprofAddr string
+	// web reaches /readyz and /metrics: over HTTPS when the replica serves
+	// TLS (webScheme "https"), else plain HTTP.
+	web       *http.Client
+	webScheme string
 	LogPath   string
 	Started   time.Time
 	cmd       *exec.Cmd
@@ -44,7 +48,7 @@ func StartProc(name, bin string, args, env []string, logPath string) (*Proc, err
 	if err != nil {
 		return nil, err
 	}
-	p := &Proc{Name: name, LogPath: logPath, log: f, exited: make(chan struct{})}
+	p := &Proc{Name: name, LogPath: logPath, log: f, exited: make(chan struct{}), web: httpClient, webScheme: "http"}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	for _, kv := range os.Environ() {
@@ -143,6 +147,12 @@ func freeAddr() (string, error) {
 // and metrics (never a default port another run may hold), with extra
 // flags after those, and waits until it is ready.
 func startServe(name, bin string, extra, env []string, logPath string) (*Proc, error) {
+	return startServeWeb(name, bin, extra, env, logPath, httpClient, "http")
+}
+
+// startServeWeb is startServe for a replica whose HTTP listeners web and
+// scheme reach (HTTPS, for one serving TLS).
+func startServeWeb(name, bin string, extra, env []string, logPath string, web *http.Client, scheme string) (*Proc, error) {
 	var addrs [3]string
 	for i := range addrs {
 		a, err := freeAddr()
@@ -157,6 +167,7 @@ func startServe(name, bin string, extra, env []string, logPath string) (*Proc, e
 		return nil, err
 	}
 	p.GRPCAddr, p.HTTPAddr, p.MetricsAddr = addrs[0], addrs[1], addrs[2]
+	p.web, p.webScheme = web, scheme
 	if err := p.waitReady(20 * time.Second); err != nil {
 		p.Stop(5 * time.Second)
 		return nil, err
@@ -175,7 +186,7 @@ func (p *Proc) waitReady(within time.Duration) error {
 			return fmt.Errorf("%s exited before it was ready (%v):\n%s", p.Name, p.waitErr, p.Tail(4000))
 		}
 		if p.HTTPAddr != "" {
-			if resp, err := httpClient.Get("http://" + p.HTTPAddr + "/readyz"); err == nil {
+			if resp, err := p.web.Get(p.webScheme + "://" + p.HTTPAddr + "/readyz"); err == nil {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
@@ -194,11 +205,11 @@ func (p *Proc) waitReady(within time.Duration) error {
 // Metrics reads /metrics into series → value, keyed by the series as
 // printed (name and labels).
 func (p *Proc) Metrics(ctx context.Context) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+p.MetricsAddr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", p.webScheme+"://"+p.MetricsAddr+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := p.web.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ type Report struct {
 	// CompareLarge the same over every token of the largest database.
 	Compare, CompareLarge []Pair
 	Features              []FeatureRow
+	TLS                   []TLSRow
 	Cold                  []ColdRow
 	Warm                  []WarmRow
 	Scale                 []ScaleRow
@@ -69,6 +70,13 @@ type Pair struct {
 type FeatureRow struct {
 	Rate                   float64
 	Plain, Credits, Signed *Result
+}
+
+// TLSRow is one load against the no-op server, Tollgate in plaintext and
+// Tollgate over TLS.
+type TLSRow struct {
+	Rate             float64
+	Noop, Plain, TLS *Result
 }
 
 // ColdRow is the cold path at one database size.
@@ -311,6 +319,20 @@ func (r *Report) Markdown() string {
 			}{{"plain (counted, no limit)", f.Plain}, {"credit limit", f.Credits}, {"signed requests", f.Signed}} {
 				w("| %s | %s | %.0f | %s | %s | %s | %.2f |\n", loadName(f.Rate), c.name, c.r.RPS(), lat(c.r.Pct(50)), lat(c.r.Pct(99)),
 					us(c.r.CPUPerRequest()), ratio(c.r.CPUPerRequest(), f.Plain.CPUPerRequest()))
+			}
+		}
+		w("\n")
+	}
+
+	if len(r.TLS) > 0 {
+		w("### TLS: Check over TLS beside plaintext and the no-op (cache hits)\n\nThe same cache-hit mix against the no-op server, a replica in plaintext (the sidecar on loopback) and a replica with `--tls-cert`/`--tls-key` (the shared service; ECDSA P-256, TLS 1.3, two long-lived HTTP/2 connections, so the handshake is not in the figures), one after the other at each load.\n\n| load | server | RPS | p50 | p99 | server CPU / req | ÷ plaintext |\n|---|---|---|---|---|---|---|\n")
+		for _, row := range r.TLS {
+			for _, c := range []struct {
+				name string
+				r    *Result
+			}{{"no-op", row.Noop}, {"Tollgate, plaintext", row.Plain}, {"Tollgate, TLS", row.TLS}} {
+				w("| %s | %s | %.0f | %s | %s | %s | %.2f |\n", loadName(row.Rate), c.name, c.r.RPS(), lat(c.r.Pct(50)), lat(c.r.Pct(99)),
+					us(c.r.CPUPerRequest()), ratio(c.r.CPUPerRequest(), row.Plain.CPUPerRequest()))
 			}
 		}
 		w("\n")

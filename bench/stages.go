@@ -58,6 +58,9 @@ func (b *bench) firstStage(n int) error {
 		}
 		b.rep.Features = append(b.rep.Features, row)
 	}
+	if err := b.tlsRows(n, hot); err != nil {
+		return err
+	}
 
 	// The cold path: tokens never seen, each once, at a moderate rate;
 	// then misses of tokens the meter already knows.

@@ -38,6 +38,7 @@ type serveSettings struct {
 	encryptionKeyFile                                       string
 	tokenSources, grantFree, logLevel, logFormat, denyLevel string
 	responseProfile                                         string
+	clientSANs                                              string
 }
 
 func newServeSettings() *serveSettings { return &serveSettings{cfg: server.DefaultConfig()} }
@@ -101,6 +102,14 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.BoolVar(&cfg.Listen.Reflection, "reflection", cfg.Listen.Reflection, "gRPC server reflection (for grpcurl)")
 	f.DurationVar(&cfg.Shutdown.DrainDelay, "drain-delay", cfg.Shutdown.DrainDelay, "on SIGTERM, keep answering this long after reporting NOT_SERVING")
 	f.DurationVar(&cfg.Shutdown.Timeout, "shutdown-timeout", cfg.Shutdown.Timeout, "on SIGTERM, wait this long for in-flight checks")
+	f.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "PEM certificate chain served on every listener (gRPC, HTTP, authz HTTP, metrics), reloaded when the file changes; unset: plaintext, for a sidecar on loopback")
+	f.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&cfg.TLS.ClientCAFile, "authz-client-ca", "", "PEM bundle of CAs: the authorization listeners (--grpc-addr, --authz-http-addr) then require a client certificate signed by one of them (mTLS); reloaded when it changes")
+	f.StringVar(&st.clientSANs, "authz-client-sans", "", "comma-separated SANs (DNS name, URI such as a SPIFFE ID, email or IP) of which a client certificate must name one exactly; empty: any certificate of --authz-client-ca")
+	f.DurationVar(&cfg.TLS.ReloadInterval, "tls-reload-interval", cfg.TLS.ReloadInterval, "how often the TLS files are read for a rotated certificate")
+	f.StringVar(&cfg.Tracing.OTLPEndpoint, "otlp-endpoint", "", "host:port of an OTLP/gRPC collector to send a span of every sampled Check to; unset: no tracing, at no cost")
+	f.BoolVar(&cfg.Tracing.OTLPInsecure, "otlp-insecure", false, "send spans to --otlp-endpoint without TLS")
+	f.Float64Var(&cfg.Tracing.SampleRatio, "trace-sample-ratio", cfg.Tracing.SampleRatio, "share of Checks traced among those whose headers carry no sampling decision; the others follow Envoy's (traceparent, B3)")
 	bindLeaks(f, cfg)
 	bindAnomaly(f, cfg)
 	reloadable(f, "cache-size", "cache-ttl", "negative-cache-size", "negative-cache-ttl", "max-staleness", "store-timeout", "filter-miss-lookups")
@@ -160,6 +169,7 @@ func (st *serveSettings) finish(databaseURL string, getenv func(string) string) 
 		return fmt.Errorf("deny-log-level: %w", err)
 	}
 	st.cfg.Eval.GrantFreeAPIs = splitList(st.grantFree)
+	st.cfg.TLS.ClientSANs = splitList(st.clientSANs)
 	if st.cfg.Credits.Period, err = policy.ParsePeriod(st.creditPeriod); err != nil {
 		return err
 	}

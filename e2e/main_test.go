@@ -9,6 +9,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +28,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -99,6 +102,24 @@ type replica struct {
 	conn   *grpc.ClientConn
 	auth   authv3.AuthorizationClient
 	health healthpb.HealthClient
+	// web reaches /readyz and /metrics, at scheme (https with --tls-cert).
+	web    *http.Client
+	scheme string
+}
+
+// serveTLS is how a test reaches a replica serving TLS: the CAs it trusts
+// and the client certificate it presents (nil: none).
+type serveTLS struct {
+	roots  *x509.CertPool
+	client *tls.Certificate
+}
+
+func (t *serveTLS) config() *tls.Config {
+	c := &tls.Config{RootCAs: t.roots}
+	if t.client != nil {
+		c.Certificates = []tls.Certificate{*t.client}
+	}
+	return c
 }
 
 // startReplica starts "tollgate serve" on free ports against databaseURL,
@@ -118,7 +139,22 @@ func startReplica(tb testing.TB, name, databaseURL string, extra ...string) *rep
 // startServe starts "tollgate serve" with env added to the environment.
 func startServe(tb testing.TB, name string, env []string, extra ...string) *replica {
 	tb.Helper()
+	return startServeTLS(tb, name, env, nil, extra...)
+}
+
+// startServeTLS is startServe for a replica started with --tls-cert, which
+// the test reaches as t says; t nil is plaintext.
+func startServeTLS(tb testing.TB, name string, env []string, t *serveTLS, extra ...string) *replica {
+	tb.Helper()
+	creds := insecure.NewCredentials()
+	web, scheme := httpClient, "http"
+	if t != nil {
+		creds = credentials.NewTLS(t.config())
+		web, scheme = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: t.config()}}, "https"
+	}
 	r := &replica{
+		web:         web,
+		scheme:      scheme,
 		name:        name,
 		grpcAddr:    freeAddr(tb),
 		httpAddr:    freeAddr(tb),
@@ -148,7 +184,7 @@ func startServe(tb testing.TB, name string, env []string, extra ...string) *repl
 		}
 	})
 
-	conn, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		tb.Fatalf("grpc client for %s: %v", name, err)
 	}
@@ -196,7 +232,7 @@ var httpClient = &http.Client{Timeout: 2 * time.Second}
 
 // readyz returns the status code of GET /readyz.
 func (r *replica) readyz() (int, error) {
-	resp, err := httpClient.Get("http://" + r.httpAddr + "/readyz")
+	resp, err := r.web.Get(r.scheme + "://" + r.httpAddr + "/readyz")
 	if err != nil {
 		return 0, err
 	}
@@ -209,7 +245,7 @@ func (r *replica) readyz() (int, error) {
 // whether it was there.
 func (r *replica) metric(tb testing.TB, name string) (float64, bool) {
 	tb.Helper()
-	resp, err := httpClient.Get("http://" + r.metricsAddr + "/metrics")
+	resp, err := r.web.Get(r.scheme + "://" + r.metricsAddr + "/metrics")
 	if err != nil {
 		tb.Fatalf("GET %s/metrics: %v", r.name, err)
 	}

@@ -2,6 +2,7 @@ package extauthz_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,10 +16,14 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tollgate/tollgate/certs/certstest"
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
@@ -44,7 +49,7 @@ func (s *benchStore) TokenByHash(_ context.Context, h policy.Hash) (*policy.Toke
 // token, and a request for it shaped as Envoy sends it. With metered set,
 // the token has a credit limit and a rate limit, and a credits.Meter over
 // an embedded store counts every request.
-func benchServer(b *testing.B, metered bool) (*extauthz.Server, *authv3.CheckRequest) {
+func benchServer(b *testing.B, metered bool, configure ...func(*extauthz.Config)) (*extauthz.Server, *authv3.CheckRequest) {
 	b.Helper()
 	tok := policy.NewToken("acc_bench0000000000", policy.Publishable)
 	var meter policy.Meter
@@ -77,7 +82,11 @@ func benchServer(b *testing.B, metered bool) (*extauthz.Server, *authv3.CheckReq
 		b.Fatal(err)
 	}
 	d := policy.NewDecider(cache, meter, time.Now, policy.EvalOptions{})
-	srv := extauthz.NewServer(d, extauthz.Config{StripCredentials: true}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	cfg := extauthz.Config{StripCredentials: true}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	srv := extauthz.NewServer(d, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	return srv, envoyRequest(value)
 }
 
@@ -123,6 +132,36 @@ func BenchmarkCheck(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckTraced is BenchmarkCheck/plain with tracing on and every
+// Check sampled (its traceparent says so): the cost of a span per Check,
+// recorded by the SDK and dropped by an exporter that sends nothing.
+// Compare it with BenchmarkCheck/plain, which has tracing off.
+func BenchmarkCheckTraced(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardExporter{}))
+	b.Cleanup(func() { tp.Shutdown(context.Background()) })
+	srv, req := benchServer(b, false, func(c *extauthz.Config) {
+		c.Tracing = extauthz.Tracing{Tracer: tp.Tracer("bench"), Propagator: propagation.TraceContext{}}
+	})
+	req.Attributes.Request.Http.Headers["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := srv.Check(ctx, req)
+			if err != nil || resp.GetOkResponse() == nil {
+				b.Fatalf("not allowed: %v %v", resp, err)
+			}
+		}
+	})
+}
+
+// discardExporter exports spans nowhere.
+type discardExporter struct{}
+
+func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }
+
 // noop is the baseline: an ext_authz server that allows at once.
 type noop struct {
 	authv3.UnimplementedAuthorizationServer
@@ -134,22 +173,33 @@ func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse,
 
 // BenchmarkCheckGRPC compares Check over a real loopback gRPC connection
 // with the no-op baseline, in the same run.
+//
+// tollgate-tls is the same over TLS (ECDSA P-256, TLS 1.3, the
+// connection kept): what the shared service's TLS adds to each Check.
 func BenchmarkCheckGRPC(b *testing.B) {
 	srv, req := benchServer(b, false)
+	ca := certstest.NewCA(b, "bench CA")
+	leaf := ca.Issue(b, certstest.Spec{SANs: []string{"tollgate.test"}})
 	for _, c := range []struct {
 		name string
 		impl authv3.AuthorizationServer
-	}{{"noop", noop{}}, {"tollgate", srv}} {
+		tls  bool
+	}{{"noop", noop{}, false}, {"tollgate", srv, false}, {"tollgate-tls", srv, true}} {
 		b.Run(c.name, func(b *testing.B) {
 			lis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)
 			}
-			gs := grpc.NewServer()
+			serverCreds, clientCreds := insecure.NewCredentials(), insecure.NewCredentials()
+			if c.tls {
+				serverCreds = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
+				clientCreds = credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(), ServerName: "tollgate.test"})
+			}
+			gs := grpc.NewServer(grpc.Creds(serverCreds))
 			authv3.RegisterAuthorizationServer(gs, c.impl)
 			go gs.Serve(lis)
 			defer gs.Stop()
-			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(clientCreds))
 			if err != nil {
 				b.Fatal(err)
 			}

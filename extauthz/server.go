@@ -10,6 +10,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -45,6 +46,8 @@ type Config struct {
 	CreditHeaders CreditHeaders
 	// ResponseProfile is the dialect of denies and usage headers.
 	ResponseProfile ResponseProfile
+	// Tracing, when its Tracer is set, makes a span of every Check.
+	Tracing Tracing
 }
 
 // Observer hears of every Check: its decision, or the error that stopped
@@ -68,6 +71,9 @@ func NewServer(d Decider, cfg Config, log *slog.Logger, observe Observer) *Serve
 	if cfg.CreditHeaders == (CreditHeaders{}) {
 		cfg.CreditHeaders = DefaultCreditHeaders()
 	}
+	if cfg.Tracing.Tracer != nil && cfg.Tracing.Propagator == nil {
+		cfg.Tracing.Propagator = propagation.TraceContext{}
+	}
 	if observe == nil {
 		observe = func(policy.Decision, error, time.Duration) {}
 	}
@@ -78,6 +84,15 @@ func NewServer(d Decider, cfg Config, log *slog.Logger, observe Observer) *Serve
 // error means Tollgate could not decide, and Envoy's failure_mode_allow
 // says what happens then.
 func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	if s.cfg.Tracing.Tracer != nil {
+		return s.checkTraced(ctx, cr)
+	}
+	resp, _, err := s.check(ctx, cr)
+	return resp, err
+}
+
+// check is Check, also returning the decision, for a span to describe.
+func (s *Server) check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, policy.Decision, error) {
 	start := time.Now()
 	var req policy.Request
 	d, err := s.decide(ctx, cr, &req)
@@ -88,7 +103,7 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.Ch
 			code = codes.Internal
 		}
 		s.log.Error("check: cannot decide", "err", err)
-		return nil, status.Error(code, "tollgate: cannot decide: "+err.Error())
+		return nil, d, status.Error(code, "tollgate: cannot decide: "+err.Error())
 	}
 	var resp *authv3.CheckResponse
 	switch {
@@ -103,7 +118,7 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.Ch
 		s.logDeny(ctx, &req, d)
 	}
 	s.observe(d, nil, time.Since(start))
-	return resp, nil
+	return resp, d, nil
 }
 
 // decide reads the request and asks the decider.

@@ -13,6 +13,8 @@ import (
 var copies = map[string]string{
 	"base/envoy.yaml":       "../envoy/envoy.yaml",
 	"base/route-rules.yaml": "../envoy/route-rules.yaml",
+	// The shared-service shape's Envoy.
+	"overlays/shared-service/envoy.yaml": "../envoy/shared-service.yaml",
 }
 
 // TestCopiesMatch fails when a copy drifts from its source. To fix:
@@ -29,7 +31,7 @@ func TestCopiesMatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(a, b) {
-			t.Errorf("k8s/%s differs from %s; run: cp envoy/envoy.yaml envoy/route-rules.yaml k8s/base/", cp, src[3:])
+			t.Errorf("k8s/%s differs from %s; run: cp %s k8s/%s", cp, src[3:], src[3:], cp)
 		}
 	}
 }

@@ -33,6 +33,8 @@ var tollgateMetrics = []string{
 	"tollgate_invalidations_total",
 	"tollgate_listener_reconnects_total",
 	"tollgate_listener_connected",
+	"tollgate_tls_cert_not_after_seconds",
+	"tollgate_tls_reload_errors_total",
 	"tollgate_config_info",
 	"tollgate_credits_flush_errors_total",
 	"tollgate_credits_flushes_total",

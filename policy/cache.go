@@ -146,24 +146,30 @@ func (c *Cache) Config() CacheConfig { return *c.cfg.Load() }
 // filter rules out), and another error only when the store failed and
 // nothing usable was cached.
 func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
+	p, _, err := c.get(ctx, h)
+	return p, err
+}
+
+// get is Get, also reporting whether the store was asked (a miss).
+func (c *Cache) get(ctx context.Context, h Hash) (Policy, bool, error) {
 	cfg := c.cfg.Load()
 	now := c.now().UnixNano()
 	cachedPolicy, loaded, stale, cached := c.entries.get(h)
 	if cached && !stale && now-loaded < int64(cfg.TTL) {
 		c.stats.hits.Add(1)
-		return cachedPolicy, nil
+		return cachedPolicy, false, nil
 	}
 	ruledOut := false
 	if !cached {
 		ruledOut = c.ruledOut(h)
 		if at, ok := c.negative.Get(h); ok && now-at < int64(cfg.NegativeTTL) {
 			c.stats.negativeHits.Add(1)
-			return Policy{}, ErrNotFound
+			return Policy{}, false, ErrNotFound
 		}
 		if ruledOut {
 			if !c.missLookups.take(now, cfg.FilterMissLookups) {
 				c.stats.filterRefusals.Add(1)
-				return Policy{}, ErrNotFound
+				return Policy{}, false, ErrNotFound
 			}
 			c.stats.filterLookups.Add(1)
 		}
@@ -171,7 +177,7 @@ func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
 	c.stats.misses.Add(1)
 	p, err := c.load(ctx, h, cfg)
 	if err == nil || errors.Is(err, ErrNotFound) {
-		return p, err
+		return p, true, err
 	}
 	c.stats.loadErrors.Add(1)
 	if ruledOut {
@@ -179,16 +185,16 @@ func (c *Cache) Get(ctx context.Context, h Hash) (Policy, error) {
 		// failure_mode_allow could turn into an allow for a made-up
 		// token while the store is down.
 		c.stats.filterRefusals.Add(1)
-		return Policy{}, ErrNotFound
+		return Policy{}, true, ErrNotFound
 	}
 	// The store failed: a policy that merely outlived its TTL is still the
 	// best answer, up to the staleness bound. One known to have changed is
 	// not.
 	if cached && !stale && now-loaded < int64(cfg.MaxStaleness) {
 		c.stats.staleServed.Add(1)
-		return cachedPolicy, nil
+		return cachedPolicy, true, nil
 	}
-	return Policy{}, err
+	return Policy{}, true, err
 }
 
 // load reads a policy from the store, once for all concurrent callers.

@@ -46,14 +46,17 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (Decision, error) {
 	if _, err := ParseValue(req.Token); err != nil {
 		return deny(CodeTokenMalformed, "the token is malformed or mistyped (its checksum does not match)"), nil
 	}
-	p, err := d.cache.Get(ctx, HashValue(req.Token))
+	p, missed, err := d.cache.get(ctx, HashValue(req.Token))
 	if errors.Is(err, ErrNotFound) {
-		return deny(CodeTokenUnknown, "this token does not exist (it may have been deleted or rolled)"), nil
+		dec := deny(CodeTokenUnknown, "this token does not exist (it may have been deleted or rolled)")
+		dec.CacheMiss = missed
+		return dec, nil
 	}
 	if err != nil {
-		return Decision{}, err
+		return Decision{CacheMiss: missed}, err
 	}
 	dec, remembered := p.admit(ctx, req, d.now(), d.opt)
+	dec.CacheMiss = missed
 	if d.meter == nil {
 		return dec, nil
 	}

@@ -89,6 +89,9 @@ type Decision struct {
 	Rate, AccountRate RateLimit
 	// Usage is where the token stands, when a Meter counted the request.
 	Usage Usage
+	// CacheMiss is set when the token's policy was not in the cache and
+	// the store was asked (or a question in flight was joined), for traces.
+	CacheMiss bool
 	// signed is the verified signature of an allowed signed request, for
 	// the Decider to remember.
 	signed signed

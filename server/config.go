@@ -8,6 +8,7 @@ import (
 
 	"github.com/tollgate/tollgate/admin"
 	"github.com/tollgate/tollgate/anomaly"
+	"github.com/tollgate/tollgate/certs"
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/policy"
@@ -39,6 +40,11 @@ type Config struct {
 	SecretScanning SecretScanningConfig
 	// Anomaly flags unusual usage of tokens.
 	Anomaly AnomalyConfig
+	// TLS, when it names a certificate, serves every listener over TLS.
+	TLS TLSConfig
+	// Tracing exports a span of every Check over OTLP, when it names an
+	// endpoint.
+	Tracing TracingConfig
 }
 
 // ListenConfig is where the server listens.
@@ -161,6 +167,8 @@ func DefaultConfig() Config {
 		Shutdown:       ShutdownConfig{Timeout: 15 * time.Second},
 		SecretScanning: SecretScanningConfig{KeysRefetch: time.Minute, Config: scanning.DefaultConfig()},
 		Anomaly:        AnomalyConfig{On: true, Recorder: anomaly.DefaultRecorderConfig(), Detector: anomaly.DefaultDetectorConfig()},
+		TLS:            TLSConfig{ReloadInterval: certs.DefaultInterval},
+		Tracing:        TracingConfig{SampleRatio: 0.01},
 	}
 }
 
@@ -208,6 +216,12 @@ func (c *Config) validate() error {
 		return err
 	}
 	if err := c.API.SignIn.Validate(); err != nil {
+		return err
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
+	}
+	if err := c.Tracing.Validate(); err != nil {
 		return err
 	}
 	if c.Anomaly.On {

@@ -7,6 +7,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/tollgate/tollgate/certs"
 
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/policy"
@@ -165,17 +168,41 @@ func (m *metrics) observe(d policy.Decision, err error, elapsed time.Duration) {
 }
 
 // timedStore times the store's look-ups for the metrics.
+// With tracing, each look-up is a span, a child of the Check that asked
+// (the cache's query keeps the asking Check's context values).
 type timedStore struct {
 	policy.Store
-	m *metrics
+	m      *metrics
+	traces *tracing // nil without tracing
+	system string   // the store's dialect, for the span
 }
 
 func (s timedStore) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *policy.Account, error) {
+	ctx, span := s.traces.start(ctx, "tollgate.store.TokenByHash", attribute.String("db.system.name", s.system))
 	start := time.Now()
 	t, a, err := s.Store.TokenByHash(ctx, h)
 	s.m.storeTime.Observe(time.Since(start).Seconds())
-	if err != nil && policy.ErrorCode(err) != policy.ENotFound {
+	failure := err
+	if err != nil && policy.ErrorCode(err) == policy.ENotFound {
+		failure = nil // an answer, not a failure
+	}
+	if failure != nil {
 		s.m.storeErrors.Inc()
 	}
+	s.traces.end(span, failure)
 	return t, a, err
+}
+
+// followCerts reports the TLS certificate in force: when it expires, and
+// how many new ones were refused (each logged), so that an alert can fire
+// well before clients start to fail.
+func (m *metrics) followCerts(r *certs.Reloader) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_tls_cert_not_after_seconds", Help: "When the served TLS certificate expires (Unix time).",
+		}, func() float64 { return float64(r.NotAfter().Unix()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_tls_reload_errors_total", Help: "New TLS certificates or CA bundles refused; the previous one kept serving.",
+		}, func() float64 { return float64(r.Errors()) }),
+	)
 }

@@ -19,12 +19,14 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/tollgate/tollgate/admin"
 	"github.com/tollgate/tollgate/anomaly"
+	"github.com/tollgate/tollgate/certs"
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
 	"github.com/tollgate/tollgate/manage"
@@ -55,6 +57,8 @@ type Server struct {
 	authzL   net.Listener
 	recorder *anomaly.Recorder // nil with anomaly flags off
 	detector *anomaly.Detector
+	certs    *certs.Reloader // nil without TLS
+	traces   *tracing        // nil without an OTLP endpoint
 	draining atomic.Bool
 	mu       sync.Mutex // serialises Reconfigure
 }
@@ -65,39 +69,62 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log}
+	if cfg.TLS.CertFile != "" {
+		// Fail closed: a listener configured for TLS never serves
+		// plaintext for want of a readable certificate.
+		var err error
+		files := certs.Files{Cert: cfg.TLS.CertFile, Key: cfg.TLS.KeyFile, ClientCA: cfg.TLS.ClientCAFile}
+		if s.certs, err = certs.New(files, cfg.TLS.ReloadInterval, log); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
+	traces, err := newTracing(ctx, cfg.Tracing)
+	if err != nil {
+		return nil, err
+	}
+	s.traces = traces
 	if err := s.openStore(ctx); err != nil {
+		s.traces.shutdown(ctx)
 		return nil, err
 	}
 	if err := s.build(); err != nil {
+		s.traces.shutdown(ctx)
 		s.db.Close()
 		return nil, err
 	}
+	if err := s.listen(); err != nil {
+		s.traces.shutdown(ctx)
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// listen binds every listener, or none.
+func (s *Server) listen() error {
+	cfg := &s.cfg
 	var err error
 	if s.grpcLis, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
-		s.db.Close()
-		return nil, fmt.Errorf("listen on grpc-addr %s: %w", cfg.Listen.GRPC, err)
+		return fmt.Errorf("listen on the gRPC address %s: %w", cfg.Listen.GRPC, err)
 	}
 	if s.httpLis, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
 		s.grpcLis.Close()
-		s.db.Close()
-		return nil, fmt.Errorf("listen on http-addr %s: %w", cfg.Listen.HTTP, err)
+		return fmt.Errorf("listen on the HTTP address %s: %w", cfg.Listen.HTTP, err)
 	}
 	if s.metricsL, err = net.Listen("tcp", cfg.Listen.Metrics); err != nil {
 		s.httpLis.Close()
 		s.grpcLis.Close()
-		s.db.Close()
-		return nil, fmt.Errorf("listen on metrics-addr %s: %w", cfg.Listen.Metrics, err)
+		return fmt.Errorf("listen on the metrics address %s: %w", cfg.Listen.Metrics, err)
 	}
 	if cfg.Listen.AuthzHTTP != "" {
 		if s.authzL, err = net.Listen("tcp", cfg.Listen.AuthzHTTP); err != nil {
 			s.metricsL.Close()
 			s.httpLis.Close()
 			s.grpcLis.Close()
-			s.db.Close()
-			return nil, fmt.Errorf("listen on authz-http-addr %s: %w", cfg.Listen.AuthzHTTP, err)
+			return fmt.Errorf("listen on the HTTP authorization address %s: %w", cfg.Listen.AuthzHTTP, err)
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func (s *Server) openStore(ctx context.Context) error {
@@ -135,7 +162,7 @@ func (s *Server) build() error {
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
-	s.cache, err = policy.NewCache(timedStore{Store: s.db, m: m}, s.cfg.Cache, time.Now, open)
+	s.cache, err = policy.NewCache(timedStore{Store: s.db, m: m, traces: s.traces, system: string(s.db.Dialect())}, s.cfg.Cache, time.Now, open)
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
@@ -159,6 +186,9 @@ func (s *Server) build() error {
 			return fmt.Errorf("invalid config: %w", err)
 		}
 		cc.Limiter, cc.LimiterTimeout = s.redis, s.cfg.Redis.Timeout
+		if s.traces != nil {
+			cc.Limiter = tracedLimiter{Limiter: s.redis, t: s.traces}
+		}
 	}
 	if s.meter, err = credits.New(s.db, cc, time.Now, s.log); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
@@ -178,7 +208,19 @@ func (s *Server) build() error {
 	decider := policy.NewDecider(s.cache, s.meter, time.Now, eval)
 	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
 	// rather than a gRPC error.
-	s.grpc = grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec{}))
+	grpcOpts := []grpc.ServerOption{grpc.ForceServerCodecV2(extauthz.Codec{})}
+	lt, err := s.listenerTLS()
+	if err != nil {
+		return err
+	}
+	if s.certs != nil {
+		m.followCerts(s.certs)
+	}
+	if lt.grpc != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(lt.grpc)))
+	}
+	s.grpc = grpc.NewServer(grpcOpts...)
+	ea.Tracing = s.traces.extauthz()
 	watched, err := s.watchAnomalies(decider, m)
 	if err != nil {
 		return err
@@ -190,7 +232,7 @@ func (s *Server) build() error {
 		if err != nil {
 			return fmt.Errorf("invalid config: %w", err)
 		}
-		s.authzH = &http.Server{Handler: authz, ReadHeaderTimeout: 5 * time.Second}
+		s.authzH = &http.Server{Handler: authz, ReadHeaderTimeout: 5 * time.Second, TLSConfig: lt.authz}
 	}
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -221,10 +263,10 @@ func (s *Server) build() error {
 	} else if scan != nil {
 		mux.Handle(secretScanningPath, scan)
 	}
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: lt.api}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	s.metricsH = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second}
+	s.metricsH = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: lt.metrics}
 	return nil
 }
 
@@ -293,6 +335,9 @@ func (s *Server) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watcher.Run(watchCtx) })
+	if s.certs != nil {
+		wg.Go(func() { s.certs.Run(watchCtx) })
+	}
 	if s.cfg.MembershipFilter {
 		wg.Go(func() { s.keepFilter(watchCtx) })
 	}
@@ -326,7 +371,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	for _, h := range listeners {
 		go func() {
-			if err := h.srv.Serve(h.lis); !errors.Is(err, http.ErrServerClosed) {
+			serve := h.srv.Serve
+			if h.srv.TLSConfig != nil {
+				// The certificate comes from TLSConfig, reloaded.
+				serve = func(l net.Listener) error { return h.srv.ServeTLS(l, "", "") }
+			}
+			if err := serve(h.lis); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
@@ -334,7 +384,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	s.log.Info("serving", "grpc", s.GRPCAddr().String(), "http", s.HTTPAddr().String(), "metrics", s.MetricsAddr().String(),
-		"store", s.db.Dialect())
+		"store", s.db.Dialect(), "tls", s.certs != nil, "mtls", s.cfg.TLS.ClientCAFile != "", "tracing", s.traces != nil)
 
 	var err error
 	select {
@@ -378,6 +428,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	stopWatch()
 	wg.Wait()
+	s.traces.shutdown(ctx)
 	if cerr := s.db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close store: %w", cerr)
 	}
