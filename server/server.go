@@ -364,6 +364,7 @@ func (s *Server) build() error {
 	api := admin.New(s.db, admin.Config{SessionTTL: s.cfg.SessionTTL, InsecureCookies: s.cfg.InsecureCookies,
 		Box: box, Period: s.cfg.Credits.Period, Eval: eval, TrustedHops: s.cfg.APITrustedHops, SignIn: s.cfg.SignIn}, s.log)
 	mux.Handle("/v1/", api)
+	mux.Handle("/v3/", api) // CARTO's Tokens API
 	mux.Handle("/console/", api)
 	mux.Handle("GET /{$}", api)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
