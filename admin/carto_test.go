@@ -359,6 +359,17 @@ func TestCartoTokenIsTheSameObject(t *testing.T) {
 			if !reflect.DeepEqual(got.body["referers"], []any{"*.example.org"}) {
 				t.Errorf("/v3 referers %v after the /v1 change", got.body["referers"])
 			}
+
+			// A roll through /v1: the new value names the token, and so does
+			// the old one during its grace period.
+			rolled := f.root.do("POST", "/v1/tokens/"+id+"/roll", map[string]string{"grace_period": "1h"}).want(t, "/v1 roll", 200)
+			for _, v := range []string{rolled.str("token"), made.str("token")} {
+				if r := f.root.do("GET", "/v3/tokens/"+v, nil).want(t, "get after roll", 200); r.str("id") != id {
+					t.Errorf("value %s… names %s after the roll, want %s", v[:9], r.str("id"), id)
+				}
+			}
+			f.root.do("POST", "/v1/tokens/"+id+"/roll", map[string]string{"grace_period": "0s"}).want(t, "/v1 roll without grace", 200)
+			f.root.do("GET", "/v3/tokens/"+rolled.str("token"), nil).wantCartoError(t, "a value rolled away", 404, "not_found")
 		})
 	}
 }
