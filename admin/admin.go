@@ -151,6 +151,14 @@ func (h *Handler) routes() []route {
 		{method: "DELETE", path: "/v1/users/{id}", handle: h.removeUser},
 		{method: "GET", path: "/v1/audit", handle: h.listAudit},
 		{method: "GET", path: "/v1/openapi.json", public: true, handle: serveOpenAPI},
+		// CARTO's Tokens API: public to wrap only because cartoRoute
+		// authenticates itself, to answer failures in CARTO's shape.
+		{method: "GET", path: "/v3/tokens", public: true, handle: h.cartoRoute(h.cartoList)},
+		{method: "POST", path: "/v3/tokens", public: true, handle: h.cartoRoute(h.cartoCreate)},
+		{method: "GET", path: "/v3/tokens/{token}", public: true, handle: h.cartoRoute(h.cartoGet)},
+		{method: "PATCH", path: "/v3/tokens/{token}", public: true, handle: h.cartoRoute(h.cartoUpdate)},
+		{method: "DELETE", path: "/v3/tokens/{token}", public: true, handle: h.cartoRoute(h.cartoDelete)},
+
 	}, h.alertRoutes()...)
 }
 

@@ -255,6 +255,7 @@ func (s *Server) build() error {
 	api := admin.New(s.db, admin.Config{SessionTTL: s.cfg.API.SessionTTL, InsecureCookies: s.cfg.API.InsecureCookies,
 		Box: box, Period: s.cfg.Credits.Period, Eval: eval, TrustedHops: s.cfg.API.TrustedHops, SignIn: s.cfg.API.SignIn}, s.log)
 	mux.Handle("/v1/", api)
+	mux.Handle("/v3/", api) // CARTO's Tokens API
 	mux.Handle("/console/", api)
 	mux.Handle("GET /{$}", api)
 	leaks := manage.New(s.db, manage.Config{Box: box, Now: time.Now, Eval: eval})
