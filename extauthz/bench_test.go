@@ -44,7 +44,7 @@ func (s *benchStore) TokenByHash(_ context.Context, h policy.Hash) (*policy.Toke
 // token, and a request for it shaped as Envoy sends it. With metered set,
 // the token has a credit limit and a rate limit, and a credits.Meter over
 // an embedded store counts every request.
-func benchServer(b *testing.B, metered bool) (*extauthz.Server, *authv3.CheckRequest) {
+func benchServer(b testing.TB, metered bool) (*extauthz.Server, *authv3.CheckRequest) {
 	b.Helper()
 	tok := policy.NewToken("acc_bench0000000000", policy.Publishable)
 	var meter policy.Meter

@@ -80,8 +80,9 @@ func NewServer(d Decider, cfg Config, log *slog.Logger, observe Observer) *Serve
 // says what happens then.
 func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
-	var req policy.Request
-	d, err := s.decide(ctx, cr, &req)
+	a := new(answer)
+	req := &a.req
+	d, err := s.decide(ctx, cr, req)
 	if err != nil {
 		s.observe(d, err, time.Since(start))
 		code := codes.Unavailable
@@ -94,14 +95,14 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.Ch
 	var resp *authv3.CheckResponse
 	switch {
 	case d.Allow:
-		resp = s.allowResponse(d, cr, "")
+		resp = s.allowResponse(a, d, cr, "")
 	case s.cfg.DryRun:
-		resp = s.allowResponse(d, cr, d.Code)
+		resp = s.allowResponse(a, d, cr, d.Code)
 	default:
 		resp = s.deniedResponse(d)
 	}
 	if !d.Allow {
-		s.logDeny(ctx, &req, d)
+		s.logDeny(ctx, req, d)
 	}
 	s.observe(d, nil, time.Since(start))
 	return resp, nil
