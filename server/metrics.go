@@ -164,15 +164,26 @@ func (m *metrics) observe(d policy.Decision, err error, elapsed time.Duration) {
 	}
 }
 
-// timedStore times the store's look-ups for the metrics.
+// timedStore times the store's look-ups for the metrics: one look-up or a
+// batch of them (one query either way).
 type timedStore struct {
-	policy.Store
+	policy.BatchStore
 	m *metrics
+}
+
+func (s timedStore) TokensByHash(ctx context.Context, hs []policy.Hash) (map[policy.Hash]policy.Loaded, error) {
+	start := time.Now()
+	found, err := s.BatchStore.TokensByHash(ctx, hs)
+	s.m.storeTime.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.m.storeErrors.Inc()
+	}
+	return found, err
 }
 
 func (s timedStore) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *policy.Account, error) {
 	start := time.Now()
-	t, a, err := s.Store.TokenByHash(ctx, h)
+	t, a, err := s.BatchStore.TokenByHash(ctx, h)
 	s.m.storeTime.Observe(time.Since(start).Seconds())
 	if err != nil && policy.ErrorCode(err) != policy.ENotFound {
 		s.m.storeErrors.Inc()

@@ -291,7 +291,7 @@ func (s *Server) build() error {
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
-	s.cache, err = policy.NewCache(timedStore{Store: s.db, m: m}, s.cfg.Cache, time.Now, open)
+	s.cache, err = policy.NewCache(timedStore{BatchStore: s.db, m: m}, s.cfg.Cache, time.Now, open)
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
