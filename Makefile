@@ -26,7 +26,7 @@ bench:
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-## callgrind: instructions per Check, Tollgate next to the no-op, by valgrind (installed if missing); CALLGRIND_N=2000
+## callgrind: instructions per Check, Tollgate next to the no-op, by valgrind (installed if missing); CALLGRIND_N=1000 CALLGRIND_ROUNDS=3
 callgrind:
 	bash .ci/callgrind.sh
 

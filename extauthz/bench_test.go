@@ -133,19 +133,21 @@ func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse,
 }
 
 // BenchmarkCheckGRPC compares Check over a real loopback gRPC connection
-// with the no-op baseline, in the same run.
+// with the no-op baseline, in the same run: Tollgate with the options its
+// server runs with, the no-op with gRPC's defaults (as cmd/noopauthz).
 func BenchmarkCheckGRPC(b *testing.B) {
 	srv, req := benchServer(b, false)
 	for _, c := range []struct {
 		name string
 		impl authv3.AuthorizationServer
-	}{{"noop", noop{}}, {"tollgate", srv}} {
+		opts []grpc.ServerOption
+	}{{"noop", noop{}, nil}, {"tollgate", srv, extauthz.ServerOptions()}} {
 		b.Run(c.name, func(b *testing.B) {
 			lis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)
 			}
-			gs := grpc.NewServer()
+			gs := grpc.NewServer(c.opts...)
 			authv3.RegisterAuthorizationServer(gs, c.impl)
 			go gs.Serve(lis)
 			defer gs.Stop()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -73,6 +74,12 @@ func NewServer(d Decider, cfg Config, log *slog.Logger, observe Observer) *Serve
 		observe = func(policy.Decision, error, time.Duration) {}
 	}
 	return &Server{decider: d, cfg: cfg, log: log, observe: observe}
+}
+
+// ServerOptions are the gRPC server options Check is served with: Codec,
+// and nothing else yet.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(Codec{})}
 }
 
 // Check answers one authorization request. A deny is a CheckResponse; an

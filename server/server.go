@@ -333,7 +333,7 @@ func (s *Server) build() error {
 	decider := policy.NewDecider(s.cache, s.meter, time.Now, eval)
 	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
 	// rather than a gRPC error.
-	s.grpc = grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec{}))
+	s.grpc = grpc.NewServer(extauthz.ServerOptions()...)
 	check := extauthz.NewServer(decider, ea, s.log, m.observe)
 	authv3.RegisterAuthorizationServer(s.grpc, check)
 	if s.cfg.AuthzHTTPAddr != "" {
