@@ -101,16 +101,14 @@ func TestCacheBatchesConcurrentMisses(t *testing.T) {
 	// Misses while it is in flight wait for the next query, together.
 	get(1, hs[1])
 	get(2, hs[2])
-	waitFor(t, "two misses queued", func() bool { return cache.Stats().Misses == 3 })
-	time.Sleep(50 * time.Millisecond) // from the miss count into the queue
-	s.gate <- struct{}{}              // the first query answers
+	waitFor(t, "two misses queued", func() bool { return cache.QueuedLookups() == 2 })
+	s.gate <- struct{}{} // the first query answers
 	waitFor(t, "the second query", func() bool { return len(s.sizes()) == 2 })
 	// Misses while the second (failing) query is in flight go in a third.
 	get(3, hs[3])
 	get(4, unknown)
 	get(5, hs[4])
-	waitFor(t, "three more misses queued", func() bool { return cache.Stats().Misses == 6 })
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "three more misses queued", func() bool { return cache.QueuedLookups() == 3 })
 	s.gate <- struct{}{} // the second query fails
 	s.gate <- struct{}{} // the third answers
 
