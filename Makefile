@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: run test bench bench-go soak faults lint fuzz image build
+.PHONY: run test bench bench-go callgrind soak faults lint fuzz image build
 
 ## run: Tollgate on the embedded store with demo data, ready for grpcurl
 run:
@@ -25,6 +25,10 @@ bench:
 ## bench-go: Go benchmarks of the hot path
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## callgrind: instructions per Check, Tollgate next to the no-op, by valgrind (installed if missing); CALLGRIND_N=1000 CALLGRIND_ROUNDS=3
+callgrind:
+	bash .ci/callgrind.sh
 
 ## soak: mixed load with token edits for SOAK_DURATION (default 10m), checking every answer
 soak:

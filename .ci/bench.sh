@@ -10,6 +10,8 @@
 #   BENCH_SIZES=1000,100000  other database sizes (the comparisons run on
 #                   the first, the largest is warmed and compared again)
 #   BENCH_GHZ=0     skip the ghz cross-check (ghz is go-installed otherwise)
+#   BENCH_OPA=0     skip the OPA row (bench/opa, a module of its own, is
+#                   built otherwise)
 #   BENCH_OUT=DIR   logs and reports (default ${TMPDIR:-/tmp}/tollgate-bench)
 #   TOLLGATE_TEST_DATABASE_URL  Postgres to use (default: the local one)
 set -euo pipefail
@@ -32,6 +34,15 @@ if [ "${BENCH_GHZ:-1}" != 0 ]; then
 		args+=(-ghz "$out/bin/ghz")
 	else
 		echo "bench: ghz could not be installed; running without the cross-check" >&2
+	fi
+fi
+if [ "${BENCH_OPA:-1}" != 0 ]; then
+	# OPA evaluating the same token check (bench/opa); its own module, so
+	# OPA never enters Tollgate's go.mod.
+	if (cd bench/opa && CGO_ENABLED=0 $GO build -trimpath -o "$out/bin/opaauthz" .); then
+		args+=(-opa "$out/bin/opaauthz")
+	else
+		echo "bench: bench/opa could not be built; running without the OPA row" >&2
 	fi
 fi
 if [ -n "${BENCH_SIZES:-}" ]; then

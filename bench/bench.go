@@ -28,6 +28,9 @@ import (
 type Config struct {
 	// Tollgate and Noop are the server binaries.
 	Tollgate, Noop string
+	// OPA is the bench/opa binary, to compare with OPA evaluating the
+	// same token check; "" leaves OPA out.
+	OPA string
 	// Ghz is the ghz binary for a cross-check of the closed-loop figures;
 	// "" skips it.
 	Ghz string
@@ -101,6 +104,8 @@ type bench struct {
 	bad     []string
 	noop    *Proc
 	noopT   *Target
+	opa     *Proc
+	opaT    *Target
 	tg      *Proc
 	tgT     *Target
 	tgN     int // which tollgate process this is, for its log's name
@@ -349,6 +354,7 @@ func (b *bench) stopTollgate() {
 
 func (b *bench) stopAll() {
 	b.stopTollgate()
+	b.stopOPA()
 	if b.noopT != nil {
 		b.noopT.Close()
 	}
@@ -505,13 +511,20 @@ func (b *bench) measure(t *Target, p *Proc, src Source, rate float64, d time.Dur
 	return r, nil
 }
 
-// compare runs the same load against the no-op server and Tollgate,
-// alternating rounds times, so that whatever else the machine does falls
-// on both alike.
+// compare runs the same load against the no-op server, Tollgate and OPA
+// (when it runs), alternating rounds times, so that whatever else the
+// machine does falls on all alike.
 func (b *bench) compare(label string, src Source, rate float64, rounds int) (Pair, error) {
 	p := Pair{Label: label}
-	var ns, ts []*Result
+	var ns, ts, opas []*Result
 	for range rounds {
+		if b.opaT != nil {
+			o, err := b.opaCheck(src, rate)
+			if err != nil {
+				return Pair{}, err
+			}
+			opas = append(opas, o)
+		}
 		n, err := b.measure(b.noopT, b.noop, src, rate, b.cfg.Phase, false)
 		if err != nil {
 			return Pair{}, err
@@ -523,8 +536,14 @@ func (b *bench) compare(label string, src Source, rate float64, rounds int) (Pai
 		ns, ts = append(ns, n), append(ts, t)
 		p.RoundCPU = append(p.RoundCPU, ratio(t.CPUPerRequest(), n.CPUPerRequest()))
 		p.RoundRPS = append(p.RoundRPS, t.RPS()/n.RPS())
+		if len(opas) > 0 {
+			p.RoundOPA = append(p.RoundOPA, ratio(opas[len(opas)-1].CPUPerRequest(), t.CPUPerRequest()))
+		}
 	}
 	p.Noop, p.Tollgate = merge(ns), merge(ts)
+	if len(opas) > 0 {
+		p.OPA = merge(opas)
+	}
 	return p, nil
 }
 

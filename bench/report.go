@@ -64,6 +64,10 @@ type Pair struct {
 	Noop, Tollgate *Result
 	// RoundCPU and RoundRPS are each round's Tollgate ÷ no-op ratios.
 	RoundCPU, RoundRPS []float64
+	// OPA is the same load against bench/opa, when it ran; RoundOPA each
+	// round's OPA ÷ Tollgate CPU per request.
+	OPA      *Result
+	RoundOPA []float64
 }
 
 // FeatureRow is one load with credits and signatures off and on.
@@ -205,6 +209,22 @@ func (r *Report) Targets() []TargetRow {
 			fmt.Sprintf("%.0f%% (median of rounds %s; all rounds together %.0f vs %.0f rps)", 100*rps, floats(p.RoundRPS),
 				p.Tollgate.RPS(), p.Noop.RPS()), rps >= 0.9})
 	}
+	for _, p := range r.Compare {
+		if p.OPA == nil {
+			continue
+		}
+		// Closed loop, OPA should cost five times Tollgate's CPU; at a
+		// fixed rate every request's syscalls weigh on both, and twice is
+		// the aim.
+		want := 5.0
+		if p.Tollgate.Rate > 0 {
+			want = 2
+		}
+		x := median(p.RoundOPA)
+		out = append(out, TargetRow{fmt.Sprintf("OPA's CPU per request ≥ %.0f× Tollgate's (cache hit, %s)", want, loadName(p.Tollgate.Rate)),
+			fmt.Sprintf("%.2f× (median of rounds %s; all rounds together %s vs %s)", x, floats(p.RoundOPA),
+				us(p.OPA.CPUPerRequest()), us(p.Tollgate.CPUPerRequest())), x >= want})
+	}
 	if n := len(r.Memory); n > 0 {
 		m := r.Memory[n-1]
 		out = append(out, TargetRow{"≤ 1 KiB of memory per cached token",
@@ -278,7 +298,11 @@ func (r *Report) Markdown() string {
 				w("| **%s** | | | | | | | | | | |\n", p.Label)
 			}
 			label = p.Label
-			for _, x := range []*Result{p.Noop, p.Tollgate} {
+			servers := []*Result{p.Noop, p.Tollgate}
+			if p.OPA != nil {
+				servers = append(servers, p.OPA)
+			}
+			for _, x := range servers {
 				w("| %s | %s | %.0f | %s | %s | %s | %s | %s | %.0f%% | %.1f%% | %d |\n", loadName(x.Rate), x.Server, x.RPS(),
 					lat(x.Pct(50)), lat(x.Pct(99)), lat(x.Pct(99.9)), us(x.CPUPerRequest()),
 					us(x.ClientCPU/time.Duration(max(x.Requests, 1))), 100*x.OtherLoad(), 100*x.DenyShare(), x.Errors+x.Wrong)
@@ -290,6 +314,11 @@ func (r *Report) Markdown() string {
 			w("| %s | **Tollgate ÷ no-op** | **%.2f** | %.2f | %.2f | | **%.2f** | %s | | | |\n", loadName(p.Tollgate.Rate),
 				p.Tollgate.RPS()/p.Noop.RPS(), ratio(p.Tollgate.Pct(50), p.Noop.Pct(50)), ratio(p.Tollgate.Pct(99), p.Noop.Pct(99)),
 				ratio(p.Tollgate.CPUPerRequest(), p.Noop.CPUPerRequest()), rounds)
+			if p.OPA != nil {
+				w("| %s | **OPA ÷ Tollgate** | %.2f | %.2f | %.2f | | **%.2f** | rounds: CPU %s | | | |\n", loadName(p.Tollgate.Rate),
+					p.OPA.RPS()/p.Tollgate.RPS(), ratio(p.OPA.Pct(50), p.Tollgate.Pct(50)), ratio(p.OPA.Pct(99), p.Tollgate.Pct(99)),
+					ratio(p.OPA.CPUPerRequest(), p.Tollgate.CPUPerRequest()), floats(p.RoundOPA))
+			}
 		}
 		w("\n")
 	}

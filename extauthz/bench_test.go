@@ -49,7 +49,7 @@ func (s *benchStore) TokenByHash(_ context.Context, h policy.Hash) (*policy.Toke
 // token, and a request for it shaped as Envoy sends it. With metered set,
 // the token has a credit limit and a rate limit, and a credits.Meter over
 // an embedded store counts every request.
-func benchServer(b *testing.B, metered bool, configure ...func(*extauthz.Config)) (*extauthz.Server, *authv3.CheckRequest) {
+func benchServer(b testing.TB, metered bool, configure ...func(*extauthz.Config)) (*extauthz.Server, *authv3.CheckRequest) {
 	b.Helper()
 	tok := policy.NewToken("acc_bench0000000000", policy.Publishable)
 	var meter policy.Meter
@@ -172,7 +172,8 @@ func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse,
 }
 
 // BenchmarkCheckGRPC compares Check over a real loopback gRPC connection
-// with the no-op baseline, in the same run.
+// with the no-op baseline, in the same run: Tollgate with the options its
+// server runs with, the no-op with gRPC's defaults (as cmd/noopauthz).
 //
 // tollgate-tls is the same over TLS (ECDSA P-256, TLS 1.3, the
 // connection kept): what the shared service's TLS adds to each Check.
@@ -183,8 +184,9 @@ func BenchmarkCheckGRPC(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		impl authv3.AuthorizationServer
+		opts []grpc.ServerOption
 		tls  bool
-	}{{"noop", noop{}, false}, {"tollgate", srv, false}, {"tollgate-tls", srv, true}} {
+	}{{"noop", noop{}, nil, false}, {"tollgate", srv, extauthz.ServerOptions(), false}, {"tollgate-tls", srv, extauthz.ServerOptions(), true}} {
 		b.Run(c.name, func(b *testing.B) {
 			lis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -195,7 +197,7 @@ func BenchmarkCheckGRPC(b *testing.B) {
 				serverCreds = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
 				clientCreds = credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(), ServerName: "tollgate.test"})
 			}
-			gs := grpc.NewServer(grpc.Creds(serverCreds))
+			gs := grpc.NewServer(append(c.opts, grpc.Creds(serverCreds))...)
 			authv3.RegisterAuthorizationServer(gs, c.impl)
 			go gs.Serve(lis)
 			defer gs.Stop()

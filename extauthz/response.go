@@ -32,21 +32,53 @@ const (
 // parameters are token and api_key.
 var credentialHeaders = []string{"authorization", "x-api-key"}
 
+// answer holds what one Check is read into and answered with, so that an
+// allowed request costs one allocation for all of it rather than one per
+// message: the request as the policy reads it, the response's messages,
+// its identity headers and the access-log metadata. Its size is kept to
+// what every allow needs (a larger block would cost more garbage than the
+// allocations it saves): a metered request's credit headers take a block
+// of their own (creditBlock), a dry run's fourth header an allocation, and
+// a deny a response of its own (deniedResponse).
+type answer struct {
+	req    policy.Request
+	resp   authv3.CheckResponse
+	status rpcstatus.Status
+	okWrap authv3.CheckResponse_OkResponse
+	ok     authv3.OkHttpResponse
+	pairs  [3]headerPair // account, token id and kind for the upstream
+	up     [3]*corev3.HeaderValueOption
+	remove [2]string // the dry-run header, authorization or x-api-key
+	params [2]string // token or api_key, as named and as sent
+	meta   metadataBlock
+}
+
+// creditBlock holds a metered request's credit headers.
+type creditBlock struct {
+	pairs [4]headerPair
+	list  [4]*corev3.HeaderValueOption
+}
+
 // allowResponse lets the request through with the caller's identity for
 // the upstream and, unless configured otherwise, without its credentials.
 // dryRunCode, when set, marks a request that would have been denied.
-func (s *Server) allowResponse(d policy.Decision, tier policy.Tier, cr *authv3.CheckRequest, dryRunCode policy.DenyCode) *authv3.CheckResponse {
-	up := newHeaderList(3)
+func (s *Server) allowResponse(a *answer, d policy.Decision, tier policy.Tier, cr *authv3.CheckRequest, dryRunCode policy.DenyCode) *authv3.CheckResponse {
+	up := headerList{block: a.pairs[:3], list: a.up[:0]}
 	up.set(HeaderAccountID, d.AccountID)
 	up.set(HeaderTokenID, d.TokenID)
 	up.set(HeaderTokenKind, d.Kind.String())
 	if dryRunCode != "" {
 		up.set(HeaderDryRun, string(dryRunCode))
 	}
-	_, limited := d.Usage.Remaining()
-	down := newHeaderList(s.cfg.ResponseProfile.usageNames(s.cfg.CreditHeaders, tier).count(limited))
-	s.usageHeaders(d, tier, &down)
-	ok := &authv3.OkHttpResponse{Headers: up.list, ResponseHeadersToAdd: down.list}
+	ok := &a.ok
+	ok.Headers = up.list
+	if d.Usage.Metered {
+		c := new(creditBlock)
+		down := headerList{block: c.pairs[:], list: c.list[:0]}
+		s.usageHeaders(d, tier, &down)
+		ok.ResponseHeadersToAdd = down.list
+	}
+	ok.HeadersToRemove = a.remove[:0]
 	if dryRunCode == "" && (headers{cr.GetAttributes().GetRequest().GetHttp()}).Get(HeaderDryRun) != "" {
 		// Only Tollgate may say a request would have been denied.
 		ok.HeadersToRemove = append(ok.HeadersToRemove, HeaderDryRun)
@@ -61,6 +93,7 @@ func (s *Server) allowResponse(d policy.Decision, tier policy.Tier, cr *authv3.C
 		}
 		_, query, _ := strings.Cut(httpReq.GetPath(), "?")
 		if q, err := readQuery(query); err == nil {
+			ok.QueryParametersToRemove = a.params[:0]
 			for _, p := range []int{paramToken, paramAPIKey} {
 				if q.n[p] == 0 {
 					continue
@@ -72,13 +105,24 @@ func (s *Server) allowResponse(d policy.Decision, tier policy.Tier, cr *authv3.C
 					ok.QueryParametersToRemove = append(ok.QueryParametersToRemove, raw)
 				}
 			}
+			ok.QueryParametersToRemove = nilIfEmpty(ok.QueryParametersToRemove)
 		}
 	}
-	return &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(codes.OK)},
-		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
-		DynamicMetadata: metadata(d),
+	ok.HeadersToRemove = nilIfEmpty(ok.HeadersToRemove)
+	a.status.Code = int32(codes.OK)
+	a.okWrap.OkResponse = ok
+	a.resp.Status, a.resp.HttpResponse, a.resp.DynamicMetadata = &a.status, &a.okWrap, a.meta.fill(d)
+	return &a.resp
+}
+
+// nilIfEmpty keeps an empty list nil, as it was before the answer lent
+// it room: the response is the same message either way, but not to
+// reflect.DeepEqual and the tests that compare with it.
+func nilIfEmpty[T any](l []T) []T {
+	if len(l) == 0 {
+		return nil
 	}
+	return l
 }
 
 // deniedResponse refuses the request with the response profile's status
@@ -108,16 +152,15 @@ func (s *Server) deniedResponse(d policy.Decision, tier policy.Tier) *authv3.Che
 			Headers: hdrs.list,
 			Body:    dn.body,
 		}},
-		DynamicMetadata: metadata(d),
+		DynamicMetadata: new(metadataBlock).fill(d),
 	}
 }
 
 // headerList builds header options that overwrite any the request or
-// response already has. It allocates its options in one block: a Check
+// response already has. It takes its options from a block: a Check
 // answers with up to ten headers, and one allocation beats twenty.
 type headerList struct {
-	size  int // options allocated at the first set
-	block []headerPair
+	block []headerPair // room for options; set takes the next
 	list  []*corev3.HeaderValueOption
 }
 
@@ -126,12 +169,12 @@ type headerPair struct {
 	val corev3.HeaderValue
 }
 
-func newHeaderList(n int) headerList { return headerList{size: n} }
+// newHeaderList returns a list with room for n options.
+func newHeaderList(n int) headerList {
+	return headerList{block: make([]headerPair, n), list: make([]*corev3.HeaderValueOption, 0, n)}
+}
 
 func (h *headerList) set(k, v string) {
-	if h.block == nil {
-		h.block, h.list = make([]headerPair, h.size), make([]*corev3.HeaderValueOption, 0, h.size)
-	}
 	var p *headerPair
 	if len(h.list) < len(h.block) {
 		p = &h.block[len(h.list)]
@@ -202,18 +245,19 @@ type errorDetail struct {
 	Message string          `json:"message"`
 }
 
-// metadataBlock holds a Check's metadata values and their oneof wrappers
-// in one allocation rather than two each: this runs on every Check.
+// metadataBlock holds a Check's metadata: the Struct, its values and
+// their oneof wrappers, in one allocation (or none of its own, inside an
+// answer) rather than two each: this runs on every Check.
 type metadataBlock struct {
+	st   structpb.Struct
 	vals [5]structpb.Value
 	strs [4]structpb.Value_StringValue
 	cost structpb.Value_NumberValue
 }
 
-// metadata is what Envoy's access log and rate-limit filter can read, under
-// the ext_authz filter's namespace.
-func metadata(d policy.Decision) *structpb.Struct {
-	m := new(metadataBlock)
+// fill makes m what Envoy's access log and rate-limit filter can read,
+// under the ext_authz filter's namespace.
+func (m *metadataBlock) fill(d policy.Decision) *structpb.Struct {
 	f := make(map[string]*structpb.Value, 5)
 	m.cost.NumberValue = float64(d.Cost)
 	m.vals[0].Kind = &m.cost
@@ -237,7 +281,8 @@ func metadata(d policy.Decision) *structpb.Struct {
 	if d.AccountRate.RPS > 0 {
 		f["account_rate_limit"] = rateLimitOverride(d.AccountRate)
 	}
-	return &structpb.Struct{Fields: f}
+	m.st.Fields = f
+	return &m.st
 }
 
 // rateLimitOverride is a rate limit as Envoy's rate-limit action reads a

@@ -11,6 +11,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.opentelemetry.io/otel/propagation"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -80,6 +81,12 @@ func NewServer(d Decider, cfg Config, log *slog.Logger, observe Observer) *Serve
 	return &Server{decider: d, cfg: cfg, log: log, observe: observe}
 }
 
+// ServerOptions are the gRPC server options Check is served with: Codec,
+// and nothing else yet.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(Codec{})}
+}
+
 // Check answers one authorization request. A deny is a CheckResponse; an
 // error means Tollgate could not decide, and Envoy's failure_mode_allow
 // says what happens then.
@@ -94,8 +101,9 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.Ch
 // check is Check, also returning the decision, for a span to describe.
 func (s *Server) check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, policy.Decision, error) {
 	start := time.Now()
-	var req policy.Request
-	d, err := s.decide(ctx, cr, &req)
+	a := new(answer)
+	req := &a.req
+	d, err := s.decide(ctx, cr, req)
 	if err != nil {
 		s.observe(d, err, time.Since(start))
 		code := codes.Unavailable
@@ -108,14 +116,14 @@ func (s *Server) check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.Ch
 	var resp *authv3.CheckResponse
 	switch {
 	case d.Allow:
-		resp = s.allowResponse(d, req.Tier, cr, "")
+		resp = s.allowResponse(a, d, req.Tier, cr, "")
 	case s.cfg.DryRun:
-		resp = s.allowResponse(d, req.Tier, cr, d.Code)
+		resp = s.allowResponse(a, d, req.Tier, cr, d.Code)
 	default:
 		resp = s.deniedResponse(d, req.Tier)
 	}
 	if !d.Allow {
-		s.logDeny(ctx, &req, d)
+		s.logDeny(ctx, req, d)
 	}
 	s.observe(d, nil, time.Since(start))
 	return resp, d, nil

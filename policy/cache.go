@@ -69,7 +69,8 @@ func (c CacheConfig) Validate() error {
 
 // Cache holds compiled policies by token hash in an LRU, with a TTL, a
 // separate negative cache for unknown tokens, one store query per key at a
-// time (singleflight), and eviction on notification. When the store fails,
+// time (singleflight) and concurrent misses for different keys batched
+// into one query (BatchStore), and eviction on notification. When the store fails,
 // it keeps serving what it has, up to MaxStaleness old. Once a membership
 // filter is loaded (LoadFilter), a token it rules out is refused without a
 // query.
@@ -100,6 +101,9 @@ type Cache struct {
 	filterMu         sync.Mutex
 	rebuild          chan struct{}
 	missLookups      allowance
+	// batches gathers concurrent misses into one query when the store can
+	// answer many at once; nil otherwise.
+	batches *batcher
 
 	stats struct {
 		hits, misses, negativeHits, evictions, staleServed atomic.Uint64
@@ -123,6 +127,9 @@ func NewCache(store Store, cfg CacheConfig, now func() time.Time, open Opener) (
 		rebuild: make(chan struct{}, 1)}
 	c.cfg.Store(&cfg)
 	c.loads.Store(new(singleflight.Group))
+	if bs, ok := store.(BatchStore); ok {
+		c.batches = &batcher{store: bs, timeout: func() time.Duration { return c.cfg.Load().StoreTimeout }}
+	}
 	return c, nil
 }
 
@@ -207,7 +214,7 @@ func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, err
 		// cancellation may cut it short.
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.StoreTimeout)
 		defer cancel()
-		t, a, err := c.store.TokenByHash(qctx, h)
+		t, a, err := c.lookup(qctx, h)
 		now := c.now().UnixNano()
 		if errors.Is(err, ErrNotFound) {
 			if c.gen.Load() == gen {
@@ -251,6 +258,14 @@ func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, err
 	case <-ctx.Done():
 		return Policy{}, &Error{Code: EUnavailable, Message: "token look-up abandoned", Err: ctx.Err()}
 	}
+}
+
+// lookup reads one token from the store, in a batch when it can.
+func (c *Cache) lookup(ctx context.Context, h Hash) (*Token, *Account, error) {
+	if c.batches != nil {
+		return c.batches.get(ctx, h)
+	}
+	return c.store.TokenByHash(ctx, h)
 }
 
 // Invalidate forgets the token key with hash h, known or unknown, and

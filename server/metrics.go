@@ -167,20 +167,33 @@ func (m *metrics) observe(d policy.Decision, err error, elapsed time.Duration) {
 	}
 }
 
-// timedStore times the store's look-ups for the metrics.
-// With tracing, each look-up is a span, a child of the Check that asked
-// (the cache's query keeps the asking Check's context values).
+// timedStore times the store's look-ups for the metrics: one look-up or a
+// batch of them (one query either way). With tracing, each is a span, a
+// child of the Check that asked (the cache's query keeps the asking
+// Check's context values; a batch's, the first asker's).
 type timedStore struct {
-	policy.Store
+	policy.BatchStore
 	m      *metrics
 	traces *tracing // nil without tracing
 	system string   // the store's dialect, for the span
 }
 
+func (s timedStore) TokensByHash(ctx context.Context, hs []policy.Hash) (map[policy.Hash]policy.Loaded, error) {
+	ctx, span := s.traces.start(ctx, "tollgate.store.TokensByHash", attribute.String("db.system.name", s.system), attribute.Int("tollgate.batch_size", len(hs)))
+	start := time.Now()
+	found, err := s.BatchStore.TokensByHash(ctx, hs)
+	s.m.storeTime.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.m.storeErrors.Inc()
+	}
+	s.traces.end(span, err)
+	return found, err
+}
+
 func (s timedStore) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *policy.Account, error) {
 	ctx, span := s.traces.start(ctx, "tollgate.store.TokenByHash", attribute.String("db.system.name", s.system))
 	start := time.Now()
-	t, a, err := s.Store.TokenByHash(ctx, h)
+	t, a, err := s.BatchStore.TokenByHash(ctx, h)
 	s.m.storeTime.Observe(time.Since(start).Seconds())
 	failure := err
 	if err != nil && policy.ErrorCode(err) == policy.ENotFound {

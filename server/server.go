@@ -162,7 +162,7 @@ func (s *Server) build() error {
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
-	s.cache, err = policy.NewCache(timedStore{Store: s.db, m: m, traces: s.traces, system: string(s.db.Dialect())}, s.cfg.Cache, time.Now, open)
+	s.cache, err = policy.NewCache(timedStore{BatchStore: s.db, m: m, traces: s.traces, system: string(s.db.Dialect())}, s.cfg.Cache, time.Now, open)
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
@@ -208,7 +208,7 @@ func (s *Server) build() error {
 	decider := policy.NewDecider(s.cache, s.meter, time.Now, eval)
 	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
 	// rather than a gRPC error.
-	grpcOpts := []grpc.ServerOption{grpc.ForceServerCodecV2(extauthz.Codec{})}
+	grpcOpts := extauthz.ServerOptions()
 	lt, err := s.listenerTLS()
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/tollgate/tollgate/policy"
 )
@@ -16,43 +17,98 @@ import (
 // hash h, with its account, in one indexed query: this is Check's cache
 // miss. It returns an error wrapping policy.ErrNotFound for an unknown hash.
 func (db *DB) TokenByHash(ctx context.Context, h policy.Hash) (*policy.Token, *policy.Account, error) {
-	var r struct {
-		tokenRow
-		AName        string     `db:"a_name"`
-		APremium     bool       `db:"a_premium"`
-		ACreditQuota *int64     `db:"a_credit_quota"`
-		ARateRPS     *int64     `db:"a_rate_limit_rps"`
-		ARateBurst   *int64     `db:"a_rate_limit_burst"`
-		ACreatedAt   time.Time  `db:"a_created_at"`
-		AUpdatedAt   time.Time  `db:"a_updated_at"`
-		KeyExpiresAt *time.Time `db:"key_expires_at"`
-	}
-	stmt, err := db.prepared(ctx, byHashQuery)
+	stmt, err := db.prepared(ctx, byHashQuery+` WHERE k.hash = ?`+liveKey)
 	if err != nil {
 		return nil, nil, wrapErr("prepare token by hash", err)
 	}
+	var r byHashRow
 	if err := stmt.GetContext(ctx, &r, h[:], db.now()); err != nil {
 		return nil, nil, wrapErr("token by hash", err)
 	}
+	l, err := r.loaded()
+	return l.Token, l.Account, err
+}
+
+// TokensByHash is TokenByHash for many hashes in one query: the cache
+// batches concurrent misses through it. A hash without a live key is
+// absent from the map.
+func (db *DB) TokensByHash(ctx context.Context, hs []policy.Hash) (map[policy.Hash]policy.Loaded, error) {
+	keys := make([][]byte, len(hs))
+	for i := range hs {
+		keys[i] = hs[i][:]
+	}
+	var rows []byHashRow
+	switch db.dialect {
+	case Postgres:
+		// One prepared statement for every batch size.
+		stmt, err := db.prepared(ctx, byHashQuery+` WHERE k.hash = ANY(?)`+liveKey)
+		if err != nil {
+			return nil, wrapErr("prepare tokens by hash", err)
+		}
+		if err := stmt.SelectContext(ctx, &rows, pq.ByteaArray(keys), db.now()); err != nil {
+			return nil, wrapErr("tokens by hash", err)
+		}
+	default:
+		q, args, err := sqlx.In(byHashQuery+` WHERE k.hash IN (?)`+liveKey, keys, db.now())
+		if err != nil {
+			return nil, wrapErr("tokens by hash", err)
+		}
+		if err := db.db.SelectContext(ctx, &rows, db.db.Rebind(q), args...); err != nil {
+			return nil, wrapErr("tokens by hash", err)
+		}
+	}
+	out := make(map[policy.Hash]policy.Loaded, len(rows))
+	for i := range rows {
+		var h policy.Hash
+		if len(rows[i].Hash) != len(h) {
+			return nil, fmt.Errorf("tokens by hash: a key hash of %d bytes", len(rows[i].Hash))
+		}
+		copy(h[:], rows[i].Hash)
+		l, err := rows[i].loaded()
+		if err != nil {
+			return nil, err
+		}
+		out[h] = l
+	}
+	return out, nil
+}
+
+// byHashRow is a row of byHashQuery.
+type byHashRow struct {
+	tokenRow
+	Hash         []byte     `db:"key_hash"`
+	AName        string     `db:"a_name"`
+	APremium     bool       `db:"a_premium"`
+	ACreditQuota *int64     `db:"a_credit_quota"`
+	ARateRPS     *int64     `db:"a_rate_limit_rps"`
+	ARateBurst   *int64     `db:"a_rate_limit_burst"`
+	ACreatedAt   time.Time  `db:"a_created_at"`
+	AUpdatedAt   time.Time  `db:"a_updated_at"`
+	KeyExpiresAt *time.Time `db:"key_expires_at"`
+}
+
+func (r *byHashRow) loaded() (policy.Loaded, error) {
 	t, err := r.token()
 	if err != nil {
-		return nil, nil, err
+		return policy.Loaded{}, err
 	}
 	t.KeyExpiresAt = utcPtr(r.KeyExpiresAt)
 	a := &policy.Account{ID: t.AccountID, Name: r.AName, Premium: r.APremium, CreditQuota: r.ACreditQuota,
 		RateLimit: rateLimitOf(r.ARateRPS, r.ARateBurst), CreatedAt: r.ACreatedAt.UTC(), UpdatedAt: r.AUpdatedAt.UTC()}
-	return t, a, nil
+	return policy.Loaded{Token: t, Account: a}, nil
 }
 
-// byHashQuery is a cache miss's one query.
+// byHashQuery is a cache miss's query, without its WHERE clause.
 const byHashQuery = `SELECT ` + tokenColumns + `,
 		a.name AS a_name, a.premium AS a_premium, a.credit_quota AS a_credit_quota,
 		a.rate_limit_rps AS a_rate_limit_rps, a.rate_limit_burst AS a_rate_limit_burst,
-		a.created_at AS a_created_at, a.updated_at AS a_updated_at, k.expires_at AS key_expires_at
+		a.created_at AS a_created_at, a.updated_at AS a_updated_at, k.expires_at AS key_expires_at, k.hash AS key_hash
 	FROM token_keys k
 	JOIN tokens t ON t.id = k.token_id
-	JOIN accounts a ON a.id = t.account_id
-	WHERE k.hash = ? AND (k.expires_at IS NULL OR k.expires_at > ?)`
+	JOIN accounts a ON a.id = t.account_id`
+
+// liveKey keeps byHashQuery to keys that have not expired.
+const liveKey = ` AND (k.expires_at IS NULL OR k.expires_at > ?)`
 
 // CreateToken validates and stores a new token and returns its value, which
 // exists nowhere else: show it to the user once. The token's ID, Prefix and

@@ -36,6 +36,7 @@ func run(ctx context.Context, args []string) error {
 	tollgate := fs.String("tollgate", "bin/tollgate", "the tollgate binary")
 	noop := fs.String("noop", "bin/noopauthz", "the no-op ext_authz binary")
 	ghz := fs.String("ghz", "", "a ghz binary, for a closed-loop cross-check (bench)")
+	opa := fs.String("opa", "", "a bench/opa binary, to compare with OPA (bench)")
 	admin := fs.String("admin-url", cmp.Or(os.Getenv("TOLLGATE_TEST_DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
 		"Postgres URL of a user that may create databases")
 	work := fs.String("work-dir", "bench-out", "where server logs and reports go")
@@ -61,7 +62,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	switch *mode {
 	case "bench":
-		cfg := bench.Config{Tollgate: *tollgate, Noop: *noop, Ghz: *ghz, AdminURL: *admin, WorkDir: *work,
+		cfg := bench.Config{Tollgate: *tollgate, Noop: *noop, Ghz: *ghz, OPA: *opa, AdminURL: *admin, WorkDir: *work,
 			Rates: []float64{2000, 5000}, ColdRate: 200, KeepDB: *keep, Log: os.Stderr}
 		if *quick {
 			cfg = bench.Quick(cfg)
