@@ -158,7 +158,6 @@ func (h *Handler) routes() []route {
 		{method: "GET", path: "/v3/tokens/{token}", public: true, handle: h.cartoRoute(h.cartoGet)},
 		{method: "PATCH", path: "/v3/tokens/{token}", public: true, handle: h.cartoRoute(h.cartoUpdate)},
 		{method: "DELETE", path: "/v3/tokens/{token}", public: true, handle: h.cartoRoute(h.cartoDelete)},
-
 	}, h.alertRoutes()...)
 }
 
