@@ -42,7 +42,10 @@ type batcher struct {
 
 // lookup is one hash's place in a batch; done closes when it is answered.
 type lookup struct {
-	h    Hash
+	h Hash
+	// ctx carries the asker's values (a trace) to the query, never its
+	// cancellation.
+	ctx  context.Context
 	got  Loaded
 	err  error
 	done chan struct{}
@@ -52,7 +55,7 @@ type lookup struct {
 // ErrNotFound when h has no live key, and the batch's error, if its query
 // failed, to every look-up of that batch alone.
 func (b *batcher) get(ctx context.Context, h Hash) (*Token, *Account, error) {
-	l := &lookup{h: h, done: make(chan struct{})}
+	l := &lookup{h: h, ctx: ctx, done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, l)
 	start := !b.running
@@ -93,8 +96,9 @@ func (b *batcher) query(batch []*lookup) {
 		hs[i] = l.h
 	}
 	// The query serves every look-up of the batch, so none of their
-	// contexts may cut it short; it has the one look-up's deadline.
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout())
+	// contexts may cut it short; it has the one look-up's deadline, and
+	// the first asker's values, so that a trace shows it under that Check.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), b.timeout())
 	found, err := b.store.TokensByHash(ctx, hs)
 	cancel()
 	for _, l := range batch {

@@ -169,7 +169,7 @@ func TestTracesJoinEnvoys(t *testing.T) {
 				switch sp.GetName() {
 				case "tollgate.Check":
 					checkSpan = sp
-				case "tollgate.store.TokenByHash":
+				case "tollgate.store.TokenByHash", "tollgate.store.TokensByHash":
 					storeSpan = sp
 				}
 			}
