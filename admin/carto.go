@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -128,23 +127,15 @@ func (h *Handler) cartoCreate(w http.ResponseWriter, r *http.Request, p *princip
 }
 
 func (h *Handler) cartoList(w http.ResponseWriter, r *http.Request, p *principal) error {
-	limit := 100
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			return &policy.Error{Code: policy.EInvalid, Field: "limit", Message: "must be a whole number from 1 to 1000"}
-		}
-		limit = n
+	limit, err := pageLimit(r)
+	if err != nil {
+		return err
 	}
 	toks, err := h.svc.ListTokens(r.Context(), p.Principal, manage.TokenFilter{After: r.URL.Query().Get("after"), Limit: limit + 1})
 	if err != nil {
 		return err
 	}
-	var next *string
-	if len(toks) > limit {
-		toks = toks[:limit]
-		next = &toks[limit-1].ID
-	}
+	toks, next := page(toks, limit)
 	out := make([]cartoToken, len(toks))
 	for i, t := range toks {
 		out[i] = toCarto(t, "")

@@ -24,14 +24,32 @@ type apiToken struct {
 	SigningSecret string `json:"signing_secret,omitempty"`
 }
 
+// pageLimit reads a list's ?limit=: 100 when absent, at most 1000.
+func pageLimit(r *http.Request) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, &policy.Error{Code: policy.EInvalid, Field: "limit", Message: "must be a whole number from 1 to 1000"}
+	}
+	return n, nil
+}
+
+// page cuts a list asked for with limit+1 to limit, and returns the id to
+// list after for the next page, or nil on the last.
+func page(toks []*policy.Token, limit int) ([]*policy.Token, *string) {
+	if len(toks) <= limit {
+		return toks, nil
+	}
+	return toks[:limit], &toks[limit-1].ID
+}
+
 func (h *Handler) listTokens(w http.ResponseWriter, r *http.Request, p *principal) error {
-	limit := 100
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			return &policy.Error{Code: policy.EInvalid, Field: "limit", Message: "must be a whole number from 1 to 1000"}
-		}
-		limit = n
+	limit, err := pageLimit(r)
+	if err != nil {
+		return err
 	}
 	// Members see their own tokens; admins every token of the account, or
 	// with owner=me their own.
@@ -43,11 +61,7 @@ func (h *Handler) listTokens(w http.ResponseWriter, r *http.Request, p *principa
 	if err != nil {
 		return err
 	}
-	var next *string
-	if len(toks) > limit {
-		toks = toks[:limit]
-		next = &toks[limit-1].ID
-	}
+	toks, next := page(toks, limit)
 	out, err := h.withCredits(r.Context(), toks)
 	if err != nil {
 		return err
