@@ -186,7 +186,18 @@ func testConsoleAccount(t *testing.T, width, height int64, phone bool) {
 		chromedp.SendKeys(css("#signin-email"), tg.email),
 		chromedp.SendKeys(css("#signin-password"), next),
 		chromedp.Click(css("#signin-submit")),
-		chromedp.WaitVisible(css("#tokens-title")))
+		chromedp.WaitVisible(css("#tokens-title")),
+		chromedp.WaitVisible(css("#open-audit")))
+
+	// Step down once another admin exists: the admins' controls go.
+	b.Do(t, "make the teammate an admin and step down", chromedp.Click(css("#nav-teammates")),
+		Poll(`document.querySelectorAll('#users-body select.role-select').length === 2`),
+		chromedp.SetValue(css(graceRole), "admin"),
+		Poll(fmt.Sprintf(`!document.querySelector(%q).disabled`, graceRole)),
+		chromedp.SetValue(css(meRole), "member"),
+		Poll(`document.querySelectorAll('#users-body select.role-select').length === 0`),
+		chromedp.WaitNotVisible(css("#open-audit")))
+	waitRole(t, tg, tg.user.ID, policy.RoleMember)
 
 	for _, e := range b.Errors() {
 		t.Errorf("page error: %s", e)

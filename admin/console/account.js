@@ -261,6 +261,11 @@ function forget({ forms }) {
 let signingOut = false;
 
 function watchSignIn() {
+  // The header shows or changes who is signed in (a sign-in, stepping
+  // down from admin): the Audit log is for admins only.
+  const auditShown = () => {
+    $('open-audit').hidden = !state.admin || !state.user;
+  };
   $('sign-out').addEventListener('click', () => {
     signingOut = true;
   }, { capture: true });
@@ -272,11 +277,10 @@ function watchSignIn() {
       forget({ forms: signingOut });
       signingOut = false;
     }
-    $('open-audit').hidden = !state.admin || !state.user;
+    auditShown();
   }).observe($('page-signin'), { attributes: true, attributeFilter: ['hidden'] });
-  new MutationObserver(() => {
-    $('open-audit').hidden = !state.admin || !state.user;
-  }).observe($('who'), { attributes: true, attributeFilter: ['hidden'] });
+  new MutationObserver(auditShown).observe($('who'), { attributes: true, attributeFilter: ['hidden'] });
+  new MutationObserver(auditShown).observe($('who-email'), { childList: true, characterData: true, subtree: true });
   new MutationObserver(decorateTokenRows).observe($('tokens-body'), { childList: true });
   for (const d of ['account-dialog', 'audit-dialog']) {
     $(d).addEventListener('close', () => {
