@@ -62,6 +62,10 @@ func (h *Handler) getAccount(w http.ResponseWriter, r *http.Request, p *principa
 	writeJSON(w, http.StatusOK, map[string]any{
 		"account": a, "plan": map[bool]string{true: "premium", false: "core"}[a.Premium],
 		"period": string(h.cfg.Period), "period_start": period, "credits_used": used[a.ID], "credit_quota": a.CreditQuota,
+		// Whether tokens may require signed requests: their signing
+		// secrets are sealed with the server's encryption key. The console
+		// offers the setting only when it can work.
+		"signing_available": h.cfg.Box != nil,
 	})
 	return nil
 }

@@ -70,6 +70,14 @@ type Store interface {
 	Audit(ctx context.Context, e policy.AuditEntry) error
 	ListAudit(ctx context.Context, accountID string, before int64, limit int) ([]policy.AuditEntry, error)
 
+	// Leaks lists reported leaks of an account's tokens, newest first:
+	// of one token, or of one user's ("" for every token).
+	Leaks(ctx context.Context, accountID, tokenID, userID string, limit int) ([]policy.Leak, error)
+	// Flags lists anomaly flags likewise, open ones only when open is set.
+	Flags(ctx context.Context, accountID, tokenID, userID string, open bool, limit int) ([]policy.Flag, error)
+	Flag(ctx context.Context, id int64) (*policy.Flag, error)
+	ResolveFlag(ctx context.Context, id int64, by string) (*policy.Flag, error)
+
 	// CreditsUsed returns the credits each subject used in the period.
 	CreditsUsed(ctx context.Context, subjects []string, period time.Time) (map[string]int64, error)
 	// Usage returns a token's daily usage between two days (YYYY-MM-DD).
@@ -127,7 +135,7 @@ func New(db Store, cfg Config, log *slog.Logger) *Handler {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func (h *Handler) routes() []route {
-	return []route{
+	return append([]route{
 		{method: "POST", path: "/v1/session", public: true, handle: h.signIn},
 		{method: "GET", path: "/v1/session", handle: h.whoAmI},
 		{method: "DELETE", path: "/v1/session", handle: h.signOut},
@@ -147,7 +155,7 @@ func (h *Handler) routes() []route {
 		{method: "PUT", path: "/v1/users/{id}/password", handle: h.setPassword},
 		{method: "GET", path: "/v1/audit", handle: h.listAudit},
 		{method: "GET", path: "/v1/openapi.json", public: true, handle: serveOpenAPI},
-	}
+	}, h.alertRoutes()...)
 }
 
 // principal is who a request acts for, and from where (for the audit log).

@@ -23,7 +23,7 @@ var (
 	errTokenConflict = &policy.Error{Code: policy.EUnauthorized, Field: "X-API-Key",
 		Message: "the request carries two different tokens (Authorization: Bearer and X-API-Key); send one"}
 	errNoSigningKey = &policy.Error{Code: policy.EUnavailable,
-		Message: "this token requires signed requests and this server has no encryption key (TOLLGATE_ENCRYPTION_KEY) to check them"}
+		Message: "this token requires signed requests and this server has no encryption key to check them"}
 )
 
 // bearerValue finds the token a request carries: Authorization: Bearer, or

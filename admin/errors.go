@@ -1,10 +1,17 @@
 package admin
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
 
 	"github.com/tollgate/tollgate/policy"
 )
@@ -84,7 +91,7 @@ func decode(r *http.Request, v any) error {
 		if errors.As(err, &tooLarge) {
 			return err
 		}
-		return &policy.Error{Code: policy.EInvalid, Message: "the body is not valid JSON for this request: " + err.Error()}
+		return jsonError("", err)
 	}
 	if dec.More() {
 		return &policy.Error{Code: policy.EInvalid, Message: "the body holds more than one JSON value"}
@@ -93,3 +100,92 @@ func decode(r *http.Request, v any) error {
 }
 
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
+
+// jsonError turns an error of encoding/json into a sentence about the input
+// that names the field at fault: the text of json's own errors speaks of Go
+// types ("cannot unmarshal number 1e+23 into Go value of type int64").
+// field is the field a value was decoded for ("" for a whole body); a
+// handler that decodes one field at a time passes each error through it.
+func jsonError(field string, err error) *policy.Error {
+	if pe, ok := errors.AsType[*policy.Error](err); ok {
+		// A type's own UnmarshalJSON (policy.Actions) already speaks plainly.
+		return &policy.Error{Code: policy.EInvalid, Field: cmp.Or(field, pe.Field), Message: pe.Message}
+	}
+	invalid := func(f, format string, args ...any) *policy.Error {
+		return &policy.Error{Code: policy.EInvalid, Field: f, Message: fmt.Sprintf(format, args...)}
+	}
+	if errors.Is(err, errNull) {
+		return invalid(field, "%s cannot be null; give it a value.", quoteField(field))
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		path := te.Field
+		if field != "" && path != "" {
+			path = field + "." + path
+		} else if field != "" {
+			path = field
+		}
+		top, _, _ := strings.Cut(path, ".")
+		return invalid(top, "%s %s.", quoteField(path), wantType(te))
+	}
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		if field != "" {
+			return invalid(field, "%s is not valid JSON (near character %d of its value).", quoteField(field), se.Offset)
+		}
+		return invalid("", "The body is not valid JSON (near character %d).", se.Offset)
+	}
+	if errors.Is(err, io.EOF) && field == "" {
+		return invalid("", "The body is empty; send a JSON object.")
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return invalid(field, "The JSON ends before its value is complete.")
+	}
+	// json reports an unknown field only in its text.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		name, _ = strconv.Unquote(name)
+		if field != "" {
+			name = field + "." + name
+		}
+		top, _, _ := strings.Cut(name, ".")
+		return invalid(top, "%s is not a field of this request.", quoteField(name))
+	}
+	return invalid(field, "The value of %s could not be read as JSON.", quoteField(cmp.Or(field, "the body")))
+}
+
+// wantType says what a value of te's Go type must be, or, for a whole
+// number too large for it, what range it must be in.
+func wantType(te *json.UnmarshalTypeError) string {
+	switch te.Type.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if n, ok := strings.CutPrefix(te.Value, "number "); ok {
+			if f, err := strconv.ParseFloat(n, 64); err == nil && f == math.Trunc(f) {
+				if f < 0 {
+					return fmt.Sprintf("is too small: give a whole number from %d", int64(math.MinInt64)>>(64-te.Type.Bits()))
+				}
+				return fmt.Sprintf("is too large: give a whole number up to %d", int64(math.MaxInt64)>>(64-te.Type.Bits()))
+			}
+		}
+		return "must be a whole number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "must be a whole number, not negative"
+	case reflect.Float32, reflect.Float64:
+		return "must be a number"
+	case reflect.Bool:
+		return "must be true or false"
+	case reflect.String:
+		return "must be text, in double quotes"
+	case reflect.Slice, reflect.Array:
+		return "must be a list, in square brackets"
+	case reflect.Map, reflect.Struct:
+		return "must be an object, in curly braces"
+	case reflect.Pointer:
+		return wantType(&json.UnmarshalTypeError{Value: te.Value, Type: te.Type.Elem()})
+	}
+	return "has the wrong type"
+}
+
+func quoteField(f string) string {
+	if f == "" {
+		return "The value"
+	}
+	return strconv.Quote(f)
+}

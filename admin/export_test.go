@@ -54,3 +54,9 @@ func ClientIP(r *http.Request, hops int) netip.Addr { return clientIP(r, hops) }
 
 // BearerValue is bearerValue, for its fuzz target.
 func BearerValue(r *http.Request) (string, error) { return bearerValue(r) }
+
+// JSONError is jsonError, for the test of its sentences.
+func JSONError(field string, err error) (code, errField, message string) {
+	pe := jsonError(field, err)
+	return string(pe.Code), pe.Field, pe.Message
+}

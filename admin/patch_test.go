@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/tollgate/tollgate/store"
@@ -49,4 +50,24 @@ func same(a, b any) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
+}
+
+// TestPatchWrongTypes: a field of the wrong type, or a number out of
+// range, is refused with a sentence naming the field, never with the JSON
+// decoder's words about Go types.
+func TestPatchWrongTypes(t *testing.T) {
+	f := newFixture(t, store.SQLite)
+	c := f.alice
+	id := c.do("POST", "/v1/tokens", map[string]any{}).want(t, "create", 201).str("id")
+	for field, v := range map[string]any{
+		"core": "yes", "credit_limit": json.RawMessage("1e23"), "nickname": 5, "allowed_ips": "10.0.0.0/8",
+		"rate_limit": map[string]any{"rps": "fast"},
+	} {
+		r := c.do("PATCH", "/v1/tokens/"+id, map[string]any{field: v}).want(t, field, 400, "invalid", field)
+		e, _ := r.body["error"].(map[string]any)
+		msg, _ := e["message"].(string)
+		if strings.Contains(msg, "json:") || strings.Contains(msg, "Go value") || strings.Contains(msg, "int64") {
+			t.Errorf("%s: message %q speaks Go", field, msg)
+		}
+	}
 }

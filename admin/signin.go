@@ -53,11 +53,11 @@ func DefaultSignInConfig() SignInConfig {
 func (c SignInConfig) Validate() error {
 	switch {
 	case c.EmailFailures < 1 || c.EmailWindow <= 0:
-		return errors.New("signin-email-failures must be >= 1 and signin-email-window > 0")
+		return errors.New("the sign-in failures allowed per email must be >= 1 and their window > 0")
 	case c.IPFailures < 1 || c.IPWindow <= 0:
-		return errors.New("signin-ip-failures must be >= 1 and signin-ip-window > 0")
+		return errors.New("the sign-in failures allowed per client address must be >= 1 and their window > 0")
 	case c.Workers < 1 || c.Queue < 0:
-		return errors.New("signin-workers must be >= 1 and signin-queue >= 0")
+		return errors.New("the password-hashing workers must be >= 1 and their queue >= 0")
 	}
 	return nil
 }

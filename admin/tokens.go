@@ -271,10 +271,7 @@ func tokenPatch(body map[string]json.RawMessage) (*policy.TokenPatch, error) {
 			return nil, &policy.Error{Code: policy.EInvalid, Field: k, Message: "is not a token field"}
 		}
 		if err != nil {
-			if pe, ok := errors.AsType[*policy.Error](err); ok {
-				return nil, &policy.Error{Code: policy.EInvalid, Field: k, Message: pe.Message}
-			}
-			return nil, &policy.Error{Code: policy.EInvalid, Field: k, Message: "has the wrong type: " + err.Error()}
+			return nil, jsonError(k, err)
 		}
 	}
 	return &p, nil

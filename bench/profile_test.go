@@ -82,7 +82,7 @@ func BenchmarkMiss(b *testing.B) {
 func BenchmarkServerCheck(b *testing.B) {
 	u, toks := seedForProfile(b, 1000)
 	cfg := server.DefaultConfig()
-	cfg.GRPCAddr, cfg.HTTPAddr, cfg.MetricsAddr, cfg.DatabaseURL = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", u
+	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Listen.Metrics, cfg.Store.URL = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", u
 	cfg.ExtAuthz.TrustedHops = 1
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -37,7 +37,7 @@ func TestConsoleAccount(t *testing.T) {
 
 func testConsoleAccount(t *testing.T, width, height int64, phone bool) {
 	b := MustStartBrowser(t)
-	tg := MustStartTollgate(t, func(c *server.Config) { c.EncryptionKey = make([]byte, 32) })
+	tg := MustStartTollgate(t, func(c *server.Config) { c.Signing.EncryptionKey = make([]byte, 32) })
 	seed(t, tg)
 	const teammate, teammatePassword = "grace@acme.test", "teammate password 1"
 	hash, err := manage.HashPassword(teammatePassword)
@@ -84,7 +84,7 @@ func testConsoleAccount(t *testing.T, width, height int64, phone bool) {
 	if got := Eval[int](t, b, `document.querySelectorAll('#tokens-body .copy-again').length`); got != 0 {
 		t.Errorf("Copy buttons before a kept value exists: got %d, want 0", got)
 	}
-	b.Do(t, "create a token", chromedp.Click(css("#create-token")), chromedp.WaitVisible(css("#confirm-dialog")),
+	b.Do(t, "create a token", chromedp.Click(css("#quick-token")), chromedp.WaitVisible(css("#confirm-dialog")),
 		chromedp.Click(css("#confirm-ok")), chromedp.WaitVisible(css("#new-token-value")),
 		Poll(`document.querySelectorAll('#tokens-body .copy-again').length === 1`))
 	value := Eval[string](t, b, `document.getElementById('new-token-value').value`)
@@ -220,10 +220,10 @@ func waitRole(t *testing.T, tg *tollgate, id string, want policy.Role) {
 	t.Fatalf("user %s never became %s", id, want)
 }
 
-// session is a console session held outside the browser.
-type session struct{ c *http.Client }
+// outsideSession is a console session held outside the browser.
+type outsideSession struct{ c *http.Client }
 
-func httpSignIn(t *testing.T, base, email, password string) session {
+func httpSignIn(t *testing.T, base, email, password string) outsideSession {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}
@@ -236,10 +236,10 @@ func httpSignIn(t *testing.T, base, email, password string) session {
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("sign in as %s: status %d", email, res.StatusCode)
 	}
-	return session{c}
+	return outsideSession{c}
 }
 
-func (s session) status(t *testing.T, url string) int {
+func (s outsideSession) status(t *testing.T, url string) int {
 	t.Helper()
 	res, err := s.c.Get(url)
 	if err != nil {

@@ -55,8 +55,9 @@ func TestConsole(t *testing.T) {
 		chromedp.WaitVisible(css("#tokens-title")),
 		Poll(`document.querySelectorAll('#tokens-body tr').length === 3`))
 
-	// Create a token: a confirmation, then the value, once, with Copy.
-	b.Do(t, "ask to create a token", chromedp.Click(css("#create-token")), chromedp.WaitVisible(css("#confirm-dialog")))
+	// Add a publishable token, the quick way: a confirmation, then the
+	// value, once, with Copy.
+	b.Do(t, "ask to add a publishable token", chromedp.Click(css("#quick-token")), chromedp.WaitVisible(css("#confirm-dialog")))
 	if !Eval[bool](t, b, focusIn("confirm-dialog")) {
 		t.Error("the confirmation dialog did not get focus")
 	}

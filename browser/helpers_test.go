@@ -53,11 +53,11 @@ func MustStartTollgate(tb testing.TB, opts ...func(*server.Config)) *tollgate {
 	tb.Helper()
 	dbURL := storetest.URL(tb, store.SQLite)
 	cfg := server.DefaultConfig()
-	cfg.GRPCAddr, cfg.HTTPAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DatabaseURL = dbURL
-	cfg.InsecureCookies = true
-	cfg.ResyncInterval = 100 * time.Millisecond
-	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Listen.Metrics = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Store.URL = dbURL
+	cfg.API.InsecureCookies = true
+	cfg.Store.ResyncInterval = 100 * time.Millisecond
+	cfg.Shutdown.Timeout = 5 * time.Second
 	for _, o := range opts {
 		o(&cfg)
 	}

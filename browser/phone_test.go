@@ -49,7 +49,7 @@ func TestConsolePhone(t *testing.T) {
 	}
 
 	// Create a token: the value and its example requests fit too.
-	b.Do(t, "create a token", chromedp.Click(css("#create-token")), chromedp.WaitVisible(css("#confirm-dialog")),
+	b.Do(t, "create a token", chromedp.Click(css("#quick-token")), chromedp.WaitVisible(css("#confirm-dialog")),
 		chromedp.Click(css("#confirm-ok")), chromedp.WaitVisible(css("#new-token-value")))
 	mustFitWidth(t, b, "tokens page with a new token's value")
 	saveScreenshot(t, "console-phone.png", Run(t, b, "take a screenshot", chromedp.FullScreenshot(100)))

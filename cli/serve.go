@@ -32,10 +32,12 @@ type serveSettings struct {
 	cfg                                                     server.Config
 	demo                                                    bool
 	configFile                                              string
-	configData                                              []byte // the config file as it was read
+	configData                                              []byte         // the config file as it was read
+	flags                                                   *pflag.FlagSet // as resolved
 	creditPeriod                                            string
 	encryptionKeyFile                                       string
 	tokenSources, grantFree, logLevel, logFormat, denyLevel string
+	responseProfile                                         string
 }
 
 func newServeSettings() *serveSettings { return &serveSettings{cfg: server.DefaultConfig()} }
@@ -43,61 +45,93 @@ func newServeSettings() *serveSettings { return &serveSettings{cfg: server.Defau
 func (st *serveSettings) bind(f *pflag.FlagSet) {
 	cfg := &st.cfg
 	f.StringVar(&st.configFile, "config", "", "YAML file of settings (keys are flag names); re-read on SIGHUP and when it changes")
-	f.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "ext_authz gRPC listen address")
-	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address for /healthz, /readyz, the Tokens API (/v1) and the console")
-	f.StringVar(&cfg.AuthzHTTPAddr, "authz-http-addr", "", "HTTP listen address for authorization subrequests from Envoy http_service, nginx auth_request, Caddy or Traefik forward auth (off when empty)")
-	f.StringVar(&cfg.AuthzHTTPPrefix, "authz-http-prefix", cfg.AuthzHTTPPrefix, "path prefix Envoy's http_service puts before the original path on --authz-http-addr")
-	f.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "HTTP listen address for /metrics alone, apart from the Tokens API and console")
-	f.StringVar(&cfg.ListenDatabaseURL, "listen-database-url", "", "direct Postgres URL for LISTEN when --database-url goes through a transaction pooler (default: --database-url)")
-	f.IntVar(&cfg.DBMaxConns, "db-max-conns", cfg.DBMaxConns, "most open connections in the store's pool (plus one for LISTEN)")
-	f.BoolVar(&cfg.Migrate, "migrate", false, "migrate the database before serving")
+	f.StringVar(&cfg.Listen.GRPC, "grpc-addr", cfg.Listen.GRPC, "ext_authz gRPC listen address")
+	f.StringVar(&cfg.Listen.HTTP, "http-addr", cfg.Listen.HTTP, "HTTP listen address for /healthz, /readyz, the Tokens API (/v1) and the console")
+	f.StringVar(&cfg.Listen.AuthzHTTP, "authz-http-addr", "", "HTTP listen address for authorization subrequests from Envoy http_service, nginx auth_request, Caddy or Traefik forward auth (off when empty)")
+	f.StringVar(&cfg.Listen.AuthzHTTPPrefix, "authz-http-prefix", cfg.Listen.AuthzHTTPPrefix, "path prefix Envoy's http_service puts before the original path on --authz-http-addr")
+	f.StringVar(&cfg.Listen.Metrics, "metrics-addr", cfg.Listen.Metrics, "HTTP listen address for /metrics alone, apart from the Tokens API and console")
+	f.StringVar(&cfg.Store.ListenURL, "listen-database-url", "", "direct Postgres URL for LISTEN when --database-url goes through a transaction pooler (default: --database-url)")
+	f.IntVar(&cfg.Store.MaxConns, "db-max-conns", cfg.Store.MaxConns, "most open connections in the store's pool (plus one for LISTEN)")
+	f.BoolVar(&cfg.Store.Migrate, "migrate", false, "migrate the database before serving")
 	f.BoolVar(&st.demo, "demo", false, "seed a demo account with a publishable and a secret token, and print how to try them")
-	f.IntVar(&cfg.Cache.Size, "cache-size", cfg.Cache.Size, "token policies cached (about 200 bytes each) [reloadable]")
-	f.DurationVar(&cfg.Cache.TTL, "cache-ttl", cfg.Cache.TTL, "how long a cached policy is used before it is read again; changes evict at once, this bounds a lost notification [reloadable]")
-	f.IntVar(&cfg.Cache.NegativeSize, "negative-cache-size", cfg.Cache.NegativeSize, "unknown tokens remembered [reloadable]")
-	f.DurationVar(&cfg.Cache.NegativeTTL, "negative-cache-ttl", cfg.Cache.NegativeTTL, "how long an unknown token is remembered as unknown [reloadable]")
-	f.DurationVar(&cfg.Cache.MaxStaleness, "max-staleness", cfg.Cache.MaxStaleness, "while the store is down, cached policies up to this old keep serving [reloadable]")
-	f.DurationVar(&cfg.Cache.StoreTimeout, "store-timeout", cfg.Cache.StoreTimeout, "deadline of one store look-up (a cache miss); keep it below Envoy's check timeout [reloadable]")
+	f.IntVar(&cfg.Cache.Size, "cache-size", cfg.Cache.Size, "token policies cached (about 200 bytes each)")
+	f.DurationVar(&cfg.Cache.TTL, "cache-ttl", cfg.Cache.TTL, "how long a cached policy is used before it is read again; changes evict at once, this bounds a lost notification")
+	f.IntVar(&cfg.Cache.NegativeSize, "negative-cache-size", cfg.Cache.NegativeSize, "unknown tokens remembered")
+	f.DurationVar(&cfg.Cache.NegativeTTL, "negative-cache-ttl", cfg.Cache.NegativeTTL, "how long an unknown token is remembered as unknown")
+	f.DurationVar(&cfg.Cache.MaxStaleness, "max-staleness", cfg.Cache.MaxStaleness, "while the store is down, cached policies up to this old keep serving")
+	f.DurationVar(&cfg.Cache.StoreTimeout, "store-timeout", cfg.Cache.StoreTimeout, "deadline of one store look-up (a cache miss); keep it below Envoy's check timeout")
 	f.BoolVar(&cfg.MembershipFilter, "membership-filter", cfg.MembershipFilter, "keep a Bloom filter of every token key (about 1.8 bytes each) so that unknown tokens are refused without a query")
-	f.IntVar(&cfg.Cache.FilterMissLookups, "filter-miss-lookups", cfg.Cache.FilterMissLookups, "tokens a second that the membership filter rules out and that are still looked up, in case they were created too recently for this replica to know; the rest are refused without a query [reloadable]")
-	f.DurationVar(&cfg.ResyncInterval, "resync-interval", cfg.ResyncInterval, "how often the change log is read to catch up on missed notifications")
+	f.IntVar(&cfg.Cache.FilterMissLookups, "filter-miss-lookups", cfg.Cache.FilterMissLookups, "tokens a second that the membership filter rules out and that are still looked up, in case they were created too recently for this replica to know; the rest are refused without a query")
+	f.DurationVar(&cfg.Store.ResyncInterval, "resync-interval", cfg.Store.ResyncInterval, "how often the change log is read to catch up on missed notifications")
 	f.StringVar(&st.creditPeriod, "credit-period", string(cfg.Credits.Period), "credits count per calendar month, week, day or hour (UTC)")
-	f.StringVar(&cfg.RedisURL, "redis-url", "", "Redis (redis://[user:password@]host:port[/db]) for fleet-wide rate limits; without it each replica enforces a share")
-	f.DurationVar(&cfg.RedisTimeout, "redis-timeout", cfg.RedisTimeout, "deadline of one rate-limit call to Redis; past it (or while Redis is down) each replica enforces its share")
+	f.StringVar(&cfg.Redis.URL, "redis-url", "", "Redis (redis://[user:password@]host:port[/db]) for fleet-wide rate limits; without it each replica enforces a share")
+	f.DurationVar(&cfg.Redis.Timeout, "redis-timeout", cfg.Redis.Timeout, "deadline of one rate-limit call to Redis; past it (or while Redis is down) each replica enforces its share")
 	f.Int64Var(&cfg.Credits.MaxBlock, "credit-block", cfg.Credits.MaxBlock, "most credits a replica reserves at once; blocks shrink near a limit (a replica killed outright loses at most one)")
 	f.DurationVar(&cfg.Credits.FlushInterval, "usage-flush-interval", cfg.Credits.FlushInterval, "how often usage history and unlimited spending are written")
 	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Used, "header-credits-used", cfg.ExtAuthz.CreditHeaders.Used, "response header with the credits used this period")
 	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Cost, "header-credits-cost", cfg.ExtAuthz.CreditHeaders.Cost, "response header with the request's cost")
 	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Limit, "header-credits-limit", cfg.ExtAuthz.CreditHeaders.Limit, "response header with the credit limit that applies")
 	f.StringVar(&cfg.ExtAuthz.CreditHeaders.Remaining, "header-credits-remaining", cfg.ExtAuthz.CreditHeaders.Remaining, "response header with the credits left")
-	f.DurationVar(&cfg.SignatureSkew, "signature-skew", cfg.SignatureSkew, "how far a signed request's x-tollgate-date may be from the server's clock, either way")
-	f.BoolVar(&cfg.AllowUnsignedPayload, "allow-unsigned-payload", false, "accept signed requests whose x-tollgate-content-sha256 is UNSIGNED-PAYLOAD")
-	f.IntVar(&cfg.ReplayCacheSize, "replay-cache-size", cfg.ReplayCacheSize, "signatures remembered per replica and generation (about one skew of traffic) to refuse replays; when full, signed requests are refused (signature_replay_unverifiable)")
-	f.IntVar(&cfg.ReplayPerToken, "replay-per-token", cfg.ReplayPerToken, "of replay-cache-size, the most one token may take, so that no token's traffic can crowd out another's")
+	f.StringVar(&st.responseProfile, "response-profile", cfg.ExtAuthz.ResponseProfile.String(), "how denies and usage headers read: tollgate (JSON errors, x-credits-* headers) or iex (IEX Cloud's statuses, plain-text messages and iexcloud-*-used headers; see docs/responses.md)")
+	f.DurationVar(&cfg.Signing.Skew, "signature-skew", cfg.Signing.Skew, "how far a signed request's x-tollgate-date may be from the server's clock, either way")
+	f.BoolVar(&cfg.Signing.AllowUnsignedPayload, "allow-unsigned-payload", false, "accept signed requests whose x-tollgate-content-sha256 is UNSIGNED-PAYLOAD")
+	f.IntVar(&cfg.Signing.Replay.Size, "replay-cache-size", cfg.Signing.Replay.Size, "signatures remembered per replica and generation (about one skew of traffic) to refuse replays; when full, signed requests are refused (signature_replay_unverifiable)")
+	f.IntVar(&cfg.Signing.Replay.PerToken, "replay-per-token", cfg.Signing.Replay.PerToken, "of replay-cache-size, the most one token may take, so that no token's traffic can crowd out another's")
 	f.StringVar(&st.encryptionKeyFile, "encryption-key-file", "", "file holding the key that seals signing secrets (default: TOLLGATE_ENCRYPTION_KEY)")
-	f.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "how long a console sign-in lasts")
-	f.BoolVar(&cfg.InsecureCookies, "insecure-cookies", false, "send the console's session cookie without Secure (plain HTTP on a host other than localhost)")
-	f.IntVar(&cfg.APITrustedHops, "api-xff-trusted-hops", 0, "proxies in front of the Tokens API and console that append to X-Forwarded-For; 0 uses the TCP peer (IP restrictions and sign-in limits use this address)")
-	f.IntVar(&cfg.SignIn.EmailFailures, "signin-email-failures", cfg.SignIn.EmailFailures, "failed console sign-ins per email within signin-email-window before it is refused (429), across all replicas")
-	f.DurationVar(&cfg.SignIn.EmailWindow, "signin-email-window", cfg.SignIn.EmailWindow, "window of signin-email-failures")
-	f.IntVar(&cfg.SignIn.IPFailures, "signin-ip-failures", cfg.SignIn.IPFailures, "failed console sign-ins per client address within signin-ip-window before it is refused (429), across all replicas")
-	f.DurationVar(&cfg.SignIn.IPWindow, "signin-ip-window", cfg.SignIn.IPWindow, "window of signin-ip-failures")
-	f.IntVar(&cfg.SignIn.Workers, "signin-workers", cfg.SignIn.Workers, "password hashes run at once per replica (default: one per two cores)")
-	f.IntVar(&cfg.SignIn.Queue, "signin-queue", cfg.SignIn.Queue, "sign-ins that may wait for a hashing worker; more are answered 503 at once")
+	f.DurationVar(&cfg.API.SessionTTL, "session-ttl", cfg.API.SessionTTL, "how long a console sign-in lasts")
+	f.BoolVar(&cfg.API.InsecureCookies, "insecure-cookies", false, "send the console's session cookie without Secure (plain HTTP on a host other than localhost)")
+	f.IntVar(&cfg.API.TrustedHops, "api-xff-trusted-hops", 0, "proxies in front of the Tokens API and console that append to X-Forwarded-For; 0 uses the TCP peer (IP restrictions and sign-in limits use this address)")
+	f.IntVar(&cfg.API.SignIn.EmailFailures, "signin-email-failures", cfg.API.SignIn.EmailFailures, "failed console sign-ins per email within signin-email-window before it is refused (429), across all replicas")
+	f.DurationVar(&cfg.API.SignIn.EmailWindow, "signin-email-window", cfg.API.SignIn.EmailWindow, "window of signin-email-failures")
+	f.IntVar(&cfg.API.SignIn.IPFailures, "signin-ip-failures", cfg.API.SignIn.IPFailures, "failed console sign-ins per client address within signin-ip-window before it is refused (429), across all replicas")
+	f.DurationVar(&cfg.API.SignIn.IPWindow, "signin-ip-window", cfg.API.SignIn.IPWindow, "window of signin-ip-failures")
+	f.IntVar(&cfg.API.SignIn.Workers, "signin-workers", cfg.API.SignIn.Workers, "password hashes run at once per replica (default: one per two cores)")
+	f.IntVar(&cfg.API.SignIn.Queue, "signin-queue", cfg.API.SignIn.Queue, "sign-ins that may wait for a hashing worker; more are answered 503 at once")
 	f.StringVar(&st.tokenSources, "token-sources", "token,api_key,authorization,x-api-key", "where tokens are looked for, in order: token and api_key query parameters, Authorization: Bearer, X-API-Key")
 	f.IntVar(&cfg.ExtAuthz.TrustedHops, "xff-trusted-hops", 0, "proxies in front of Envoy that append to x-forwarded-for; 0 uses the TCP peer Envoy saw")
 	f.StringVar(&cfg.RouteRules, "route-rules", "", "YAML file mapping method and path templates to api/dataset/tier/action/cost, for routes without context_extensions")
 	f.BoolVar(&cfg.ExtAuthz.AllowUnmatchedRoutes, "allow-unmatched-routes", false, "let through, on the token alone, requests that neither context_extensions nor a route rule describe; this costs every limit on APIs, datasets, tiers and actions for such requests (default: deny them, route_unmatched)")
-	f.StringVar(&st.grantFree, "grant-free-apis", strings.Join(cfg.ExtAuthz.GrantFreeAPIs, ","), "APIs that need no grant on a connection's sources")
+	f.StringVar(&st.grantFree, "grant-free-apis", strings.Join(cfg.Eval.GrantFreeAPIs, ","), "APIs that need no grant on a connection's sources")
 	f.BoolVar(&cfg.ExtAuthz.StripCredentials, "strip-credentials", true, "remove the token (authorization, x-api-key, ?token, ?api_key) before the request reaches the upstream")
-	f.BoolVar(&cfg.AllowSecretInBrowser, "allow-secret-in-browser", false, "let secret tokens through from browsers (requests with Origin, Referer or Sec-Fetch-Site)")
+	f.BoolVar(&cfg.Eval.AllowSecretInBrowser, "allow-secret-in-browser", false, "let secret tokens through from browsers (requests with Origin, Referer or Sec-Fetch-Site)")
 	f.BoolVar(&cfg.ExtAuthz.DryRun, "dry-run", false, "decide and log as usual, but allow every request (for rolling out in front of live traffic)")
 	f.StringVar(&st.denyLevel, "deny-log-level", "info", "level of the log line written for each deny: debug, info, warn or error")
 	f.StringVar(&st.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&st.logFormat, "log-format", "json", "json or text")
-	f.BoolVar(&cfg.Reflection, "reflection", cfg.Reflection, "gRPC server reflection (for grpcurl)")
-	f.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM, keep answering this long after reporting NOT_SERVING")
-	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM, wait this long for in-flight checks")
+	f.BoolVar(&cfg.Listen.Reflection, "reflection", cfg.Listen.Reflection, "gRPC server reflection (for grpcurl)")
+	f.DurationVar(&cfg.Shutdown.DrainDelay, "drain-delay", cfg.Shutdown.DrainDelay, "on SIGTERM, keep answering this long after reporting NOT_SERVING")
+	f.DurationVar(&cfg.Shutdown.Timeout, "shutdown-timeout", cfg.Shutdown.Timeout, "on SIGTERM, wait this long for in-flight checks")
+	bindLeaks(f, cfg)
+	bindAnomaly(f, cfg)
+	reloadable(f, "cache-size", "cache-ttl", "negative-cache-size", "negative-cache-ttl", "max-staleness", "store-timeout", "filter-miss-lookups")
+}
+
+// reloadable marks the settings server.Reconfigure applies to a running
+// server (the cache's); any other that changes takes a restart.
+func reloadable(f *pflag.FlagSet, names ...string) {
+	for _, n := range names {
+		f.Lookup(n).Usage += " [reloadable]"
+		if err := f.SetAnnotation(n, annotReloadable, []string{"true"}); err != nil {
+			panic(err) // a name above that bind does not define
+		}
+	}
+}
+
+const annotReloadable = "tollgate_reloadable"
+
+// needRestart names, in order, the settings that differ between two
+// resolutions and that only a restart applies.
+func needRestart(was, now *pflag.FlagSet) []string {
+	var names []string
+	now.VisitAll(func(f *pflag.Flag) {
+		if _, live := f.Annotations[annotReloadable]; live || f.Name == "config" {
+			return
+		}
+		if old := was.Lookup(f.Name); old != nil && old.Value.String() != f.Value.String() {
+			names = append(names, f.Name)
+		}
+	})
+	return names
 }
 
 // finish turns the settings kept as text into the config.
@@ -112,21 +146,24 @@ func (st *serveSettings) finish(databaseURL string, getenv func(string) string) 
 		rawKey = string(b)
 	}
 	if rawKey != "" {
-		if st.cfg.EncryptionKey, err = seal.ParseKey(rawKey); err != nil {
+		if st.cfg.Signing.EncryptionKey, err = seal.ParseKey(rawKey); err != nil {
 			return err
 		}
 	}
 	if st.cfg.ExtAuthz.TokenSources, err = extauthz.ParseTokenSources(st.tokenSources); err != nil {
 		return fmt.Errorf("token-sources: %w", err)
 	}
+	if st.cfg.ExtAuthz.ResponseProfile, err = extauthz.ParseResponseProfile(st.responseProfile); err != nil {
+		return err
+	}
 	if st.cfg.ExtAuthz.DenyLogLevel, err = parseLevel(st.denyLevel); err != nil {
 		return fmt.Errorf("deny-log-level: %w", err)
 	}
-	st.cfg.ExtAuthz.GrantFreeAPIs = splitList(st.grantFree)
+	st.cfg.Eval.GrantFreeAPIs = splitList(st.grantFree)
 	if st.cfg.Credits.Period, err = policy.ParsePeriod(st.creditPeriod); err != nil {
 		return err
 	}
-	st.cfg.DatabaseURL = databaseURL
+	st.cfg.Store.URL = databaseURL
 	return st.cfg.Validate()
 }
 
@@ -183,7 +220,7 @@ func (a *app) resolve(cmdline *pflag.FlagSet) (*serveSettings, error) {
 			return nil, fmt.Errorf("--%s: %w", name, err)
 		}
 	}
-	st.configFile = path
+	st.configFile, st.flags = path, fs
 	if err := st.finish(a.databaseURL, a.env.Getenv); err != nil {
 		return nil, err
 	}
@@ -201,7 +238,7 @@ func (a *app) serve(cmd *cobra.Command) error {
 		return err
 	}
 	if st.demo {
-		if err := a.seedDemo(ctx, st.cfg.GRPCAddr, st.cfg.HTTPAddr); err != nil {
+		if err := a.seedDemo(ctx, st.cfg.Listen.GRPC, st.cfg.Listen.HTTP); err != nil {
 			return err
 		}
 	}
@@ -209,14 +246,15 @@ func (a *app) serve(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	go a.reloadLoop(ctx, cmd.Flags(), st.configFile, st.configData, s, log)
+	go a.reloadLoop(ctx, cmd.Flags(), st, s, log)
 	return s.Run(ctx)
 }
 
 // reloadLoop re-resolves the settings on SIGHUP and whenever the config
 // file's content changes (polled: Kubernetes swaps a mounted ConfigMap by
 // renaming a symlink, which file watches miss), and applies them.
-func (a *app) reloadLoop(ctx context.Context, cmdline *pflag.FlagSet, path string, last []byte, s *server.Server, log *slog.Logger) {
+func (a *app) reloadLoop(ctx context.Context, cmdline *pflag.FlagSet, start *serveSettings, s *server.Server, log *slog.Logger) {
+	path, last := start.configFile, start.configData
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -244,7 +282,13 @@ func (a *app) reloadLoop(ctx context.Context, cmdline *pflag.FlagSet, path strin
 			continue
 		}
 		last = st.configData
-		restart := s.Reconfigure(st.cfg)
+		if err := s.Reconfigure(st.cfg); err != nil {
+			log.Error("reload refused; the settings in effect stay", "why", why, "err", err)
+			continue
+		}
+		// Compared with the start, where the server read them, not with
+		// the last reload, which applied none of them.
+		restart := needRestart(start.flags, st.flags)
 		c := s.Cache().Config()
 		log.Info("reloaded", "why", why, "cache_size", c.Size, "cache_ttl", c.TTL, "negative_cache_size", c.NegativeSize,
 			"negative_cache_ttl", c.NegativeTTL, "max_staleness", c.MaxStaleness, "store_timeout", c.StoreTimeout,

@@ -120,9 +120,27 @@ func TestServeReloadsConfig(t *testing.T) {
 	}
 
 	// SIGHUP re-reads the file.
-	write("cache-ttl: 3m\ncache-size: 2000\ngrpc-addr: 127.0.0.1:1\n")
+	write("cache-ttl: 3m\ncache-size: 2000\nresync-interval: 7s\n")
 	cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, addr, `cache_ttl="3m0s"`)
+
+	// The resync interval is read only at start: the reload names it, by
+	// its flag, as needing a restart, and the reloadable ones not.
+	deadline = time.After(10 * time.Second)
+	for {
+		select {
+		case l := <-lines:
+			if !strings.Contains(l, `"need_restart":[`) {
+				continue
+			}
+			if !strings.Contains(l, `"need_restart":["resync-interval"]`) {
+				t.Fatalf("reload log line %s, want need_restart [resync-interval] alone", l)
+			}
+			return
+		case <-deadline:
+			t.Fatal("no reload log line naming resync-interval as needing a restart")
+		}
+	}
 }
 
 func TestServeRefusesBadSettings(t *testing.T) {
@@ -135,12 +153,13 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		want string
 	}{
 		"unknown key":        {[]string{"serve", "--config", conf}, `unknown setting "cache-sizee"`},
-		"zero ttl":           {[]string{"serve", "--cache-ttl", "0s"}, "cache-ttl must be > 0"},
+		"zero ttl":           {[]string{"serve", "--cache-ttl", "0s"}, "the cache TTL must be > 0"},
 		"bad source":         {[]string{"serve", "--token-sources", "cookie"}, "token source"},
 		"no file":            {[]string{"serve", "--config", filepath.Join(dir, "missing.yaml")}, "config file"},
-		"no metrics address": {[]string{"serve", "--metrics-addr", ""}, "metrics-addr must be set"},
+		"no metrics address": {[]string{"serve", "--metrics-addr", ""}, "the metrics listen address must be set"},
+		"bad profile":        {[]string{"serve", "--response-profile", "carto"}, `response profile "carto": want tollgate or iex`},
 		"replay share above the cache": {[]string{"serve", "--replay-cache-size", "10", "--replay-per-token", "11"},
-			"replay-per-token (11) must not exceed replay-cache-size (10)"},
+			"one token's share of the replay memory (11) must not exceed its size (10)"},
 	} {
 		if msg := c.fails(tc.args...); !strings.Contains(msg, tc.want) {
 			t.Errorf("%s: stderr %q, want it to mention %q", name, msg, tc.want)

@@ -74,7 +74,7 @@ func FuzzCheck(f *testing.F) {
 			ContextExtensions: ext,
 		}}
 		d := &fakeDecider{DecideFn: denyAll(policy.CodeDatasetDenied)}
-		srv := extauthz.NewServer(d, extauthz.Config{TrustedHops: int(hops % 4), StripCredentials: true, GrantFreeAPIs: []string{"lds"}}, discard, nil)
+		srv := extauthz.NewServer(d, extauthz.Config{TrustedHops: int(hops % 4), StripCredentials: true}, discard, nil)
 		resp, err := srv.Check(context.Background(), cr)
 
 		if err != nil {

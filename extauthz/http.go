@@ -2,8 +2,8 @@ package extauthz
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/textproto"
 	"strconv"
@@ -144,17 +144,16 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusInternalServerError
 		}
 		s.log.Error("http authz: cannot decide", "err", err)
-		body, _ := json.Marshal(errorBody{Error: errorDetail{Code: "unavailable", Message: "tollgate cannot decide now; retry"}})
-		writeDeny(w, status, body, dia)
+		writeDeny(w, s.cfg.ResponseProfile.unavailable(status), dia)
 		return
 	}
 	switch {
 	case d.Allow:
-		h.allow(w, d, "")
+		h.allow(w, d, req.Tier, "")
 	case s.cfg.DryRun:
-		h.allow(w, d, d.Code)
+		h.allow(w, d, req.Tier, d.Code)
 	default:
-		h.deny(w, d, dia)
+		h.deny(w, d, req.Tier, dia)
 	}
 	if !d.Allow {
 		s.logDeny(r.Context(), &req, d)
@@ -224,7 +223,7 @@ func validUTF8(in *incoming) bool {
 
 // allow answers 200: the identity headers for the proxy to put on the
 // upstream request, the credit headers for it to put on the response.
-func (h *HTTPHandler) allow(w http.ResponseWriter, d policy.Decision, dryRunCode policy.DenyCode) {
+func (h *HTTPHandler) allow(w http.ResponseWriter, d policy.Decision, tier policy.Tier, dryRunCode policy.DenyCode) {
 	hdr := w.Header()
 	hdr[textproto.CanonicalMIMEHeaderKey(HeaderAccountID)] = []string{d.AccountID}
 	hdr[textproto.CanonicalMIMEHeaderKey(HeaderTokenID)] = []string{d.TokenID}
@@ -232,52 +231,52 @@ func (h *HTTPHandler) allow(w http.ResponseWriter, d policy.Decision, dryRunCode
 	if dryRunCode != "" {
 		hdr.Set(HeaderDryRun, string(dryRunCode))
 	}
-	h.s.creditHeaders(d, hdr)
+	h.s.creditHeaders(d, tier, hdr)
 	w.WriteHeader(http.StatusOK)
 }
 
-// deny answers with the decision's status, its JSON body, a Bearer
+// deny answers with the response profile's status and body, a Bearer
 // challenge for a 401, Retry-After for a 429, and the credit headers. For
 // nginx the status is 401 or 403 and the real one travels in headers.
-func (h *HTTPHandler) deny(w http.ResponseWriter, d policy.Decision, dia dialect) {
-	status := DenyStatus(d.Code)
-	body, _ := json.Marshal(errorBody{Error: errorDetail{Code: d.Code, Message: d.Message}})
+func (h *HTTPHandler) deny(w http.ResponseWriter, d policy.Decision, tier policy.Tier, dia dialect) {
+	dn := h.s.cfg.ResponseProfile.deny(d)
 	hdr := w.Header()
-	h.s.creditHeaders(d, hdr)
-	switch status {
+	h.s.creditHeaders(d, tier, hdr)
+	switch dn.status {
 	case http.StatusUnauthorized:
 		hdr.Set("WWW-Authenticate", `Bearer realm="tollgate", error="invalid_token", error_description="`+string(d.Code)+`"`)
 	case http.StatusTooManyRequests:
 		hdr.Set("Retry-After", strconv.FormatInt(ceilSeconds(d.Usage.RetryAfter), 10))
 	}
-	writeDeny(w, status, body, dia)
+	writeDeny(w, dn, dia)
 }
 
-// writeDeny writes a deny's status and JSON body. For nginx the status is
-// 401 or 403, and the real one and the body travel in headers.
-func writeDeny(w http.ResponseWriter, status int, body []byte, dia dialect) {
+// writeDeny writes a deny's status and body. For nginx the status is 401
+// or 403, and the real one and the body travel in headers.
+func writeDeny(w http.ResponseWriter, dn denial, dia dialect) {
 	hdr := w.Header()
+	status := dn.status
 	if dia == dialectNginx {
-		// json.Marshal escapes control characters, so the body is one
-		// header line.
+		// json.Marshal escapes control characters and the IEX profile's
+		// messages are single lines, so the body is one header line.
 		hdr.Set(HeaderStatus, strconv.Itoa(status))
-		hdr.Set(HeaderBody, string(body))
+		hdr.Set(HeaderBody, dn.body)
 		if status != http.StatusUnauthorized {
 			status = http.StatusForbidden
 		}
 	}
-	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Content-Type", dn.contentType)
 	w.WriteHeader(status)
-	w.Write(body)
+	io.WriteString(w, dn.body)
 }
 
 // creditHeaders is usageHeaders for an HTTP answer.
-func (s *Server) creditHeaders(d policy.Decision, hdr http.Header) {
+func (s *Server) creditHeaders(d policy.Decision, tier policy.Tier, hdr http.Header) {
 	if !d.Usage.Metered {
 		return
 	}
 	list := newHeaderList(6)
-	s.usageHeaders(d, &list)
+	s.usageHeaders(d, tier, &list)
 	for _, o := range list.list {
 		hdr.Set(o.GetHeader().GetKey(), o.GetHeader().GetValue())
 	}

@@ -228,7 +228,6 @@ func (s *Server) translate(in *incoming, req *policy.Request) error {
 	if req.Action == 0 {
 		req.Action = act
 	}
-	req.GrantFree = s.grantFree(req.API)
 	if req.API == policy.APISQL && req.Source == "" {
 		// The SQL comes from the client: from ?q=, which must be there
 		// once, and never from a body Tollgate is not shown.

@@ -289,12 +289,11 @@ type routeFields struct {
 	Tier                             policy.Tier
 	Action                           policy.Action
 	Cost                             int64
-	GrantFree                        bool
 }
 
 func fieldsOf(r policy.Request) routeFields {
 	return routeFields{API: r.API, Dataset: r.Dataset, Connection: r.Connection, Source: r.Source,
-		Tier: r.Tier, Action: r.Action, Cost: r.Cost, GrantFree: r.GrantFree}
+		Tier: r.Tier, Action: r.Action, Cost: r.Cost}
 }
 
 func TestCheckReadsRoute(t *testing.T) {
@@ -305,7 +304,7 @@ func TestCheckReadsRoute(t *testing.T) {
 		extauthz.RouteRule{Path: "/lds/{connection}/{source}/…", API: "lds", Connection: "{connection}", Source: "{source}", Action: "read"},
 		extauthz.RouteRule{Method: "GET", Path: "/data/{dataset}", API: "never", Dataset: "shadowed by the first rule"},
 	)
-	cfg := extauthz.Config{Routes: routes, GrantFreeAPIs: []string{"lds"}, AllowUnmatchedRoutes: true}
+	cfg := extauthz.Config{Routes: routes, AllowUnmatchedRoutes: true}
 	tests := map[string]struct {
 		req  httpReq
 		want routeFields
@@ -323,7 +322,7 @@ func TestCheckReadsRoute(t *testing.T) {
 		"rule method and cost":     {httpReq{method: "POST", path: "/data/sales.q1/rows"}, routeFields{API: "data", Dataset: "sales.q1", Action: policy.Write, Cost: 3}},
 		"rule method mismatch":     {httpReq{method: "DELETE", path: "/data/sales.q1/rows"}, routeFields{Action: policy.Delete, Cost: 1}},
 		"rule any method":          {httpReq{method: "POST", path: "/sql/warehouse?q=SELECT%0A++1"}, routeFields{API: "sql", Connection: "warehouse", Source: "SELECT 1", Action: policy.Write, Cost: 1}},
-		"rule action and ellipsis": {httpReq{method: "POST", path: "/lds/carto/geocoder/v1/run"}, routeFields{API: "lds", Connection: "carto", Source: "geocoder", Action: policy.Read, Cost: 1, GrantFree: true}},
+		"rule action and ellipsis": {httpReq{method: "POST", path: "/lds/carto/geocoder/v1/run"}, routeFields{API: "lds", Connection: "carto", Source: "geocoder", Action: policy.Read, Cost: 1}},
 		"extensions win": {
 			httpReq{method: "DELETE", path: "/data/sales.q1/rows", ext: map[string]string{"api": "data", "dataset": "prices", "tier": "premium", "action": "read", "cost": "7"}},
 			routeFields{API: "data", Dataset: "prices", Tier: policy.TierPremium, Action: policy.Read, Cost: 7},
@@ -337,7 +336,7 @@ func TestCheckReadsRoute(t *testing.T) {
 		"sql source from route":   {httpReq{path: "/x?q=SELECT+2", ext: map[string]string{"api": "sql", "connection": "w", "source": "SELECT 1"}}, routeFields{API: "sql", Connection: "w", Source: "SELECT 1", Action: policy.Read, Cost: 1}},
 		"sql q too long":          {httpReq{path: "/x?q=" + strings.Repeat("x", 64<<10+1), ext: map[string]string{"api": "sql", "connection": "w"}}, routeFields{API: "sql", Connection: "w", Action: policy.Read, Cost: 1}},
 		"q only for sql":          {httpReq{path: "/x?q=SELECT+1", ext: map[string]string{"api": "data", "connection": "w"}}, routeFields{API: "data", Connection: "w", Action: policy.Read, Cost: 1}},
-		"grant-free api":          {httpReq{path: "/x", ext: map[string]string{"api": "lds", "connection": "w"}}, routeFields{API: "lds", Connection: "w", Action: policy.Read, Cost: 1, GrantFree: true}},
+		"grant-free api":          {httpReq{path: "/x", ext: map[string]string{"api": "lds", "connection": "w"}}, routeFields{API: "lds", Connection: "w", Action: policy.Read, Cost: 1}},
 		"api needing grants":      {httpReq{path: "/x", ext: map[string]string{"api": "maps", "connection": "w"}}, routeFields{API: "maps", Connection: "w", Action: policy.Read, Cost: 1}},
 	}
 	for name, tc := range tests {

@@ -1,7 +1,6 @@
 package extauthz
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -36,7 +35,7 @@ var credentialHeaders = []string{"authorization", "x-api-key"}
 // allowResponse lets the request through with the caller's identity for
 // the upstream and, unless configured otherwise, without its credentials.
 // dryRunCode, when set, marks a request that would have been denied.
-func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, dryRunCode policy.DenyCode) *authv3.CheckResponse {
+func (s *Server) allowResponse(d policy.Decision, tier policy.Tier, cr *authv3.CheckRequest, dryRunCode policy.DenyCode) *authv3.CheckResponse {
 	up := newHeaderList(3)
 	up.set(HeaderAccountID, d.AccountID)
 	up.set(HeaderTokenID, d.TokenID)
@@ -44,12 +43,9 @@ func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, dryRu
 	if dryRunCode != "" {
 		up.set(HeaderDryRun, string(dryRunCode))
 	}
-	n := 2 // credits used and cost
-	if _, ok := d.Usage.Remaining(); ok {
-		n = 4 // and the limit and what remains
-	}
-	down := newHeaderList(n)
-	s.usageHeaders(d, &down)
+	_, limited := d.Usage.Remaining()
+	down := newHeaderList(s.cfg.ResponseProfile.usageNames(s.cfg.CreditHeaders, tier).count(limited))
+	s.usageHeaders(d, tier, &down)
 	ok := &authv3.OkHttpResponse{Headers: up.list, ResponseHeadersToAdd: down.list}
 	if dryRunCode == "" && (headers{cr.GetAttributes().GetRequest().GetHttp()}).Get(HeaderDryRun) != "" {
 		// Only Tollgate may say a request would have been denied.
@@ -85,14 +81,15 @@ func (s *Server) allowResponse(d policy.Decision, cr *authv3.CheckRequest, dryRu
 	}
 }
 
-// deniedResponse refuses the request with a status, a JSON body naming the
-// reason, for 401s a WWW-Authenticate challenge, and for 429s Retry-After.
-func (s *Server) deniedResponse(d policy.Decision) *authv3.CheckResponse {
-	status := DenyStatus(d.Code)
-	body, _ := json.Marshal(errorBody{Error: errorDetail{Code: d.Code, Message: d.Message}})
+// deniedResponse refuses the request with the response profile's status
+// and body, for 401s a WWW-Authenticate challenge, and for 429s
+// Retry-After.
+func (s *Server) deniedResponse(d policy.Decision, tier policy.Tier) *authv3.CheckResponse {
+	dn := s.cfg.ResponseProfile.deny(d)
+	status := dn.status
 	hdrs := newHeaderList(8)
-	hdrs.set("content-type", "application/json")
-	s.usageHeaders(d, &hdrs)
+	hdrs.set("content-type", dn.contentType)
+	s.usageHeaders(d, tier, &hdrs)
 	grpcCode := codes.PermissionDenied
 	switch status {
 	case http.StatusUnauthorized:
@@ -109,7 +106,7 @@ func (s *Server) deniedResponse(d policy.Decision) *authv3.CheckResponse {
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
 			Headers: hdrs.list,
-			Body:    string(body),
+			Body:    dn.body,
 		}},
 		DynamicMetadata: metadata(d),
 	}
@@ -157,24 +154,30 @@ func DefaultCreditHeaders() CreditHeaders {
 	return CreditHeaders{Used: "x-credits-used", Cost: "x-credits-cost", Limit: "x-credits-limit", Remaining: "x-credits-remaining"}
 }
 
-// usageHeaders adds the credit headers (and for a rate-limited request the
-// IETF RateLimit fields) when the request was metered.
-func (s *Server) usageHeaders(d policy.Decision, hdrs *headerList) {
+// usageHeaders adds the credit headers, named by the response profile for
+// a request of tier (and for a rate-limited request the IETF RateLimit
+// fields), when the request was metered.
+func (s *Server) usageHeaders(d policy.Decision, tier policy.Tier, hdrs *headerList) {
 	u := d.Usage
 	if !u.Metered {
 		return
 	}
-	names := s.cfg.CreditHeaders
-	hdrs.set(names.Used, strconv.FormatInt(u.Used, 10))
-	hdrs.set(names.Cost, strconv.FormatInt(d.Cost, 10))
-	if rem, ok := u.Remaining(); ok {
-		hdrs.set(names.Limit, strconv.FormatInt(u.Limit, 10))
-		hdrs.set(names.Remaining, strconv.FormatInt(rem, 10))
+	names := s.cfg.ResponseProfile.usageNames(s.cfg.CreditHeaders, tier)
+	hdrs.set(names.used, strconv.FormatInt(u.Used, 10))
+	for _, name := range names.cost {
+		if name != "" {
+			hdrs.set(name, strconv.FormatInt(d.Cost, 10))
+		}
 	}
-	if d.Code == policy.CodeRateLimited {
+	if rem, ok := u.Remaining(); ok {
+		hdrs.set(names.limit, strconv.FormatInt(u.Limit, 10))
+		hdrs.set(names.remaining, strconv.FormatInt(rem, 10))
+	}
+	if d.Code == policy.CodeRateLimited && u.RateRPS > 0 {
 		// draft-ietf-httpapi-ratelimit-headers: a policy of burst requests
 		// refilled at rps a second, and what is left of it. Sent with the
 		// 429 only: on every allow it would cost each Check two headers.
+		// A refusal that names no rate (RateRPS 0) has no window to state.
 		hdrs.set("ratelimit-policy", `"token";q=`+strconv.FormatInt(u.RateBurst, 10)+`;w=`+
 			strconv.FormatInt(max(1, (u.RateBurst+u.RateRPS-1)/u.RateRPS), 10))
 		hdrs.set("ratelimit", `"token";r=`+strconv.FormatInt(u.RateRemaining, 10)+`;t=`+

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -36,8 +35,6 @@ type Config struct {
 	// Off by default: such a request is denied (route_unmatched), since a
 	// token limited to some datasets or APIs would otherwise reach all.
 	AllowUnmatchedRoutes bool
-	// GrantFreeAPIs need no grant on a connection's sources (e.g. lds).
-	GrantFreeAPIs []string
 	// StripCredentials removes the token from what the upstream receives.
 	StripCredentials bool
 	// DryRun decides and reports as usual but lets every request through.
@@ -46,6 +43,8 @@ type Config struct {
 	DenyLogLevel slog.Level
 	// CreditHeaders name the headers that report credits to the caller.
 	CreditHeaders CreditHeaders
+	// ResponseProfile is the dialect of denies and usage headers.
+	ResponseProfile ResponseProfile
 }
 
 // Observer hears of every Check: its decision, or the error that stopped
@@ -94,11 +93,11 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.Ch
 	var resp *authv3.CheckResponse
 	switch {
 	case d.Allow:
-		resp = s.allowResponse(d, cr, "")
+		resp = s.allowResponse(d, req.Tier, cr, "")
 	case s.cfg.DryRun:
-		resp = s.allowResponse(d, cr, d.Code)
+		resp = s.allowResponse(d, req.Tier, cr, d.Code)
 	default:
-		resp = s.deniedResponse(d)
+		resp = s.deniedResponse(d, req.Tier)
 	}
 	if !d.Allow {
 		s.logDeny(ctx, &req, d)
@@ -160,8 +159,4 @@ func clip(s string) string {
 		return s
 	}
 	return s[:max] + "…"
-}
-
-func (s *Server) grantFree(api string) bool {
-	return api != "" && slices.Contains(s.cfg.GrantFreeAPIs, api)
 }

@@ -89,9 +89,9 @@ type TokenFilter struct {
 func (s *Service) ListTokens(ctx context.Context, p policy.Principal, f TokenFilter) ([]*policy.Token, error) {
 	account, owner := f.AccountID, ""
 	if !p.Operator {
-		account, owner = p.AccountID, p.UserID
-		if p.Admin && !f.Mine {
-			owner = ""
+		account, owner = p.AccountID, policy.ListedOwner(p)
+		if f.Mine {
+			owner = p.UserID
 		}
 	}
 	if f.Mine && p.UserID == "" {

@@ -37,6 +37,15 @@ func CanSee(p Principal, t *Token) bool {
 	return t.AccountID == p.AccountID && (p.Admin || (p.UserID != "" && t.UserID == p.UserID))
 }
 
+// ListedOwner is whose tokens p sees in a list of its account's: "" for
+// every token (admins, the account's secret token), else its user's own.
+func ListedOwner(p Principal) string {
+	if p.Admin || p.UserID == "" {
+		return ""
+	}
+	return p.UserID
+}
+
 // CanManage reports whether p may do everything with the token (change
 // any field, roll it, see a new value): its owner may, and admins may for
 // tokens that belong to no one.

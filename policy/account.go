@@ -29,11 +29,11 @@ func (a *Account) Validate() error {
 	a.Name = strings.TrimSpace(a.Name)
 	switch {
 	case a.Name == "":
-		return fieldError("name", "must not be empty")
+		return fieldError("name", "Give the account a name.")
 	case len(a.Name) > 200:
-		return fieldError("name", "must be at most 200 characters")
+		return fieldError("name", "The account name must be at most 200 characters.")
 	case a.CreditQuota != nil && *a.CreditQuota < 0:
-		return fieldError("credit_quota", "must not be negative")
+		return fieldError("credit_quota", "The credit quota must not be negative.")
 	}
 	return a.RateLimit.validate()
 }
@@ -62,10 +62,10 @@ type User struct {
 func (u *User) Validate() error {
 	u.Email = strings.ToLower(strings.TrimSpace(u.Email))
 	if a, err := mail.ParseAddress(u.Email); err != nil || a.Address != u.Email {
-		return fieldError("email", "%q is not an email address", u.Email)
+		return fieldError("email", "%q is not an email address.", u.Email)
 	}
 	if u.Role != RoleAdmin && u.Role != RoleMember {
-		return fieldError("role", "%q is not a role (want admin or member)", u.Role)
+		return fieldError("role", "%q is not a role: choose admin or member.", u.Role)
 	}
 	return nil
 }

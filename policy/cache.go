@@ -50,19 +50,19 @@ type CacheConfig struct {
 func (c CacheConfig) Validate() error {
 	switch {
 	case c.Size < 1:
-		return errors.New("cache-size must be at least 1")
+		return errors.New("the cache must hold at least 1 policy")
 	case c.NegativeSize < 1:
-		return errors.New("negative-cache-size must be at least 1")
+		return errors.New("the negative cache must hold at least 1 token")
 	case c.TTL <= 0:
-		return errors.New("cache-ttl must be > 0")
+		return errors.New("the cache TTL must be > 0")
 	case c.NegativeTTL <= 0:
-		return errors.New("negative-cache-ttl must be > 0")
+		return errors.New("the negative cache TTL must be > 0")
 	case c.MaxStaleness < c.TTL:
-		return errors.New("max-staleness must be at least cache-ttl")
+		return errors.New("the longest staleness must be at least the cache TTL")
 	case c.StoreTimeout <= 0:
-		return errors.New("store-timeout must be > 0")
+		return errors.New("the store timeout must be > 0")
 	case c.FilterMissLookups < 0:
-		return errors.New("filter-miss-lookups must be >= 0")
+		return errors.New("the look-ups a second past the membership filter must be >= 0")
 	}
 	return nil
 }

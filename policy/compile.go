@@ -125,7 +125,7 @@ func Compile(t *Token, a *Account, open Opener) (Policy, error) {
 	}
 	if t.Signed {
 		if open == nil {
-			return Policy{}, fmt.Errorf("token %s requires signed requests and tollgate has no encryption key (TOLLGATE_ENCRYPTION_KEY) to read its signing secret", t.ID)
+			return Policy{}, fmt.Errorf("token %s requires signed requests and this server has no encryption key to read its signing secret", t.ID)
 		}
 		secret, err := open(t.ID, t.SigningSecret)
 		if err != nil {
@@ -155,7 +155,7 @@ func Compile(t *Token, a *Account, open Opener) (Policy, error) {
 			dp, err = DomainPattern{}, nil
 		}
 		if err != nil {
-			return Policy{}, fmt.Errorf("token %s: allowed domain %q: %w", t.ID, d, err)
+			return Policy{}, fmt.Errorf("token %s: %w", t.ID, err)
 		}
 		r.domains = append(r.domains, dp)
 	}

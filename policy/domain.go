@@ -63,6 +63,7 @@ const (
 	errHostChar       parseError = "host contains a character not allowed in a domain name"
 	errNumericHost    parseError = "host ends in a number but is not a dotted-decimal IPv4 address"
 	errPunycode       parseError = "host has an invalid or non-canonical punycode (xn--) label"
+	errIDNA           parseError = "host is not a valid internationalised domain name"
 	errIPv6           parseError = "host in brackets is not a valid IPv6 address"
 	errIPv6Zone       parseError = "IPv6 host must not have a zone"
 	errIPv6Brackets   parseError = "IPv6 host must be enclosed in brackets"
@@ -105,7 +106,7 @@ func publicSuffix(host string) bool {
 func ParseDomainPattern(s string) (DomainPattern, error) {
 	p, err := parseDomainPattern(s)
 	if err != nil {
-		return DomainPattern{}, fmt.Errorf("%q: %w", s, err)
+		return DomainPattern{}, fmt.Errorf("The domain %q is not valid (%w).", s, err)
 	}
 	return p, nil
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -12,6 +13,9 @@ type EvalOptions struct {
 	// bears a browser's marks. Off by default: a secret token seen in a
 	// browser has leaked.
 	AllowSecretInBrowser bool
+	// GrantFreeAPIs need no grant on a connection's sources (e.g. lds,
+	// whose requests name a connection but read no customer data).
+	GrantFreeAPIs []string
 	// Signatures shapes the checking of signed requests.
 	Signatures SignatureOptions
 }
@@ -99,7 +103,7 @@ func (p *Policy) evaluate(req *Request, now time.Time, opt EvalOptions, s *signe
 			return deny(CodeDatasetDenied, fmt.Sprintf("this token may not %s dataset %.100q", req.Action, req.Dataset))
 		}
 	}
-	if req.Connection != "" && !req.GrantFree {
+	if req.Connection != "" && !(req.API != "" && slices.Contains(opt.GrantFreeAPIs, req.API)) {
 		if req.SourceUnseen && !p.rules.allowsAllSources(req.Connection) {
 			return deny(CodeSourceUnseen, fmt.Sprintf("the request may carry its source of connection %.100q where Tollgate cannot see it (a body): send it as ?q=, with GET", req.Connection))
 		}

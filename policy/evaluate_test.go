@@ -106,7 +106,8 @@ func TestEvaluate(t *testing.T) {
 		"all sources":        {tok: pub(grant("wh:all")), req: policy.Request{Connection: "wh", Source: "anything", Action: policy.Write}},
 		"saved query":        {tok: pub(grant("wh:query:SELECT  *\nFROM t")), req: policy.Request{Connection: "wh", Source: "SELECT * FROM t", Action: policy.Read}},
 		"other query":        {tok: pub(grant("wh:query:SELECT * FROM t")), req: policy.Request{Connection: "wh", Source: "SELECT * FROM u", Action: policy.Read}, want: policy.CodeSourceDenied},
-		"grant-free api":     {tok: pub(nil), req: policy.Request{API: "lds", Connection: "wh", GrantFree: true}},
+		"grant-free api":     {tok: pub(nil), req: policy.Request{API: "lds", Connection: "wh"}, opt: policy.EvalOptions{GrantFreeAPIs: []string{"lds"}}},
+		"not grant-free":     {tok: pub(nil), req: policy.Request{API: "maps", Connection: "wh"}, opt: policy.EvalOptions{GrantFreeAPIs: []string{"lds"}}, want: policy.CodeSourceDenied},
 		"order: ip before referer": {tok: pub(func(t *policy.Token) { t.IPs = []string{"10.0.0.0/8"}; t.Domains = []string{"example.com"} }),
 			req: policy.Request{IP: ip("9.9.9.9")}, want: policy.CodeIPDenied},
 	}

@@ -65,11 +65,11 @@ func TestSourceUnseen(t *testing.T) {
 		"query grant, none sent": {tok: tok(query), req: policy.Request{Connection: "w", Action: policy.Write, SourceUnseen: true}, want: policy.CodeSourceUnseen},
 		"all grant, unseen":      {tok: tok(policy.Grant{Connection: "w", Type: policy.GrantAll}), req: policy.Request{Connection: "w", Action: policy.Write, SourceUnseen: true}},
 		"no grant, unseen":       {tok: tok(), req: policy.Request{Connection: "w", SourceUnseen: true}, want: policy.CodeSourceUnseen},
-		"grant-free, unseen":     {tok: tok(), req: policy.Request{Connection: "w", SourceUnseen: true, GrantFree: true}},
+		"grant-free, unseen":     {tok: tok(), req: policy.Request{API: "lds", Connection: "w", SourceUnseen: true}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			got := decide(t, tc.tok, nil, tc.req, policy.EvalOptions{})
+			got := decide(t, tc.tok, nil, tc.req, policy.EvalOptions{GrantFreeAPIs: []string{"lds"}})
 			if got.Code != tc.want {
 				t.Errorf("got %q (%s), want %q", got.Code, got.Message, tc.want)
 			}

@@ -26,16 +26,16 @@ type IPSet struct {
 // "10.1.2.3/8" is stored and reported as "10.0.0.0/8". An IPv4-mapped IPv6
 // range of /96 or longer ("::ffff:10.0.0.0/104") is stored as the IPv4 range
 // it covers ("10.0.0.0/8"). Zones ("fe80::1%eth0") are refused: a zone has
-// no meaning on another host. The error names the entry by its index.
+// no meaning on another host. The error quotes the entry at fault.
 func ParseIPSet(cidrs []string) (IPSet, error) {
 	if len(cidrs) == 0 {
 		return IPSet{}, nil
 	}
 	prefixes := make([]netip.Prefix, 0, len(cidrs))
-	for i, s := range cidrs {
+	for _, s := range cidrs {
 		p, err := parseIPPrefix(s)
 		if err != nil {
-			return IPSet{}, fmt.Errorf("entry %d: %w", i, err)
+			return IPSet{}, err
 		}
 		prefixes = append(prefixes, p)
 	}
@@ -48,15 +48,16 @@ func parseIPPrefix(s string) (netip.Prefix, error) {
 	if strings.IndexByte(s, '/') >= 0 {
 		var err error
 		if p, err = netip.ParsePrefix(s); err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not a valid CIDR: %w", s, err)
+			// netip's text quotes its own functions; say what to write.
+			return netip.Prefix{}, fmt.Errorf("%q is not a valid IP range: write an address and a prefix length, such as 10.0.0.0/8 or 2001:db8::/32.", s)
 		}
 	} else {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not a valid IP address or CIDR: %w", s, err)
+			return netip.Prefix{}, fmt.Errorf("%q is not a valid IP address: write an address such as 203.0.113.7, or a range such as 10.0.0.0/8.", s)
 		}
 		if a.Zone() != "" {
-			return netip.Prefix{}, fmt.Errorf("%q: an IP address must not have a zone", s)
+			return netip.Prefix{}, fmt.Errorf("%q has a zone (after '%%'), which means nothing on another host: leave it out.", s)
 		}
 		p = netip.PrefixFrom(a, a.BitLen())
 	}

@@ -57,20 +57,20 @@ func TestParseIPSetErrors(t *testing.T) {
 		in   []string
 		want string // a substring of the error
 	}{
-		"empty entry":      {[]string{""}, `entry 0: "" is not a valid IP address`},
+		"empty entry":      {[]string{""}, `"" is not a valid IP address`},
 		"hostname":         {[]string{"example.com"}, "not a valid IP address"},
-		"bits too big v4":  {[]string{"10.0.0.0/33"}, "not a valid CIDR"},
-		"bits too big v6":  {[]string{"2001:db8::/129"}, "not a valid CIDR"},
-		"negative bits":    {[]string{"10.0.0.0/-1"}, "not a valid CIDR"},
-		"no bits":          {[]string{"10.0.0.0/"}, "not a valid CIDR"},
-		"short v4":         {[]string{"10.0/8"}, "not a valid CIDR"},
+		"bits too big v4":  {[]string{"10.0.0.0/33"}, "not a valid IP range"},
+		"bits too big v6":  {[]string{"2001:db8::/129"}, "not a valid IP range"},
+		"negative bits":    {[]string{"10.0.0.0/-1"}, "not a valid IP range"},
+		"no bits":          {[]string{"10.0.0.0/"}, "not a valid IP range"},
+		"short v4":         {[]string{"10.0/8"}, "not a valid IP range"},
 		"leading zero":     {[]string{"010.0.0.1"}, "not a valid IP address"},
-		"netmask":          {[]string{"10.0.0.0/255.0.0.0"}, "not a valid CIDR"},
+		"netmask":          {[]string{"10.0.0.0/255.0.0.0"}, "not a valid IP range"},
 		"range":            {[]string{"10.0.0.1-10.0.0.9"}, "not a valid IP address"},
 		"spaces":           {[]string{" 10.0.0.1"}, "not a valid IP address"},
 		"zone":             {[]string{"fe80::1%eth0"}, "zone"},
-		"zone cidr":        {[]string{"fe80::1%eth0/64"}, "not a valid CIDR"},
-		"second bad":       {[]string{"10.0.0.0/8", "nope"}, "entry 1:"},
+		"zone cidr":        {[]string{"fe80::1%eth0/64"}, "not a valid IP range"},
+		"second bad":       {[]string{"10.0.0.0/8", "nope"}, `"nope" is not a valid IP address`},
 		"ipv6 in brackets": {[]string{"[2001:db8::1]"}, "not a valid IP address"},
 	}
 	for name, tt := range tests {

@@ -39,7 +39,7 @@ func ParseKind(s string) (Kind, error) {
 	case "secret":
 		return Secret, nil
 	}
-	return 0, fieldError("kind", "%q is not a token kind (want publishable or secret)", s)
+	return 0, fieldError("kind", "%q is not a token kind: choose publishable or secret.", s)
 }
 
 // MarshalText implements encoding.TextMarshaler.

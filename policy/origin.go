@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 	"unicode/utf8"
@@ -255,7 +254,8 @@ func canonHost(h string) (string, error) {
 		// case and width, normalises, and checks the Bidi and joiner rules.
 		a, err := idna.Lookup.ToASCII(h)
 		if err != nil {
-			return "", fmt.Errorf("host is not a valid internationalised domain name: %w", err)
+			// idna's own text speaks of Go's rules, not of the input.
+			return "", errIDNA
 		}
 		h = a
 	}

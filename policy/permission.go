@@ -54,7 +54,7 @@ func ParseActions(list string) (Actions, error) {
 	for name := range strings.SplitSeq(list, ",") {
 		a, ok := ParseAction(strings.TrimSpace(name))
 		if !ok {
-			return 0, Errorf(EInvalid, "%q is not an action (want read, write or delete)", name)
+			return 0, Errorf(EInvalid, "%q is not an action: choose read, write or delete.", name)
 		}
 		s |= Actions(a)
 	}
@@ -79,13 +79,13 @@ func (s Actions) MarshalJSON() ([]byte, error) { return json.Marshal(s.Names()) 
 func (s *Actions) UnmarshalJSON(b []byte) error {
 	var names []string
 	if err := json.Unmarshal(b, &names); err != nil {
-		return Errorf(EInvalid, "actions must be a list of names: %v", err)
+		return Errorf(EInvalid, `The actions must be a list of names, such as ["read", "write"].`)
 	}
 	var out Actions
 	for _, n := range names {
 		a, ok := ParseAction(n)
 		if !ok {
-			return Errorf(EInvalid, "%q is not an action (want read, write or delete)", n)
+			return Errorf(EInvalid, "%q is not an action: choose read, write or delete.", n)
 		}
 		out |= Actions(a)
 	}
@@ -135,7 +135,7 @@ func (g Grant) String() string {
 func ParseGrant(s string) (Grant, error) {
 	parts := strings.SplitN(s, ":", 3)
 	if len(parts) < 2 {
-		return Grant{}, fieldError("grants", "%q: want connection:table:NAME, connection:query:SQL or connection:all", s)
+		return Grant{}, fieldError("grants", "%q is not a grant: write connection:table:NAME, connection:query:SQL or connection:all.", s)
 	}
 	g := Grant{Connection: parts[0], Type: GrantType(parts[1])}
 	if len(parts) == 3 {
@@ -145,27 +145,36 @@ func ParseGrant(s string) (Grant, error) {
 }
 
 func (g *Grant) normalize() error {
+	if g.Connection == "" {
+		return fieldError("grants", "Give each grant the name of its connection.")
+	}
 	if !validName(g.Connection, false) {
-		return fieldError("grants", "connection %q: want 1-128 letters, digits, '_', '-' or '.'", g.Connection)
+		return fieldError("grants", "The connection name %q must be 1 to 128 letters, digits, '_', '-' or '.'.", g.Connection)
 	}
 	switch g.Type {
 	case GrantAll:
 		if g.Source != "" {
-			return fieldError("grants", "an all-sources grant on %q takes no source", g.Connection)
+			return fieldError("grants", "A grant of every source of %q names no table or query; leave its source empty.", g.Connection)
 		}
 	case GrantTable:
+		if g.Source == "" {
+			return fieldError("grants", "A table grant on %q needs a table name, or a pattern such as orders_*.", g.Connection)
+		}
 		src, err := canonPattern(g.Source)
 		if err != nil {
-			return fieldError("grants", "table %q: %v", g.Source, err)
+			return fieldError("grants", "The table %q %v.", g.Source, err)
 		}
 		g.Source = src
 	case GrantQuery:
 		g.Source = NormalizeSQL(g.Source)
-		if g.Source == "" || len(g.Source) > maxQueryLen {
-			return fieldError("grants", "a saved query must be 1-%d bytes of SQL", maxQueryLen)
+		if g.Source == "" {
+			return fieldError("grants", "A query grant on %q needs the SQL of its saved query.", g.Connection)
+		}
+		if len(g.Source) > maxQueryLen {
+			return fieldError("grants", "The saved query on %q is longer than %d characters.", g.Connection, maxQueryLen)
 		}
 	default:
-		return fieldError("grants", "%q is not a grant type (want table, query or all)", g.Type)
+		return fieldError("grants", "%q is not a grant type: choose table, query or all.", g.Type)
 	}
 	return nil
 }
@@ -301,13 +310,13 @@ func validName(s string, wildcard bool) bool {
 // run of '*' collapsed to one, which matches the same names.
 func canonPattern(s string) (string, error) {
 	if !validName(s, true) {
-		return "", parseError("want 1-128 letters, digits, '_', '-', '.' or '*'")
+		return "", parseError("must be 1 to 128 letters, digits, '_', '-', '.' or '*'")
 	}
 	for strings.Contains(s, "**") {
 		s = strings.ReplaceAll(s, "**", "*")
 	}
 	if strings.Count(s, "*") > maxStars {
-		return "", fmt.Errorf("at most %d '*' wildcards", maxStars)
+		return "", fmt.Errorf("may hold at most %d '*' wildcards", maxStars)
 	}
 	return s, nil
 }
@@ -318,14 +327,14 @@ func normalizeAPIs(apis []string) ([]string, error) {
 	for _, a := range apis {
 		a = strings.ToLower(strings.TrimSpace(a))
 		if !slices.Contains(knownAPIs, a) {
-			return nil, fieldError("allowed_apis", "%q is not a known API (want one of %s)", a, strings.Join(knownAPIs, ", "))
+			return nil, fieldError("allowed_apis", "%q is not an API: choose from %s.", a, strings.Join(knownAPIs, ", "))
 		}
 		if !slices.Contains(out, a) {
 			out = append(out, a)
 		}
 	}
 	if len(out) > 1 && slices.Contains(out, APIImport) {
-		return nil, fieldError("allowed_apis", "a token with the import API may hold no other API")
+		return nil, fieldError("allowed_apis", "The import API must be allowed on its own: untick the other APIs, or use another token for import.")
 	}
 	return out, nil
 }

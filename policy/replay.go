@@ -97,11 +97,11 @@ func NewReplayCache(cfg ReplayConfig, now func() time.Time) (*ReplayCache, error
 func (c ReplayConfig) Validate() error {
 	switch {
 	case c.Size < 1:
-		return errors.New("replay-cache-size must be at least 1")
+		return errors.New("the replay memory must hold at least 1 signature")
 	case c.PerToken < 1:
-		return errors.New("replay-per-token must be at least 1")
+		return errors.New("one token's share of the replay memory must be at least 1")
 	case c.PerToken > c.Size:
-		return fmt.Errorf("replay-per-token (%d) must not exceed replay-cache-size (%d)", c.PerToken, c.Size)
+		return fmt.Errorf("one token's share of the replay memory (%d) must not exceed its size (%d)", c.PerToken, c.Size)
 	}
 	return nil
 }

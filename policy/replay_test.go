@@ -163,9 +163,9 @@ func TestReplayConfig(t *testing.T) {
 		want string
 	}{
 		"ok":              {cfg: policy.ReplayConfig{Size: 10, PerToken: 10}},
-		"no size":         {cfg: policy.ReplayConfig{PerToken: 1}, want: "replay-cache-size must be at least 1"},
-		"no share":        {cfg: policy.ReplayConfig{Size: 1}, want: "replay-per-token must be at least 1"},
-		"share too large": {cfg: policy.ReplayConfig{Size: 10, PerToken: 11}, want: "replay-per-token (11) must not exceed replay-cache-size (10)"},
+		"no size":         {cfg: policy.ReplayConfig{PerToken: 1}, want: "the replay memory must hold at least 1 signature"},
+		"no share":        {cfg: policy.ReplayConfig{Size: 1}, want: "one token's share of the replay memory must be at least 1"},
+		"share too large": {cfg: policy.ReplayConfig{Size: 10, PerToken: 11}, want: "one token's share of the replay memory (11) must not exceed its size (10)"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := policy.NewReplayCache(c.cfg, time.Now)

@@ -58,8 +58,6 @@ type Request struct {
 	Action Action
 	// Cost is the credits the request spends when allowed.
 	Cost int64
-	// GrantFree is set when the API needs no grant on a connection's sources.
-	GrantFree bool
 	// SourceUnseen is set when the source may be in a part of the request
 	// Tollgate is not shown (a body): only a grant on all of the
 	// connection's sources can then allow it.

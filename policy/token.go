@@ -116,18 +116,18 @@ func NewToken(accountID string, k Kind) *Token {
 // be partly rewritten and must not be stored.
 func (t *Token) Normalize() error {
 	if t.Kind != Publishable && t.Kind != Secret {
-		return fieldError("kind", "want publishable or secret")
+		return fieldError("kind", "The kind must be publishable or secret.")
 	}
 	t.Nickname = strings.TrimSpace(t.Nickname)
-	if err := checkText("nickname", t.Nickname, maxNicknameLen); err != nil {
+	if err := checkText("nickname", "nickname", t.Nickname, maxNicknameLen); err != nil {
 		return err
 	}
 	if t.Nickname == "" {
-		return fieldError("nickname", "must not be empty")
+		return fieldError("nickname", "Give the token a nickname.")
 	}
 	if t.Kind == Secret {
 		if len(t.Datasets) > 0 || len(t.APIs) > 0 || len(t.Grants) > 0 || !t.Core || !t.Premium {
-			return fieldError("kind", "secret tokens have full access to their account; use a publishable token to narrow permissions")
+			return fieldError("kind", "A secret token has full access to its account, so its permissions cannot be narrowed; use a publishable token for that.")
 		}
 	}
 	if err := t.Permissions.normalize(); err != nil {
@@ -136,7 +136,7 @@ func (t *Token) Normalize() error {
 	if !t.Signed {
 		t.SigningSecret = nil
 	} else if len(t.SigningSecret) == 0 {
-		return fieldError("signed_requests", "signed requests need a signing secret: switch signing on through Tollgate, which makes one")
+		return fieldError("signed_requests", "Signed requests need a signing secret; switch them on through Tollgate, which makes one.")
 	}
 	return t.Restrictions.normalize()
 }
@@ -146,29 +146,32 @@ func (p *Permissions) normalize() error {
 		p.Datasets = map[string]Actions{}
 	}
 	if len(p.Datasets) > maxListLen {
-		return fieldError("datasets", "at most %d entries", maxListLen)
+		return fieldError("datasets", "A token may name at most %d datasets.", maxListLen)
 	}
 	datasets := make(map[string]Actions, len(p.Datasets))
 	for name, acts := range p.Datasets {
+		if name == "" {
+			return fieldError("datasets", "Give each dataset a name or a pattern such as sales.*.")
+		}
 		pattern, err := canonPattern(name)
 		if err != nil {
-			return fieldError("datasets", "%q: %v", name, err)
+			return fieldError("datasets", "The dataset %q %v.", name, err)
 		}
 		if acts == 0 || acts&^Actions(Read|Write|Delete) != 0 {
-			return fieldError("datasets", "%q: give at least one of read, write, delete", name)
+			return fieldError("datasets", "Choose at least one of read, write and delete for the dataset %q.", name)
 		}
 		// "a**" and "a*" are one pattern: keep the actions of both.
 		datasets[pattern] |= acts
 	}
 	p.Datasets = datasets
 	if n := wildcardBytes(maps.Keys(datasets)); n > maxWildcardBytes {
-		return fieldError("datasets", "wildcard patterns may hold at most %d bytes in all (these hold %d); name datasets outright, or use fewer or shorter patterns", maxWildcardBytes, n)
+		return fieldError("datasets", "The dataset patterns with '*' may hold at most %d characters in all (these hold %d); name datasets outright, or use fewer or shorter patterns.", maxWildcardBytes, n)
 	}
 	if len(p.APIs) > maxListLen {
-		return fieldError("allowed_apis", "at most %d entries", maxListLen)
+		return fieldError("allowed_apis", "A token may name at most %d APIs.", maxListLen)
 	}
 	if len(p.Grants) > maxListLen {
-		return fieldError("grants", "at most %d entries", maxListLen)
+		return fieldError("grants", "A token may have at most %d grants.", maxListLen)
 	}
 	apis, err := normalizeAPIs(p.APIs)
 	if err != nil {
@@ -193,7 +196,7 @@ func (p *Permissions) normalize() error {
 		}
 	}
 	if n := wildcardBytes(tables); n > maxWildcardBytes {
-		return fieldError("grants", "table patterns with '*' may hold at most %d bytes in all (these hold %d); name tables outright, or use fewer or shorter patterns", maxWildcardBytes, n)
+		return fieldError("grants", "The table patterns with '*' may hold at most %d characters in all (these hold %d); name tables outright, or use fewer or shorter patterns.", maxWildcardBytes, n)
 	}
 	return nil
 }
@@ -213,13 +216,13 @@ func wildcardBytes(patterns iter.Seq[string]) int {
 
 func (r *Restrictions) normalize() error {
 	if len(r.Domains) > maxListLen {
-		return fieldError("allowed_domains", "at most %d entries", maxListLen)
+		return fieldError("allowed_domains", "A token may name at most %d domains.", maxListLen)
 	}
 	domains := make([]string, 0, len(r.Domains))
 	for _, d := range r.Domains {
 		p, err := ParseDomainPattern(strings.TrimSpace(d))
 		if err != nil {
-			return fieldError("allowed_domains", "%q: %v", d, err)
+			return fieldError("allowed_domains", "%v", err)
 		}
 		if s := p.String(); !slices.Contains(domains, s) {
 			domains = append(domains, s)
@@ -227,7 +230,7 @@ func (r *Restrictions) normalize() error {
 	}
 	r.Domains = domains
 	if len(r.IPs) > maxListLen {
-		return fieldError("allowed_ips", "at most %d entries", maxListLen)
+		return fieldError("allowed_ips", "A token may name at most %d IP addresses or ranges.", maxListLen)
 	}
 	set, err := ParseIPSet(r.IPs)
 	if err != nil {
@@ -240,7 +243,7 @@ func (r *Restrictions) normalize() error {
 		}
 	}
 	if r.CreditLimit != nil && *r.CreditLimit < 0 {
-		return fieldError("credit_limit", "must not be negative")
+		return fieldError("credit_limit", "The credit limit must not be negative.")
 	}
 	return r.RateLimit.validate()
 }
@@ -252,27 +255,28 @@ func (rl *RateLimit) validate() error {
 		return nil
 	}
 	if rl.RPS < 1 || rl.RPS > 1_000_000 {
-		return fieldError("rate_limit", "rps must be between 1 and 1000000")
+		return fieldError("rate_limit", "The rate must be from 1 to 1,000,000 requests per second.")
 	}
 	if rl.Burst == 0 {
 		rl.Burst = rl.RPS
 	}
 	if rl.Burst < 1 || rl.Burst > 10_000_000 {
-		return fieldError("rate_limit", "burst must be between 1 and 10000000")
+		return fieldError("rate_limit", "The burst must be from 1 to 10,000,000 requests.")
 	}
 	return nil
 }
 
-// checkText rejects over-long text, invalid UTF-8 and control characters.
-func checkText(field, s string, max int) error {
+// checkText rejects over-long text, invalid UTF-8 and control characters;
+// what names the field in the message.
+func checkText(field, what, s string, max int) error {
 	if len(s) > max {
-		return fieldError(field, "must be at most %d bytes", max)
+		return fieldError(field, "The %s must be at most %d characters long.", what, max)
 	}
 	if !utf8.ValidString(s) {
-		return fieldError(field, "must be valid UTF-8")
+		return fieldError(field, "The %s holds bytes that are not text (invalid UTF-8).", what)
 	}
 	if strings.ContainsFunc(s, unicode.IsControl) {
-		return fieldError(field, "must not contain control characters")
+		return fieldError(field, "The %s must not hold control characters such as tabs or line breaks.", what)
 	}
 	return nil
 }

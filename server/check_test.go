@@ -438,7 +438,7 @@ func testVariants(t *testing.T, f *fixture) {
 		cases     map[string]checkCase
 	}{
 		"secret allowed in browsers": {
-			configure: func(c *server.Config) { c.AllowSecretInBrowser = true },
+			configure: func(c *server.Config) { c.Eval.AllowSecretInBrowser = true },
 			strip:     true,
 			cases: map[string]checkCase{
 				"origin":            {req: envoyRequest{Path: "/v1/prices", Headers: key("secret", "origin", "https://app.example.com")}, token: "secret"},

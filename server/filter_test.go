@@ -135,7 +135,7 @@ func BenchmarkUnknownFlood(b *testing.B) {
 			legit := mustKeys(b, u, tok.ID, b.N)
 			s := MustStartServer(b, u, func(c *server.Config) {
 				c.MembershipFilter = on
-				c.DBMaxConns = 10
+				c.Store.MaxConns = 10
 			})
 			if on {
 				s.waitFilter(b)

@@ -49,11 +49,11 @@ type testServer struct {
 func MustStartServer(tb testing.TB, dbURL string, configure func(*server.Config)) *testServer {
 	tb.Helper()
 	cfg := server.DefaultConfig()
-	cfg.GRPCAddr, cfg.HTTPAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DatabaseURL = dbURL
-	cfg.Migrate = true
-	cfg.DBMaxConns = 4
-	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Listen.Metrics = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Store.URL = dbURL
+	cfg.Store.Migrate = true
+	cfg.Store.MaxConns = 4
+	cfg.Shutdown.Timeout = 5 * time.Second
 	// Most cases here are about tokens, addresses and answers, not about
 	// routing, and send requests no route describes. The routing
 	// catalogue (TestFailClosed) and the route-rule servers set it back.

@@ -81,7 +81,7 @@ func TestIEXSignedThroughServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := MustStartServer(t, f.URL, func(c *server.Config) { c.EncryptionKey = key })
+	s := MustStartServer(t, f.URL, func(c *server.Config) { c.Signing.EncryptionKey = key })
 
 	cases := map[string]struct {
 		form   string

@@ -31,7 +31,7 @@ func TestServerLifecycle(t *testing.T) {
 			}
 			tok := fixtureToken{ID: secret.ID, AccountID: acct.ID, Value: value, Kind: policy.Secret}
 			const drain = time.Second
-			s := MustStartServer(t, u, func(c *server.Config) { c.DrainDelay = drain })
+			s := MustStartServer(t, u, func(c *server.Config) { c.Shutdown.DrainDelay = drain })
 			ok := envoyRequest{Path: "/v1/prices", Headers: hdr("authorization", "Bearer "+value)}
 
 			t.Run("health", func(t *testing.T) {

@@ -36,7 +36,7 @@ func (m *metrics) showConfig(cfg *Config) {
 	m.configInfo.Reset()
 	m.configInfo.WithLabelValues(strconv.Itoa(cc.Size), cc.TTL.String(), strconv.Itoa(cc.NegativeSize),
 		cc.NegativeTTL.String(), cc.MaxStaleness.String(), cc.StoreTimeout.String(),
-		cfg.ResyncInterval.String(), strconv.FormatBool(cfg.ExtAuthz.DryRun)).Set(1)
+		cfg.Store.ResyncInterval.String(), strconv.FormatBool(cfg.ExtAuthz.DryRun)).Set(1)
 }
 
 func newMetrics() *metrics {
@@ -135,7 +135,7 @@ func (m *metrics) followMeter(meter *credits.Meter) {
 			Help: "Live replicas counted at the last heartbeat; without Redis each rate limit is shared between them by demand."},
 			func() float64 { return float64(meter.Replicas()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tollgate_ratelimit_fleetwide",
-			Help: "1 while rate limits are checked fleet-wide in Redis; 0 in the per-replica fallback or without --redis-url."},
+			Help: "1 while rate limits are checked fleet-wide in Redis; 0 in the per-replica fallback or without Redis."},
 			func() float64 {
 				if meter.LimiterUp() {
 					return 1

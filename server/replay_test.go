@@ -120,7 +120,7 @@ func TestReplayCatalogue(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := MustStartServer(t, f.URL, func(c *server.Config) {
-		c.EncryptionKey, c.ReplayCacheSize, c.ReplayPerToken = key, replaySize, replayPerToken
+		c.Signing.EncryptionKey, c.Signing.Replay.Size, c.Signing.Replay.PerToken = key, replaySize, replayPerToken
 	})
 	fenced := func(t *policy.Token) { t.IPs = []string{"203.0.113.0/24"} }
 

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,172 +24,15 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/tollgate/tollgate/admin"
+	"github.com/tollgate/tollgate/anomaly"
 	"github.com/tollgate/tollgate/credits"
 	"github.com/tollgate/tollgate/extauthz"
+	"github.com/tollgate/tollgate/manage"
 	"github.com/tollgate/tollgate/policy"
 	"github.com/tollgate/tollgate/redislimit"
 	"github.com/tollgate/tollgate/seal"
 	"github.com/tollgate/tollgate/store"
 )
-
-// Config is everything a server needs. Defaults come from DefaultConfig;
-// the command line overrides them from the environment and flags.
-type Config struct {
-	GRPCAddr string
-	HTTPAddr string
-	// AuthzHTTPAddr, when set, serves HTTP authorization subrequests
-	// (Envoy http_service under AuthzHTTPPrefix, nginx auth_request,
-	// Caddy and Traefik forward auth) with the same decisions as Check.
-	AuthzHTTPAddr   string
-	AuthzHTTPPrefix string
-	// MetricsAddr serves /metrics, apart from the Tokens API and the
-	// console, so that scraping and what a NetworkPolicy opens for it
-	// reach nothing else.
-	MetricsAddr string
-	// DatabaseURL is the policy store; "" means the embedded default.
-	DatabaseURL string
-	// ListenDatabaseURL is where the LISTEN connection goes, when the pool
-	// goes through a transaction-pooling proxy; "" means DatabaseURL.
-	ListenDatabaseURL string
-	DBMaxConns        int
-	// Migrate runs migrations at start. The embedded store always migrates.
-	Migrate bool
-
-	Cache policy.CacheConfig
-	// MembershipFilter keeps a Bloom filter of every live token key, so
-	// that an unknown token is refused without a store query.
-	MembershipFilter bool
-	// Credits tunes credit accounting and rate limits.
-	Credits credits.Config
-	// RedisURL, when set, makes rate limits (GCRA in Redis) and replay
-	// protection fleet-wide; RedisTimeout bounds each call, past which a
-	// Check falls back to this replica's share of the limit and its own
-	// replay memory.
-	RedisURL     string
-	RedisTimeout time.Duration
-	// ResyncInterval is how often the change log is read to catch up on
-	// missed notifications.
-	ResyncInterval time.Duration
-
-	ExtAuthz extauthz.Config
-	// EncryptionKey opens tokens' sealed signing secrets; without it,
-	// tokens that require signed requests cannot be checked.
-	EncryptionKey []byte
-	// SignatureSkew is how far a signed request's time may be from ours.
-	SignatureSkew time.Duration
-	// AllowUnsignedPayload accepts signatures that leave the body out.
-	AllowUnsignedPayload bool
-	// ReplayCacheSize bounds the signatures remembered against replays,
-	// per generation; ReplayPerToken bounds one token's share of them.
-	ReplayCacheSize, ReplayPerToken int
-	// SessionTTL is how long a console sign-in lasts.
-	SessionTTL time.Duration
-	// InsecureCookies serves the console's session cookie without Secure,
-	// for plain HTTP on hosts other than localhost.
-	InsecureCookies bool
-	// APITrustedHops is how many proxies in front of the HTTP API append
-	// to X-Forwarded-For; 0 takes the caller from the TCP peer.
-	APITrustedHops int
-	// SignIn bounds console sign-in (attempt limits, the hashing pool).
-	SignIn admin.SignInConfig
-	// RouteRules is the path of a route-rules file; "" for none.
-	RouteRules           string
-	AllowSecretInBrowser bool
-	// Reflection turns on gRPC server reflection, so grpcurl works.
-	Reflection bool
-	// DrainDelay is how long the server keeps answering after it reports
-	// NOT_SERVING, so that Envoy notices before connections close.
-	DrainDelay      time.Duration
-	ShutdownTimeout time.Duration
-}
-
-// DefaultConfig returns the defaults documented in the README.
-func DefaultConfig() Config {
-	return Config{
-		GRPCAddr:        ":9191",
-		HTTPAddr:        ":8181",
-		MetricsAddr:     ":9090",
-		AuthzHTTPPrefix: extauthz.DefaultHTTPPrefix,
-		DBMaxConns:      10,
-		Cache: policy.CacheConfig{
-			Size:         500_000,
-			TTL:          5 * time.Minute,
-			NegativeSize: 100_000,
-			NegativeTTL:  10 * time.Second,
-			MaxStaleness: 15 * time.Minute,
-			StoreTimeout: 2 * time.Second,
-			// Enough for tokens used within moments of their creation,
-			// before this replica heard of them; a flood of made-up ones
-			// costs the store no more than that.
-			FilterMissLookups: 20,
-		},
-		ResyncInterval:  30 * time.Second,
-		Credits:         credits.DefaultConfig(),
-		RedisTimeout:    credits.DefaultConfig().LimiterTimeout,
-		SignatureSkew:   5 * time.Minute,
-		SessionTTL:      12 * time.Hour,
-		ReplayCacheSize: 1_000_000,
-		ReplayPerToken:  250_000,
-		SignIn:          admin.DefaultSignInConfig(),
-
-		MembershipFilter: true,
-		ExtAuthz: extauthz.Config{
-			TokenSources:     extauthz.DefaultTokenSources(),
-			StripCredentials: true,
-			GrantFreeAPIs:    []string{policy.APILDS},
-			DenyLogLevel:     slog.LevelInfo,
-			CreditHeaders:    extauthz.DefaultCreditHeaders(),
-		},
-		Reflection:      true,
-		DrainDelay:      0,
-		ShutdownTimeout: 15 * time.Second,
-	}
-}
-
-// Validate reports the first unusable setting, in words a person can act on.
-func (c *Config) Validate() error {
-	if err := c.Cache.Validate(); err != nil {
-		return fmt.Errorf("invalid config: %w", err)
-	}
-	switch {
-	case c.GRPCAddr == "":
-		return errors.New("invalid config: grpc-addr must be set")
-	case c.HTTPAddr == "":
-		return errors.New("invalid config: http-addr must be set")
-	case c.MetricsAddr == "":
-		return errors.New("invalid config: metrics-addr must be set (metrics have a port of their own)")
-	case c.ResyncInterval <= 0:
-		return errors.New("invalid config: resync-interval must be > 0")
-	case c.ExtAuthz.TrustedHops < 0:
-		return errors.New("invalid config: xff-trusted-hops must be >= 0")
-	case c.DBMaxConns < 1:
-		return errors.New("invalid config: db-max-conns must be >= 1")
-	case c.ShutdownTimeout <= 0:
-		return errors.New("invalid config: shutdown-timeout must be > 0")
-	case c.SignatureSkew <= 0:
-		return errors.New("invalid config: signature-skew must be > 0")
-	case c.RedisTimeout <= 0:
-		return errors.New("invalid config: redis-timeout must be > 0")
-	case c.APITrustedHops < 0:
-		return errors.New("invalid config: api-xff-trusted-hops must be >= 0")
-	}
-	if c.AuthzHTTPAddr != "" {
-		if err := extauthz.ValidateHTTPPrefix(c.AuthzHTTPPrefix); err != nil {
-			return fmt.Errorf("invalid config: %w", err)
-		}
-	}
-	if err := c.replay().Validate(); err != nil {
-		return fmt.Errorf("invalid config: %w", err)
-	}
-	if err := c.SignIn.Validate(); err != nil {
-		return fmt.Errorf("invalid config: %w", err)
-	}
-	return nil
-}
-
-func (c *Config) replay() policy.ReplayConfig {
-	return policy.ReplayConfig{Size: c.ReplayCacheSize, PerToken: c.ReplayPerToken}
-}
 
 // Server is a running Tollgate.
 type Server struct {
@@ -200,17 +42,19 @@ type Server struct {
 	cache    *policy.Cache
 	watcher  *store.Watcher
 	meter    *credits.Meter
-	redis    *redislimit.Client // nil without --redis-url
+	redis    *redislimit.Client // nil without Redis
 	metrics  *metrics
 	grpc     *grpc.Server
 	health   *health.Server
 	http     *http.Server
 	metricsH *http.Server
-	authzH   *http.Server // nil without --authz-http-addr
+	authzH   *http.Server // nil without the HTTP authorization listener
 	grpcLis  net.Listener
 	httpLis  net.Listener
 	metricsL net.Listener
 	authzL   net.Listener
+	recorder *anomaly.Recorder // nil with anomaly flags off
+	detector *anomaly.Detector
 	draining atomic.Bool
 	mu       sync.Mutex // serialises Reconfigure
 }
@@ -229,35 +73,35 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	var err error
-	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+	if s.grpcLis, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
 		s.db.Close()
-		return nil, fmt.Errorf("listen on grpc-addr %s: %w", cfg.GRPCAddr, err)
+		return nil, fmt.Errorf("listen on grpc-addr %s: %w", cfg.Listen.GRPC, err)
 	}
-	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+	if s.httpLis, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
 		s.grpcLis.Close()
 		s.db.Close()
-		return nil, fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
+		return nil, fmt.Errorf("listen on http-addr %s: %w", cfg.Listen.HTTP, err)
 	}
-	if s.metricsL, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+	if s.metricsL, err = net.Listen("tcp", cfg.Listen.Metrics); err != nil {
 		s.httpLis.Close()
 		s.grpcLis.Close()
 		s.db.Close()
-		return nil, fmt.Errorf("listen on metrics-addr %s: %w", cfg.MetricsAddr, err)
+		return nil, fmt.Errorf("listen on metrics-addr %s: %w", cfg.Listen.Metrics, err)
 	}
-	if cfg.AuthzHTTPAddr != "" {
-		if s.authzL, err = net.Listen("tcp", cfg.AuthzHTTPAddr); err != nil {
+	if cfg.Listen.AuthzHTTP != "" {
+		if s.authzL, err = net.Listen("tcp", cfg.Listen.AuthzHTTP); err != nil {
 			s.metricsL.Close()
 			s.httpLis.Close()
 			s.grpcLis.Close()
 			s.db.Close()
-			return nil, fmt.Errorf("listen on authz-http-addr %s: %w", cfg.AuthzHTTPAddr, err)
+			return nil, fmt.Errorf("listen on authz-http-addr %s: %w", cfg.Listen.AuthzHTTP, err)
 		}
 	}
 	return s, nil
 }
 
 func (s *Server) openStore(ctx context.Context) error {
-	db, err := store.OpenReady(ctx, s.cfg.DatabaseURL, store.Options{MaxConns: s.cfg.DBMaxConns}, s.cfg.Migrate)
+	db, err := store.OpenReady(ctx, s.cfg.Store.URL, store.Options{MaxConns: s.cfg.Store.MaxConns}, s.cfg.Store.Migrate)
 	if err != nil {
 		return err
 	}
@@ -278,16 +122,16 @@ func (s *Server) build() error {
 	m := newMetrics()
 	var open policy.Opener
 	var box *seal.Box
-	if s.cfg.EncryptionKey != nil {
+	if s.cfg.Signing.EncryptionKey != nil {
 		var err error
-		if box, err = seal.NewBox(s.cfg.EncryptionKey); err != nil {
+		if box, err = seal.NewBox(s.cfg.Signing.EncryptionKey); err != nil {
 			return fmt.Errorf("invalid config: encryption key: %w", err)
 		}
 		open = box.Open
 	} else {
-		s.log.Warn("no encryption key (TOLLGATE_ENCRYPTION_KEY): tokens that require signed requests cannot be checked")
+		s.log.Warn("no encryption key: tokens that require signed requests cannot be checked")
 	}
-	replay, err := policy.NewReplayCache(s.cfg.replay(), time.Now)
+	replay, err := policy.NewReplayCache(s.cfg.Signing.Replay, time.Now)
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
@@ -295,26 +139,26 @@ func (s *Server) build() error {
 	if err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
-	poll := s.cfg.ResyncInterval
+	poll := s.cfg.Store.ResyncInterval
 	if s.db.Dialect() == store.SQLite {
 		// No NOTIFY: the change log is the only path, and changes must
 		// show within a second.
 		poll = min(poll, 250*time.Millisecond)
 	}
-	listenURL := s.cfg.ListenDatabaseURL
+	listenURL := s.cfg.Store.ListenURL
 	if listenURL == "" {
-		listenURL = s.cfg.DatabaseURL
+		listenURL = s.cfg.Store.URL
 	}
 	s.watcher = s.db.NewWatcher(s.cache, store.WatchConfig{ListenURL: listenURL, PollInterval: poll, QueryTimeout: s.cfg.Cache.StoreTimeout}, s.log)
 	m.follow(s.cache, s.watcher, &s.cfg)
 	s.metrics = m
 
 	cc := s.cfg.Credits
-	if s.cfg.RedisURL != "" {
-		if s.redis, err = redislimit.Open(s.cfg.RedisURL, redislimit.DefaultPrefix); err != nil {
+	if s.cfg.Redis.URL != "" {
+		if s.redis, err = redislimit.Open(s.cfg.Redis.URL, redislimit.DefaultPrefix); err != nil {
 			return fmt.Errorf("invalid config: %w", err)
 		}
-		cc.Limiter, cc.LimiterTimeout = s.redis, s.cfg.RedisTimeout
+		cc.Limiter, cc.LimiterTimeout = s.redis, s.cfg.Redis.Timeout
 	}
 	if s.meter, err = credits.New(s.db, cc, time.Now, s.log); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
@@ -325,19 +169,24 @@ func (s *Server) build() error {
 		return fmt.Errorf("invalid config: %w", err)
 	}
 	eval := policy.EvalOptions{
-		AllowSecretInBrowser: s.cfg.AllowSecretInBrowser,
+		AllowSecretInBrowser: s.cfg.Eval.AllowSecretInBrowser,
+		GrantFreeAPIs:        s.cfg.Eval.GrantFreeAPIs,
 		Signatures: policy.SignatureOptions{
-			Skew: s.cfg.SignatureSkew, AllowUnsignedPayload: s.cfg.AllowUnsignedPayload, Replay: replayStore,
+			Skew: s.cfg.Signing.Skew, AllowUnsignedPayload: s.cfg.Signing.AllowUnsignedPayload, Replay: replayStore,
 		},
 	}
 	decider := policy.NewDecider(s.cache, s.meter, time.Now, eval)
 	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
 	// rather than a gRPC error.
 	s.grpc = grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec{}))
-	check := extauthz.NewServer(decider, ea, s.log, m.observe)
+	watched, err := s.watchAnomalies(decider, m)
+	if err != nil {
+		return err
+	}
+	check := extauthz.NewServer(watched, ea, s.log, m.observe)
 	authv3.RegisterAuthorizationServer(s.grpc, check)
-	if s.cfg.AuthzHTTPAddr != "" {
-		authz, err := check.HTTPHandler(s.cfg.AuthzHTTPPrefix)
+	if s.cfg.Listen.AuthzHTTP != "" {
+		authz, err := check.HTTPHandler(s.cfg.Listen.AuthzHTTPPrefix)
 		if err != nil {
 			return fmt.Errorf("invalid config: %w", err)
 		}
@@ -345,7 +194,7 @@ func (s *Server) build() error {
 	}
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	if s.cfg.Reflection {
+	if s.cfg.Listen.Reflection {
 		reflection.Register(s.grpc)
 	}
 
@@ -361,11 +210,17 @@ func (s *Server) build() error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	api := admin.New(s.db, admin.Config{SessionTTL: s.cfg.SessionTTL, InsecureCookies: s.cfg.InsecureCookies,
-		Box: box, Period: s.cfg.Credits.Period, Eval: eval, TrustedHops: s.cfg.APITrustedHops, SignIn: s.cfg.SignIn}, s.log)
+	api := admin.New(s.db, admin.Config{SessionTTL: s.cfg.API.SessionTTL, InsecureCookies: s.cfg.API.InsecureCookies,
+		Box: box, Period: s.cfg.Credits.Period, Eval: eval, TrustedHops: s.cfg.API.TrustedHops, SignIn: s.cfg.API.SignIn}, s.log)
 	mux.Handle("/v1/", api)
 	mux.Handle("/console/", api)
 	mux.Handle("GET /{$}", api)
+	leaks := manage.New(s.db, manage.Config{Box: box, Now: time.Now, Eval: eval})
+	if scan, err := s.secretScanning(leaks, m); err != nil {
+		return err
+	} else if scan != nil {
+		mux.Handle(secretScanningPath, scan)
+	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
@@ -381,7 +236,7 @@ func (s *Server) replayStore(local *policy.ReplayCache, retry time.Duration, m *
 		m.followReplay(func() uint64 { return 0 })
 		return local, nil
 	}
-	fb, err := policy.NewReplayFallback(s.redis, local, policy.ReplayFallbackConfig{Timeout: s.cfg.RedisTimeout, Retry: retry},
+	fb, err := policy.NewReplayFallback(s.redis, local, policy.ReplayFallbackConfig{Timeout: s.cfg.Redis.Timeout, Retry: retry},
 		time.Now, func(err error) {
 			if err != nil {
 				s.log.Warn("replay protection: Redis failed; until it answers, a replay is refused only by the replica that saw the original",
@@ -418,41 +273,17 @@ func (s *Server) MetricsAddr() net.Addr { return s.metricsL.Addr() }
 // Cache returns the policy cache, for tuning at run time.
 func (s *Server) Cache() *policy.Cache { return s.cache }
 
-// Reconfigure applies the settings that can change at run time (the
-// cache's sizes and durations) and returns the names of those that differ
-// but need a restart.
-func (s *Server) Reconfigure(cfg Config) []string {
+// Reconfigure applies the settings that can change at run time, the
+// cache's sizes and durations; the rest of cfg is read only at start.
+func (s *Server) Reconfigure(cfg Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.cache.Configure(cfg.Cache); err != nil {
-		s.log.Error("reconfigure: cache settings refused", "err", err)
-		return nil
+		return fmt.Errorf("cache settings: %w", err)
 	}
-	var restart []string
-	old := s.cfg
-	old.Cache = cfg.Cache
-	for name, changed := range map[string]bool{
-		"grpc-addr": old.GRPCAddr != cfg.GRPCAddr, "http-addr": old.HTTPAddr != cfg.HTTPAddr,
-		"metrics-addr": old.MetricsAddr != cfg.MetricsAddr, "authz-http-addr": old.AuthzHTTPAddr != cfg.AuthzHTTPAddr, "authz-http-prefix": old.AuthzHTTPPrefix != cfg.AuthzHTTPPrefix, "replay-cache-size": old.ReplayCacheSize != cfg.ReplayCacheSize, "replay-per-token": old.ReplayPerToken != cfg.ReplayPerToken,
-		"database-url": old.DatabaseURL != cfg.DatabaseURL, "listen-database-url": old.ListenDatabaseURL != cfg.ListenDatabaseURL,
-		"db-max-conns": old.DBMaxConns != cfg.DBMaxConns, "membership-filter": old.MembershipFilter != cfg.MembershipFilter, "resync-interval": old.ResyncInterval != cfg.ResyncInterval,
-		"redis-url": old.RedisURL != cfg.RedisURL, "redis-timeout": old.RedisTimeout != cfg.RedisTimeout,
-		"route-rules": old.RouteRules != cfg.RouteRules, "dry-run": old.ExtAuthz.DryRun != cfg.ExtAuthz.DryRun,
-		"xff-trusted-hops":        old.ExtAuthz.TrustedHops != cfg.ExtAuthz.TrustedHops,
-		"allow-unmatched-routes":  old.ExtAuthz.AllowUnmatchedRoutes != cfg.ExtAuthz.AllowUnmatchedRoutes,
-		"strip-credentials":       old.ExtAuthz.StripCredentials != cfg.ExtAuthz.StripCredentials,
-		"allow-secret-in-browser": old.AllowSecretInBrowser != cfg.AllowSecretInBrowser,
-		"token-sources":           !slices.Equal(old.ExtAuthz.TokenSources, cfg.ExtAuthz.TokenSources),
-		"grant-free-apis":         !slices.Equal(old.ExtAuthz.GrantFreeAPIs, cfg.ExtAuthz.GrantFreeAPIs),
-	} {
-		if changed {
-			restart = append(restart, name)
-		}
-	}
-	slices.Sort(restart)
 	s.cfg.Cache = cfg.Cache
 	s.metrics.showConfig(&s.cfg)
-	return restart
+	return nil
 }
 
 // Run serves until ctx ends, then shuts down in order: health reports
@@ -477,6 +308,11 @@ func (s *Server) Run(ctx context.Context) error {
 	meterCtx, stopMeter := context.WithCancel(context.WithoutCancel(ctx))
 	var meterDone sync.WaitGroup
 	meterDone.Go(func() { s.meter.Run(meterCtx) })
+	if s.recorder != nil {
+		// Like the meter, the recorder flushes once more after the last Check.
+		meterDone.Go(func() { s.recorder.Run(meterCtx) })
+		wg.Go(func() { s.detector.Run(watchCtx) })
+	}
 
 	errc := make(chan error, 4)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
@@ -509,17 +345,17 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("shutting down")
 	s.draining.Store(true)
 	s.health.Shutdown()
-	time.Sleep(s.cfg.DrainDelay)
+	time.Sleep(s.cfg.Shutdown.DrainDelay)
 
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(s.cfg.ShutdownTimeout):
+	case <-time.After(s.cfg.Shutdown.Timeout):
 		s.log.Warn("in-flight checks did not finish in time; stopping")
 		s.grpc.Stop()
 	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	shutCtx, cancel := context.WithTimeout(context.Background(), s.cfg.Shutdown.Timeout)
 	defer cancel()
 	if s.authzH != nil {
 		// HTTP authorization stops with Check, before the API.

@@ -1,12 +1,13 @@
 // The Tollgate console: sign in, then the API Tokens and Teammates pages.
 // No framework and no build step: plain modules served as they are.
 
+import { loadAlerts } from './alerts.js';
 import { api, APIError, onSessionEnd, setCSRF } from './api.js';
-import { initEditor } from './edit.js';
+import { initEditor, keepDraft, restoreDraft } from './edit.js';
 import { announce } from './dom.js';
 import { state } from './state.js';
 import { initTeammates, loadTeammates } from './teammates.js';
-import { initTokens, loadTokens, replaceToken } from './tokens.js';
+import { initTokens, loadTokens, replaceToken, showNewToken } from './tokens.js';
 
 const $ = (id) => document.getElementById(id);
 const PAGES = ['page-signin', 'page-tokens', 'page-teammates'];
@@ -28,8 +29,11 @@ function signedIn(user, admin, csrf) {
   $('who-email').textContent = `${user.email}${admin ? ' (admin)' : ''}`;
 }
 
-function showSignIn(message) {
+function showSignIn(message, { sessionEnded = false } = {}) {
+  // An edit in progress when the session ends is kept for the same user.
+  const kept = sessionEnded && keepDraft();
   state.user = null;
+  state.account = null;
   state.admin = false;
   state.tokens = [];
   state.usage.clear();
@@ -41,7 +45,7 @@ function showSignIn(message) {
   $('invite-reveal-slot').replaceChildren();
   show('page-signin');
   document.title = 'Sign in — Tollgate';
-  $('signin-error').textContent = message || '';
+  $('signin-error').textContent = kept ? `${message} Your unsaved changes will be waiting.` : (message || '');
   $('signin-email').focus();
 }
 
@@ -72,6 +76,7 @@ async function route(focus) {
       $('tokens-title').focus();
     }
     await loadTokens();
+    await loadAlerts();
   }
 }
 
@@ -99,6 +104,7 @@ async function signIn(e) {
     signedIn(r.user, r.user.role === 'admin', r.csrf_token);
     announce(`Signed in as ${r.user.email}.`);
     await route(true);
+    restoreDraft();
   } catch (err) {
     error.textContent = err.status === 401 ? 'The email or the password is wrong.' : err.message;
     password.setAttribute('aria-invalid', 'true');
@@ -120,7 +126,7 @@ async function signOut() {
 
 async function start() {
   initTokens();
-  initEditor(replaceToken);
+  initEditor({ saved: replaceToken, created: showNewToken });
   initTeammates();
   $('signin-form').addEventListener('submit', signIn);
   $('sign-out').addEventListener('click', signOut);
@@ -128,7 +134,7 @@ async function start() {
   // An ended session sends every page back to sign in.
   onSessionEnd(() => {
     if (state.user) {
-      showSignIn('Your session has ended. Sign in again.');
+      showSignIn('Your session has ended. Sign in again.', { sessionEnded: true });
     }
   });
   try {

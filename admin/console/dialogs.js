@@ -48,13 +48,14 @@ export function findAgain(el) {
  * Asks for confirmation. Resolves true for the OK button, false for
  * Cancel or Escape.
  */
-export function confirmDialog({ title, text, ok, danger = false, opener, fallback }) {
+export function confirmDialog({ title, text, ok, cancel = 'Cancel', danger = false, opener, fallback }) {
   const dialog = document.getElementById('confirm-dialog');
   const okButton = document.getElementById('confirm-ok');
   const cancelButton = document.getElementById('confirm-cancel');
   document.getElementById('confirm-title').textContent = title;
   document.getElementById('confirm-text').textContent = text;
   okButton.textContent = ok;
+  cancelButton.textContent = cancel;
   okButton.classList.toggle('danger', danger);
   okButton.classList.toggle('primary', !danger);
   return new Promise((resolve) => {

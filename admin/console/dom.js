@@ -63,6 +63,7 @@ const dateShort = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
 const dateBrief = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' });
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 const dateOnly = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeZone: 'UTC' });
+const dayShort = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
 const number = new Intl.NumberFormat();
 
 /**
@@ -108,6 +109,11 @@ export function formatTime(iso) {
 /** Formats a YYYY-MM-DD day. */
 export function formatDay(day) {
   return dateOnly.format(new Date(`${day}T00:00:00Z`));
+}
+
+/** Formats a YYYY-MM-DD day briefly, as an axis label ("Dec 2"). */
+export function formatDayShort(day) {
+  return dayShort.format(new Date(`${day}T00:00:00Z`));
 }
 
 /** Formats a whole number with grouping. */

@@ -3,43 +3,103 @@
 import { api, listTokens, tokenUsage } from './api.js';
 import { barChart, fillDays } from './chart.js';
 import { confirmDialog, findAgain, openDialog } from './dialogs.js';
-import { openEditor } from './edit.js';
+import { openCreator, openEditor } from './edit.js';
 import { announce, copyText, formatNumber, formatTime, h, icon, revealPanel, showReveal, timeEl } from './dom.js';
-import { manages, state } from './state.js';
+import { manages, periodWords, state } from './state.js';
 
 const DAYS = 30;
+// How often an open, visible list refreshes itself: usage is written in
+// batches every few seconds, so credits and "last used" move on their own.
+// The charts cost a request per token, so they follow at most every
+// CHARTS_EVERY unless Refresh is pressed.
+const REFRESH_EVERY = 60_000;
+const CHARTS_EVERY = 300_000;
+let chartsAt = 0;
 
 const $ = (id) => document.getElementById(id);
 
 /** Wires the page's controls; called once. */
 export function initTokens() {
-  $('create-token').addEventListener('click', (e) => createToken(e.currentTarget));
+  $('create-token').addEventListener('click', (e) => openCreator(e.currentTarget));
+  $('quick-token').addEventListener('click', (e) => quickToken(e.currentTarget));
+  $('refresh-tokens').addEventListener('click', async () => {
+    await loadTokens({ charts: true });
+    announce('The list is up to date.');
+  });
   const rollDialog = $('roll-dialog');
   $('roll-cancel').addEventListener('click', () => rollDialog.close());
+  // Coming back to the page, or every minute while it is in view, the
+  // credits used and "last used" are fetched again.
+  const auto = () => {
+    if (state.user && !$('page-tokens').hidden && document.visibilityState === 'visible') {
+      loadTokens({ charts: Date.now() - chartsAt > CHARTS_EVERY });
+    }
+  };
+  window.addEventListener('focus', auto);
+  document.addEventListener('visibilitychange', auto);
+  setInterval(auto, REFRESH_EVERY);
 }
 
-/** Loads the tokens, the account summary and the usage charts. */
-export async function loadTokens() {
+let loading = null; // the load running
+let next = null; // {charts, promise}: one more load, asked for while one ran
+
+/** Loads the tokens, the account summary and (unless charts is false) the usage charts. */
+export function loadTokens({ charts = true } = {}) {
+  if (!loading) {
+    loading = load(charts).finally(() => {
+      loading = null;
+    });
+    return loading;
+  }
+  // The running load may have read the list before what this caller wants
+  // to see (traffic, a change): one more follows it, shared by every
+  // caller meanwhile.
+  if (next) {
+    next.charts = next.charts || charts;
+  } else {
+    next = { charts };
+    next.promise = loading.then(() => {
+      const n = next;
+      next = null;
+      return loadTokens({ charts: n.charts });
+    });
+  }
+  return next.promise;
+}
+
+async function load(charts) {
   const error = $('tokens-error');
-  error.textContent = '';
+  let tokens;
   try {
-    state.tokens = await listTokens();
+    [tokens] = await Promise.all([listTokens(), loadAccount()]);
   } catch (err) {
     error.textContent = `The tokens could not be loaded: ${err.message}`;
     return;
   }
+  error.textContent = '';
+  if (!state.user) {
+    return; // signed out meanwhile
+  }
+  state.tokens = tokens;
   render();
-  loadAccount();
-  await loadUsage(state.tokens);
+  $('refreshed-at').textContent = `Updated ${new Intl.DateTimeFormat(undefined, { timeStyle: 'short' }).format(new Date())}`;
+  if (charts) {
+    chartsAt = Date.now();
+  }
+  // New rows get their chart at once; the others when charts are due.
+  await loadUsage(charts ? state.tokens : state.tokens.filter((t) => !state.usage.has(t.id)));
 }
 
 async function loadAccount() {
   try {
     const a = await api('GET', '/v1/account');
+    state.account = a;
+    const words = periodWords(a.period);
     const used = a.credit_quota == null
-      ? `${formatNumber(a.credits_used)} credits used this ${a.period} · no quota`
-      : `${formatNumber(a.credits_used)} of ${formatNumber(a.credit_quota)} credits used this ${a.period}`;
+      ? `${formatNumber(a.credits_used)} credits used ${words.this} · no quota`
+      : `${formatNumber(a.credits_used)} of ${formatNumber(a.credit_quota)} credits used ${words.this}`;
     $('account-summary').textContent = `${a.account.name} · ${a.plan} plan · ${used}`;
+    $('credits-col').textContent = `Credits ${words.this}`;
   } catch (err) {
     $('account-summary').textContent = '';
   }
@@ -109,7 +169,7 @@ function row(t) {
     status.push(h('span', { className: 'badge' }, 'a teammate’s'));
   }
   const limit = t.credit_limit == null ? null : t.credit_limit;
-  const credits = h('td', { className: 'num credits', 'data-label': 'Credits used' },
+  const credits = h('td', { className: 'num credits', 'data-label': `Credits ${periodWords(state.account && state.account.period).this}` },
     h('span', {}, formatNumber(t.credits_used || 0), ' / ', limit == null ? h('span', { className: 'muted' }, 'no limit') : formatNumber(limit)));
   if (limit != null && limit > 0) {
     credits.append(h('meter', { min: 0, max: limit, value: Math.min(t.credits_used || 0, limit), high: limit * 0.8, optimum: 0,
@@ -136,7 +196,7 @@ function row(t) {
     h('td', { 'data-label': 'Kind' }, h('span', { className: `kind ${t.kind}` }, t.kind)),
     h('td', { 'data-label': 'Token' }, h('code', { className: 'prefix' }, `${t.prefix}…`)),
     h('td', { className: 'time', 'data-label': 'Created' }, timeEl(t.created_at)),
-    h('td', { className: 'time', 'data-label': 'Last used' }, timeEl(t.last_used_at, { relative: true })),
+    h('td', { className: 'time last-used', 'data-label': 'Last used' }, timeEl(t.last_used_at, { relative: true })),
     credits,
     h('td', { className: 'chart-cell', 'data-label': 'Last 30 days' }, h('span', { className: 'muted' }, '…')),
     actions);
@@ -197,8 +257,10 @@ export function permissions(t) {
  * console's own origin (Tollgate has no setting for the API's public
  * address; docs/console.md says so).
  */
-export function examples(value) {
-  const url = `${window.location.origin}/v1/data/DATASET_NAME`;
+export function examples(value, t) {
+  // A dataset the token may read, when it names one outright.
+  const named = Object.keys((t && t.datasets) || {}).find((d) => !d.includes('*'));
+  const url = `${window.location.origin}/v1/data/${named || 'DATASET_NAME'}`;
   const curl = `curl '${url}' \\\n  -H 'Authorization: Bearer ${value}'`;
   const fetchJS = `const res = await fetch('${url}', {\n  headers: { Authorization: 'Bearer ${value}' },\n});\nconsole.log(await res.json());`;
   const block = (id, label, code) => {
@@ -212,7 +274,7 @@ export function examples(value) {
   };
   return h('section', { className: 'examples', 'aria-label': 'Example requests' },
     h('h3', {}, 'Try it'),
-    h('p', { className: 'hint' }, 'Replace DATASET_NAME with one of your datasets (add it to the token first: a new token reads core data but no dataset). ',
+    h('p', { className: 'hint' }, named ? '' : 'Replace DATASET_NAME with one of your datasets (add it to the token first: a new token reads core data but no dataset). ',
       'The token also works as ', h('code', {}, '?token='), ' in the URL or in an ', h('code', {}, 'X-API-Key'), ' header.'),
     block('example-curl', 'curl', curl),
     block('example-fetch', 'JavaScript', fetchJS));
@@ -239,11 +301,12 @@ function rowButton(id, cls) {
   return document.querySelector(`tr[data-id="${CSS.escape(id)}"] button.${cls}`);
 }
 
-async function createToken(opener) {
+// The quick way: a publishable token with the defaults, after a confirmation.
+async function quickToken(opener) {
   const ok = await confirmDialog({
-    title: 'Create a token?',
+    title: 'Add a publishable token?',
     text: 'A new publishable token with core read access will be added to your list. You can change its permissions and restrictions afterwards.',
-    ok: 'Create token',
+    ok: 'Add token',
     opener,
   });
   if (!ok) {
@@ -258,11 +321,19 @@ async function createToken(opener) {
     $('tokens-error').focus();
     return;
   }
+  showNewToken(t);
+}
+
+/** Lists a token just made and shows its value, once, with example requests. */
+export function showNewToken(t) {
   state.usage.set(t.id, fillDays([], DAYS));
   replaceToken(t);
-  const panel = revealPanel(`Your new token “${t.nickname}”`,
-    [{ id: 'new-token-value', label: 'Token value', value: t.token }]);
-  panel.append(examples(t.token));
+  const items = [{ id: 'new-token-value', label: 'Token value', value: t.token }];
+  if (t.signing_secret) {
+    items.push({ id: 'new-signing-secret', label: 'Signing secret', value: t.signing_secret });
+  }
+  const panel = revealPanel(`Your new token “${t.nickname}”`, items);
+  panel.append(examples(t.token, t));
   showReveal('reveal-slot', panel);
   announce(`Token ${t.nickname} created. Its value is shown once.`);
 }
