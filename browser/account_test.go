@@ -88,6 +88,9 @@ func testConsoleAccount(t *testing.T, width, height int64, phone bool) {
 		chromedp.Click(css("#confirm-ok")), chromedp.WaitVisible(css("#new-token-value")),
 		Poll(`document.querySelectorAll('#tokens-body .copy-again').length === 1`))
 	value := Eval[string](t, b, `document.getElementById('new-token-value').value`)
+	if got := Eval[string](t, b, `document.querySelector('#reveal-slot .warning').textContent`); !strings.Contains(got, "copy this value again from the list") {
+		t.Errorf("the new value's note says %q, want that it can be copied again", got)
+	}
 	b.Do(t, "dismiss the new value and copy it again",
 		chromedp.Evaluate[chromedp.Void](`document.querySelector('#reveal-slot .dismiss').click()`),
 		chromedp.Evaluate[chromedp.Void](`document.querySelector('#tokens-body .copy-again').scrollIntoView({block: 'center'})`),

@@ -1,8 +1,6 @@
 // Account basics beside the token pages: change your password, the audit
 // log for admins, copying a publishable token again, and leaving nothing
-// of a user in the page once they sign out. It hooks into the pages the
-// other modules build (the header, the token rows, the sign-in page)
-// rather than into their code.
+// of a user in the page once they sign out.
 
 import { api } from './api.js';
 import { announce, copyText, formatTime, h } from './dom.js';
@@ -11,11 +9,23 @@ import { state } from './state.js';
 const $ = (id) => document.getElementById(id);
 
 /** Builds the header's Account and Audit log buttons and their dialogs; called once. */
-function initHeader() {
+export function initAccount() {
   const account = h('button', { type: 'button', id: 'open-account', className: 'link', onclick: (e) => openAccount(e.currentTarget) }, 'Account');
   const audit = h('button', { type: 'button', id: 'open-audit', className: 'link', hidden: true, onclick: (e) => openAudit(e.currentTarget) }, 'Audit log');
   $('sign-out').before(account, audit);
   document.body.append(accountDialog(), auditDialog());
+  for (const d of ['account-dialog', 'audit-dialog']) {
+    $(d).addEventListener('close', () => {
+      if (opener && opener.isConnected && !opener.hidden) {
+        opener.focus();
+      }
+    });
+  }
+}
+
+/** Shows the admins' header controls to admins only; call when who is signed in changes. */
+export function showAdminControls() {
+  $('open-audit').hidden = !state.admin || !state.user;
 }
 
 // --- Your account: change password --------------------------------------
@@ -193,24 +203,38 @@ function detailText(e) {
 
 // --- Copy a publishable token again --------------------------------------
 
-/** Adds Copy (or why not) to the Token cell of each publishable row. */
-function decorateTokenRows() {
-  for (const row of $('tokens-body').querySelectorAll('tr[data-id]')) {
-    const t = state.tokens.find((x) => x.id === row.dataset.id);
-    const cell = row.querySelector('td[data-label="Token"]');
-    if (!t || t.kind !== 'publishable' || !cell || cell.querySelector('.copy-again, .not-kept')) {
-      continue;
-    }
-    if (t.value_kept) {
-      const status = h('span', { className: 'copy-status', role: 'status' });
-      cell.append(h('button', { type: 'button', className: 'small copy-again', 'aria-label': `Copy the value of ${t.nickname}`,
-        onclick: (e) => copyAgain(t, e.currentTarget, status) }, 'Copy'), status);
-    } else {
-      cell.append(h('span', { className: 'hint not-kept',
-        title: 'Its value was made before this server kept publishable values (or without an encryption key), so it cannot be shown again. Roll it, and the new value can be copied at any time.' },
-      'Shown only once; roll to copy again'));
-    }
+/**
+ * Returns what a token row's Token cell shows after the prefix: for a
+ * publishable token, Copy when its value is kept, or why it cannot be
+ * copied again; nothing for a secret token.
+ */
+export function copyControl(t) {
+  if (t.kind !== 'publishable') {
+    return null;
   }
+  if (!t.value_kept) {
+    return h('span', { className: 'hint not-kept',
+      title: 'Its value was made before this server kept publishable values (or without an encryption key), so it cannot be shown again. Roll it, and the new value can be copied at any time.' },
+    'Shown only once; roll to copy again');
+  }
+  const status = h('span', { className: 'copy-status', role: 'status' });
+  const button = h('button', { type: 'button', className: 'small copy-again', 'aria-label': `Copy the value of ${t.nickname}`,
+    'data-focus-key': `copy:${t.id}`, onclick: () => copyAgain(t, button, status) }, 'Copy');
+  return [button, status];
+}
+
+/**
+ * Says, beside a new value, whether it is shown only once: a publishable
+ * value the server keeps can be copied again from the list (a signing
+ * secret never); undefined for the usual warning.
+ */
+export function shownOnceNote(t) {
+  if (t.kind !== 'publishable' || !t.value_kept) {
+    return undefined;
+  }
+  return t.signing_secret
+    ? 'The value can be copied again from the list at any time; the signing secret is shown only now: keep it somewhere safe.'
+    : 'You can copy this value again from the list at any time.';
 }
 
 async function copyAgain(t, button, status) {
@@ -229,67 +253,25 @@ async function copyAgain(t, button, status) {
 
 // --- Signing in and out --------------------------------------------------
 
-/** Leaves nothing of the previous user in the page: lists, values, forms. */
-function forget({ forms }) {
-  for (const id of ['tokens-body', 'users-body', 'audit-body', 'reveal-slot', 'invite-reveal-slot']) {
-    const el = $(id);
-    if (el) {
-      el.replaceChildren();
-    }
+/**
+ * Leaves nothing of the previous user in the page: lists, values, forms.
+ * With forms, the edit form and the sign-in form too (a sign-out); an
+ * edit in progress when the session ends is kept for the same user.
+ */
+export function forgetUser({ forms }) {
+  for (const id of ['tokens-body', 'users-body', 'audit-body', 'reveal-slot', 'invite-reveal-slot', 'alerts', 'edit-alerts']) {
+    $(id).replaceChildren();
   }
   for (const id of ['who-email', 'account-summary', 'account-who', 'tokens-error', 'users-error', 'audit-error']) {
-    const el = $(id);
-    if (el) {
-      el.textContent = '';
-    }
+    $(id).textContent = '';
   }
   names = new Map();
   auditBefore = 0;
-  $('password-form').reset();
-  for (const id of forms ? ['invite-form', 'edit-form', 'signin-form'] : ['invite-form']) {
-    const f = $(id);
-    if (f) {
-      f.reset();
-    }
+  for (const id of forms ? ['password-form', 'invite-form', 'edit-form', 'signin-form'] : ['password-form', 'invite-form']) {
+    $(id).reset();
   }
   if (location.hash) {
     // The next user starts on the first page, not the last one's.
     history.replaceState(null, '', location.pathname + location.search);
   }
 }
-
-let signingOut = false;
-
-function watchSignIn() {
-  // The header shows or changes who is signed in (a sign-in, stepping
-  // down from admin): the Audit log is for admins only.
-  const auditShown = () => {
-    $('open-audit').hidden = !state.admin || !state.user;
-  };
-  $('sign-out').addEventListener('click', () => {
-    signingOut = true;
-  }, { capture: true });
-  // The sign-in page shows when someone signs out or the session ends.
-  // An edit in progress is kept only when the session ended (for the same
-  // user to finish); a sign-out forgets it too.
-  new MutationObserver(() => {
-    if (!$('page-signin').hidden) {
-      forget({ forms: signingOut });
-      signingOut = false;
-    }
-    auditShown();
-  }).observe($('page-signin'), { attributes: true, attributeFilter: ['hidden'] });
-  new MutationObserver(auditShown).observe($('who'), { attributes: true, attributeFilter: ['hidden'] });
-  new MutationObserver(auditShown).observe($('who-email'), { childList: true, characterData: true, subtree: true });
-  new MutationObserver(decorateTokenRows).observe($('tokens-body'), { childList: true });
-  for (const d of ['account-dialog', 'audit-dialog']) {
-    $(d).addEventListener('close', () => {
-      if (opener && opener.isConnected && !opener.hidden) {
-        opener.focus();
-      }
-    });
-  }
-}
-
-initHeader();
-watchSignIn();

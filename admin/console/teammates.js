@@ -1,6 +1,7 @@
 // The Teammates page: who can sign in, inviting and removing them. The
 // controls that only admins may use are hidden from members.
 
+import { showAdminControls } from './account.js';
 import { api } from './api.js';
 import { confirmDialog } from './dialogs.js';
 import { announce, h, revealPanel, showReveal, timeEl } from './dom.js';
@@ -76,6 +77,7 @@ async function changeRole(u, select) {
     // You are a member now: the admins' controls go.
     state.admin = false;
     $('who-email').textContent = state.user.email;
+    showAdminControls();
     await loadTeammates();
   }
   select.focus();
