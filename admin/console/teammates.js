@@ -79,6 +79,8 @@ async function changeRole(u, select) {
     $('who-email').textContent = state.user.email;
     showAdminControls();
     await loadTeammates();
+    $('teammates-title').focus();
+    return;
   }
   select.focus();
 }
