@@ -66,6 +66,10 @@ func (h *Handler) getAccount(w http.ResponseWriter, r *http.Request, p *principa
 		// secrets are sealed with the server's encryption key. The console
 		// offers the setting only when it can work.
 		"signing_available": h.cfg.Box != nil,
+		// Whether publishable values made or rolled now are kept (sealed
+		// with the same key), so the console can say whether a roll would
+		// let a token be copied again.
+		"values_kept": h.cfg.Box != nil,
 	})
 	return nil
 }

@@ -27,6 +27,9 @@ func TestRevealToken(t *testing.T) {
 			f := newFixtureWith(t, d, admin.Config{InsecureCookies: true, Box: mustBox(t)})
 			made := f.alice.do("POST", "/v1/tokens", map[string]any{}).want(t, "create", 201)
 			id, value := made.str("id"), made.str("token")
+			if got := f.alice.do("GET", "/v1/account", nil).want(t, "account", 200).body["values_kept"]; got != true {
+				t.Errorf("account with a key: values_kept %v, want true", got)
+			}
 			if made.body["value_kept"] != true {
 				t.Errorf("create: value_kept %v, want true", made.body["value_kept"])
 			}
@@ -79,4 +82,7 @@ func TestRevealWithoutKey(t *testing.T) {
 		t.Errorf("create without a key: value_kept %v, want false", made.body["value_kept"])
 	}
 	f.alice.do("GET", "/v1/tokens/"+made.str("id")+"/value", nil).want(t, "reveal without a key", 409, "conflict")
+	if got := f.alice.do("GET", "/v1/account", nil).want(t, "account", 200).body["values_kept"]; got != false {
+		t.Errorf("account without a key: values_kept %v, want false", got)
+	}
 }

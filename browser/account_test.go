@@ -101,6 +101,9 @@ func testConsoleAccount(t *testing.T, width, height int64, phone bool) {
 		t.Errorf("copied again: got %q, want the value shown at creation %q", got, value)
 	}
 	fits("tokens page with Copy buttons")
+	if got := Eval[int](t, b, `(el => el.scrollWidth - el.clientWidth)(document.querySelector('#page-tokens .table-wrap'))`); got > 0 {
+		t.Errorf("with Copy buttons, the token list scrolls sideways by %dpx", got)
+	}
 	copyShot := "console-copy.png"
 	if phone {
 		copyShot = "console-phone-copy.png"

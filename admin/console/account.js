@@ -213,8 +213,12 @@ export function copyControl(t) {
     return null;
   }
   if (!t.value_kept) {
+    if (state.account && !state.account.values_kept) {
+      return h('span', { className: 'hint not-kept',
+        title: 'This server has no encryption key, so it keeps no token values: copy a value when it is made or rolled.' }, 'Shown only once');
+    }
     return h('span', { className: 'hint not-kept',
-      title: 'Its value was made before this server kept publishable values (or without an encryption key), so it cannot be shown again. Roll it, and the new value can be copied at any time.' },
+      title: 'Its value was made before this server kept publishable values, so it cannot be shown again. Roll it, and the new value can be copied at any time.' },
     'Shown only once; roll to copy again');
   }
   const status = h('span', { className: 'copy-status', role: 'status' });
