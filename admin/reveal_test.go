@@ -23,7 +23,6 @@ func mustBox(t *testing.T) *seal.Box {
 func TestRevealToken(t *testing.T) {
 	for _, d := range storetest.Dialects() {
 		t.Run(string(d), func(t *testing.T) {
-			t.Parallel()
 			f := newFixtureWith(t, d, admin.Config{InsecureCookies: true, Box: mustBox(t)})
 			made := f.alice.do("POST", "/v1/tokens", map[string]any{}).want(t, "create", 201)
 			id, value := made.str("id"), made.str("token")

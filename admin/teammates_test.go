@@ -15,7 +15,6 @@ import (
 func TestChangePassword(t *testing.T) {
 	for _, d := range storetest.Dialects() {
 		t.Run(string(d), func(t *testing.T) {
-			t.Parallel()
 			f := newFixture(t, d)
 			other := f.signInUser("alice@acme.test", "correct horse battery", "")
 			path := "/v1/users/" + f.alice.user + "/password"
@@ -57,7 +56,6 @@ func TestChangePasswordGuessesAreLimited(t *testing.T) {
 func TestChangeRole(t *testing.T) {
 	for _, d := range storetest.Dialects() {
 		t.Run(string(d), func(t *testing.T) {
-			t.Parallel()
 			f := newFixture(t, d)
 			f.alice.do("PATCH", "/v1/users/"+f.bob.user, map[string]string{"role": "admin"}).want(t, "member promotes", 403, "forbidden")
 			f.admin.do("PATCH", "/v1/users/"+f.admin.user, map[string]string{"role": "member"}).want(t, "the last admin steps down", 409, "conflict", "role")
