@@ -3,6 +3,7 @@ package admin
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -65,6 +66,10 @@ func (h *Handler) getAccount(w http.ResponseWriter, r *http.Request, p *principa
 		// secrets are sealed with the server's encryption key. The console
 		// offers the setting only when it can work.
 		"signing_available": h.cfg.Box != nil,
+		// Whether publishable values made or rolled now are kept (sealed
+		// with the same key), so the console can say whether a roll would
+		// let a token be copied again.
+		"values_kept": h.cfg.Box != nil,
 	})
 	return nil
 }
@@ -111,6 +116,66 @@ func (h *Handler) removeUser(w http.ResponseWriter, r *http.Request, p *principa
 		return err
 	}
 	h.audit(r.Context(), p, "user.remove", id, "{}")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) changeRole(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var body struct {
+		Role policy.Role `json:"role"`
+	}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	u, err := h.svc.ChangeRole(r.Context(), p.Principal, r.PathValue("id"), body.Role)
+	if err != nil {
+		return err
+	}
+	h.audit(r.Context(), p, "user.role", u.ID, `{"role":"`+string(u.Role)+`"}`)
+	writeJSON(w, http.StatusOK, map[string]any{"user": u})
+	return nil
+}
+
+// setPassword changes the signed-in user's password. A wrong current
+// password counts as a failed sign-in, against the same limits, so that a
+// session left open does not let anyone guess the password faster than
+// the sign-in form would.
+func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var body struct {
+		Current string `json:"current_password"`
+		New     string `json:"new_password"`
+	}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	keys := []policy.SignInKey{{Scope: "ip", Value: p.ip}}
+	if p.UserID != "" {
+		me, err := h.db.User(r.Context(), p.UserID)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, policy.SignInKey{Scope: "email", Value: me.Email})
+	}
+	if err := h.signInAllowed(r.Context(), keys); err != nil {
+		return err
+	}
+	var keep string
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		keep = c.Value
+	}
+	err := h.svc.SetPassword(r.Context(), p.Principal, r.PathValue("id"), body.Current, body.New, keep)
+	if errors.Is(err, manage.ErrWrongPassword) {
+		now := h.cfg.Now()
+		if rerr := h.db.RecordSignInFailure(r.Context(), now, now.Add(-max(h.cfg.SignIn.EmailWindow, h.cfg.SignIn.IPWindow)), keys...); rerr != nil {
+			return rerr
+		}
+		h.audit(r.Context(), p, "user.password.fail", p.UserID, "{}")
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	h.audit(r.Context(), p, "user.password", p.UserID, "{}")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

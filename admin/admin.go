@@ -25,8 +25,9 @@ type Config struct {
 	// InsecureCookies drops the Secure attribute from the session cookie,
 	// for a console served over plain HTTP other than on localhost.
 	InsecureCookies bool
-	// Box seals the signing secrets of tokens with signed requests on;
-	// nil refuses to switch signing on.
+	// Box seals the signing secrets of tokens with signed requests on,
+	// and publishable token values so they can be shown again; nil
+	// refuses to switch signing on and shows every value only once.
 	Box *seal.Box
 	// Period is the credit period, for the credits used this period.
 	Period policy.Period
@@ -145,10 +146,13 @@ func (h *Handler) routes() []route {
 		{method: "DELETE", path: "/v1/tokens/{id}", handle: h.deleteToken},
 		{method: "POST", path: "/v1/tokens/{id}/roll", handle: h.rollToken},
 		{method: "GET", path: "/v1/tokens/{id}/usage", handle: h.tokenUsage},
+		{method: "GET", path: "/v1/tokens/{id}/value", handle: h.revealToken},
 		{method: "GET", path: "/v1/account", handle: h.getAccount},
 		{method: "GET", path: "/v1/users", handle: h.listUsers},
 		{method: "POST", path: "/v1/users", handle: h.inviteUser},
 		{method: "DELETE", path: "/v1/users/{id}", handle: h.removeUser},
+		{method: "PATCH", path: "/v1/users/{id}", handle: h.changeRole},
+		{method: "PUT", path: "/v1/users/{id}/password", handle: h.setPassword},
 		{method: "GET", path: "/v1/audit", handle: h.listAudit},
 		{method: "GET", path: "/v1/openapi.json", public: true, handle: serveOpenAPI},
 		// CARTO's Tokens API: public to wrap only because cartoRoute

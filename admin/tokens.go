@@ -203,6 +203,19 @@ func (h *Handler) rollToken(w http.ResponseWriter, r *http.Request, p *principal
 	return nil
 }
 
+// revealToken shows a publishable token's value again; see
+// manage.Service.RevealToken for when it cannot.
+func (h *Handler) revealToken(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id := r.PathValue("id")
+	value, err := h.svc.RevealToken(r.Context(), p.Principal, id)
+	if err != nil {
+		return err
+	}
+	h.audit(r.Context(), p, "token.reveal", id, "{}")
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "token": value})
+	return nil
+}
+
 func (h *Handler) tokenUsage(w http.ResponseWriter, r *http.Request, p *principal) error {
 	t, err := h.svc.Token(r.Context(), p.Principal, r.PathValue("id"))
 	if err != nil {
@@ -279,7 +292,7 @@ func tokenPatch(body map[string]json.RawMessage) (*policy.TokenPatch, error) {
 }
 
 var readOnly = []string{"id", "account_id", "user_id", "kind", "prefix", "token", "created_at", "updated_at",
-	"last_used_at", "credits_used", "previous_token_expires_at", "signing_secret"}
+	"last_used_at", "credits_used", "previous_token_expires_at", "signing_secret", "value_kept"}
 
 var errNull = errors.New("must not be null")
 

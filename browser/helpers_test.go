@@ -47,8 +47,9 @@ type tollgate struct {
 }
 
 // MustStartTollgate starts a server on a fresh SQLite store, with an account
-// and an admin user made through the store. It stops when tb ends.
-func MustStartTollgate(tb testing.TB) *tollgate {
+// and an admin user made through the store, its config changed by opts. It
+// stops when tb ends.
+func MustStartTollgate(tb testing.TB, opts ...func(*server.Config)) *tollgate {
 	tb.Helper()
 	dbURL := storetest.URL(tb, store.SQLite)
 	cfg := server.DefaultConfig()
@@ -57,6 +58,9 @@ func MustStartTollgate(tb testing.TB) *tollgate {
 	cfg.API.InsecureCookies = true
 	cfg.Store.ResyncInterval = 100 * time.Millisecond
 	cfg.Shutdown.Timeout = 5 * time.Second
+	for _, o := range opts {
+		o(&cfg)
+	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 

@@ -17,9 +17,10 @@ import (
 // policy.ErrNotFound (wrapped) for a missing record and a *policy.Error for
 // a value validation refuses.
 type Store interface {
-	// CreateToken validates and stores t, filling in its ID-derived
-	// fields, and returns its value (shown once).
-	CreateToken(ctx context.Context, t *policy.Token) (string, error)
+	// CreateTokenSealed validates and stores t, filling in its
+	// ID-derived fields, and returns its value; it keeps what seal makes
+	// of the value (nil keeps nothing).
+	CreateTokenSealed(ctx context.Context, t *policy.Token, seal func(tokenID, value string) []byte) (string, error)
 	Token(ctx context.Context, id string) (*policy.Token, error)
 	// ListUserTokens lists an account's tokens oldest first after the
 	// token with id after, those of userID only unless it is ""; a limit
@@ -28,8 +29,12 @@ type Store interface {
 	// UpdateToken runs fn on the token and stores the result, in one
 	// transaction; nothing changes if fn or validation fails.
 	UpdateToken(ctx context.Context, id string, fn func(*policy.Token) error) (*policy.Token, error)
-	// RollToken gives the token a new value; the old one works for grace.
-	RollToken(ctx context.Context, id string, grace time.Duration) (*policy.Token, string, error)
+	// RollTokenSealed gives the token a new value, keeping what seal
+	// makes of it in place of the old one's; the old value works for grace.
+	RollTokenSealed(ctx context.Context, id string, grace time.Duration, seal func(tokenID, value string) []byte) (*policy.Token, string, error)
+	// SealedValue returns what is kept of the token's value, nil if
+	// nothing is.
+	SealedValue(ctx context.Context, id string) ([]byte, error)
 	DeleteToken(ctx context.Context, id string) error
 
 	// CreateUser validates and stores u (with its password hash).
@@ -37,12 +42,19 @@ type Store interface {
 	User(ctx context.Context, id string) (*policy.User, error)
 	ListUsers(ctx context.Context, accountID string) ([]*policy.User, error)
 	DeleteUser(ctx context.Context, id string) error
+	// SetPassword replaces the user's password hash and ends every session
+	// of theirs but keep (a session's secret id).
+	SetPassword(ctx context.Context, userID, hash, keep string) error
+	// SetRole gives the user the role once check, seeing the user and the
+	// account's number of admins under lock, allows it.
+	SetRole(ctx context.Context, id string, role policy.Role, check func(u *policy.User, admins int) error) (*policy.User, error)
 }
 
 // Config shapes the Service.
 type Config struct {
-	// Box seals the signing secrets of tokens with signed requests on;
-	// nil refuses to switch signing on (ErrNoKey).
+	// Box seals the signing secrets of tokens with signed requests on,
+	// and the values of publishable tokens so they can be shown again;
+	// nil refuses to switch signing on (ErrNoKey) and keeps no value.
 	Box *seal.Box
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time

@@ -220,3 +220,14 @@ func TestUsers(t *testing.T) {
 		})
 	}
 }
+
+func mustOtherKey(t *testing.T) *seal.Box {
+	t.Helper()
+	key := make([]byte, seal.KeySize)
+	key[0] = 1
+	box, err := seal.NewBox(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return box
+}

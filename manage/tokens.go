@@ -52,7 +52,7 @@ func (s *Service) CreateToken(ctx context.Context, p policy.Principal, accountID
 	if err != nil {
 		return Issued{}, err
 	}
-	value, err := s.db.CreateToken(ctx, t)
+	value, err := s.db.CreateTokenSealed(ctx, t, s.sealValue(kind))
 	if err != nil {
 		return Issued{}, err
 	}
@@ -177,11 +177,70 @@ func (s *Service) RollToken(ctx context.Context, p policy.Principal, id string, 
 		// the owner.
 		return Issued{}, &policy.Error{Code: policy.EForbidden, Message: "only the token's owner may roll it"}
 	}
-	t, value, err := s.db.RollToken(ctx, t.ID, grace)
+	t, value, err := s.db.RollTokenSealed(ctx, t.ID, grace, s.sealValue(t.Kind))
 	if err != nil {
 		return Issued{}, err
 	}
 	return Issued{Token: t, Value: value}, nil
+}
+
+// ErrSecretShownOnce refuses to show a secret token's value again: only
+// its hash is kept.
+var ErrSecretShownOnce = &policy.Error{Code: policy.EForbidden,
+	Message: "a secret token's value is shown only once, when it is made or rolled, and only its hash is kept: roll it for a new value"}
+
+// ErrValueNotKept refuses to show a publishable token's value again when
+// the server has no encryption key.
+var ErrValueNotKept = &policy.Error{Code: policy.EConflict,
+	Message: "this server has no encryption key, so token values are shown only once; roll the token for a new value"}
+
+// ErrValueNotSealed refuses to show the value of a publishable token made
+// or last rolled when values were not kept.
+var ErrValueNotSealed = &policy.Error{Code: policy.EConflict,
+	Message: "this token's value was not kept (it was made or last rolled before this server kept publishable values, or without an encryption key): roll it, and its new value can be copied again"}
+
+// valueOwner is what a kept value is sealed for: its token, under a name
+// of its own, so that a sealed signing secret moved into the value's place
+// will not open as a value.
+func valueOwner(tokenID string) string { return tokenID + "#value" }
+
+// sealValue is how a new value of a token of kind k is kept: sealed for
+// publishable tokens when there is a key; otherwise not at all.
+func (s *Service) sealValue(k policy.Kind) func(tokenID, value string) []byte {
+	if s.cfg.Box == nil || k != policy.Publishable {
+		return nil
+	}
+	return func(id, value string) []byte { return s.cfg.Box.Seal(valueOwner(id), []byte(value)) }
+}
+
+// RevealToken returns a publishable token's current value again, for
+// whoever may see the token. Secret tokens' values are never kept.
+func (s *Service) RevealToken(ctx context.Context, p policy.Principal, id string) (string, error) {
+	t, err := s.Token(ctx, p, id)
+	if err != nil {
+		return "", err
+	}
+	if !policy.CanReveal(p, t) {
+		return "", ErrSecretShownOnce
+	}
+	if s.cfg.Box == nil {
+		return "", ErrValueNotKept
+	}
+	sealed, err := s.db.SealedValue(ctx, t.ID)
+	if err != nil {
+		return "", err
+	}
+	if sealed == nil {
+		return "", ErrValueNotSealed
+	}
+	v, err := s.cfg.Box.Open(valueOwner(t.ID), sealed)
+	if err != nil {
+		// Another key, or a tampered row: never a value, and a roll
+		// mends it.
+		return "", &policy.Error{Code: policy.EConflict, Err: err,
+			Message: "this token's kept value cannot be opened with the server's encryption key (was the key changed?): roll the token for a new value"}
+	}
+	return string(v), nil
 }
 
 // DeleteToken deletes the token for good.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 
 	"golang.org/x/crypto/bcrypt"
@@ -54,11 +55,7 @@ func (s *Service) CreateUser(ctx context.Context, p policy.Principal, nu NewUser
 		generated = base64.RawURLEncoding.EncodeToString(b)
 		nu.Password = generated
 	}
-	var hash string
-	var err error
-	if herr := s.cfg.Hash(ctx, func() { hash, err = HashPassword(nu.Password) }); herr != nil {
-		return nil, "", herr
-	}
+	hash, err := s.hash(ctx, nu.Password)
 	if err != nil {
 		return nil, "", err
 	}
@@ -101,4 +98,77 @@ func (s *Service) DeleteUser(ctx context.Context, p policy.Principal, id string)
 		return &policy.Error{Code: policy.EConflict, Message: "you cannot remove yourself; ask another admin"}
 	}
 	return s.db.DeleteUser(ctx, id)
+}
+
+// hash runs HashPassword in the Service's hashing pool.
+func (s *Service) hash(ctx context.Context, pw string) (string, error) {
+	var hash string
+	var err error
+	if herr := s.cfg.Hash(ctx, func() { hash, err = HashPassword(pw) }); herr != nil {
+		return "", herr
+	}
+	return hash, err
+}
+
+// ErrWrongPassword refuses a password change whose current password is
+// wrong.
+var ErrWrongPassword = &policy.Error{Code: policy.EInvalid, Field: "current_password", Message: "is not your current password"}
+
+// SetPassword changes a user's password, their current one checked first,
+// and signs out every session of theirs but keep (the secret id of the
+// session making the change), so that whoever knew the old password is
+// out.
+func (s *Service) SetPassword(ctx context.Context, p policy.Principal, userID, current, next, keep string) error {
+	u, err := s.db.User(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if !policy.CanSeeUsers(p, u.AccountID) {
+		return fmt.Errorf("user %s: %w", userID, policy.ErrNotFound)
+	}
+	if !policy.CanSetPassword(p, u) {
+		return &policy.Error{Code: policy.EForbidden, Message: "you may change only your own password"}
+	}
+	var ok bool
+	if herr := s.cfg.Hash(ctx, func() {
+		ok = u.PasswordHash != "" && bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(current)) == nil
+	}); herr != nil {
+		return herr
+	}
+	if !ok {
+		return ErrWrongPassword
+	}
+	if current == next {
+		return &policy.Error{Code: policy.EInvalid, Field: "new_password", Message: "is your current password: choose a new one"}
+	}
+	hash, err := s.hash(ctx, next)
+	if err != nil {
+		if pe, isPE := errors.AsType[*policy.Error](err); isPE && pe.Field == "password" {
+			return &policy.Error{Code: pe.Code, Field: "new_password", Message: pe.Message}
+		}
+		return err
+	}
+	return s.db.SetPassword(ctx, u.ID, hash, keep)
+}
+
+// ChangeRole gives a teammate a role; no change may leave the account
+// without an admin.
+func (s *Service) ChangeRole(ctx context.Context, p policy.Principal, userID string, role policy.Role) (*policy.User, error) {
+	u, err := s.db.User(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if !policy.CanSeeUsers(p, u.AccountID) {
+		return nil, fmt.Errorf("user %s: %w", userID, policy.ErrNotFound)
+	}
+	if !policy.CanChangeRole(p, u) {
+		return nil, ErrAdminOnly
+	}
+	probe := policy.User{Email: u.Email, Role: role}
+	if err := probe.Validate(); err != nil {
+		return nil, err
+	}
+	return s.db.SetRole(ctx, u.ID, role, func(u *policy.User, admins int) error {
+		return policy.CheckLastAdmin(u, role, admins)
+	})
 }

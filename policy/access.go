@@ -100,6 +100,35 @@ func CanManageUsers(p Principal, accountID string) bool {
 // admins.
 func CanReadAudit(p Principal, accountID string) bool { return CanManageUsers(p, accountID) }
 
+// CanReveal reports whether p may see the token's value again: whoever
+// may see the token, for a publishable token only. Publishable values are
+// public by design (they ship in web pages and apps), so an admin who sees
+// a teammate's token may copy it; a secret token's value is shown once and
+// kept only as a hash.
+func CanReveal(p Principal, t *Token) bool { return CanSee(p, t) && t.Kind == Publishable }
+
+// CanSetPassword reports whether p may set u's password: u themselves,
+// signed in (the secret token is no one's session).
+func CanSetPassword(p Principal, u *User) bool { return p.UserID != "" && p.UserID == u.ID }
+
+// CanChangeRole reports whether p may change u's role: the account's
+// admins. CheckLastAdmin further holds the change.
+func CanChangeRole(p Principal, u *User) bool { return CanManageUsers(p, u.AccountID) }
+
+// ErrLastAdmin refuses what would leave an account without an admin, who
+// alone can add teammates and read the audit log.
+var ErrLastAdmin = &Error{Code: EConflict, Field: "role",
+	Message: "this is the account's only admin: make another teammate an admin first"}
+
+// CheckLastAdmin refuses giving u the role when u is the last of the
+// account's admins admins and the role is not admin.
+func CheckLastAdmin(u *User, role Role, admins int) error {
+	if u.Role == RoleAdmin && role != RoleAdmin && admins <= 1 {
+		return ErrLastAdmin
+	}
+	return nil
+}
+
 // ErrSecretLockout refuses what would leave an account without its secret
 // token.
 var ErrSecretLockout = &Error{Code: EConflict,

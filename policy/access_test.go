@@ -20,19 +20,24 @@ func TestAccessRules(t *testing.T) {
 		"no one":        {AccountID: "acc_1"},
 	}
 	tokens := map[string]*policy.Token{
-		"owned":   {ID: "tok_1", AccountID: "acc_1", UserID: "usr_owner"},
-		"unowned": {ID: "tok_2", AccountID: "acc_1"},
+		"owned":   {ID: "tok_1", AccountID: "acc_1", UserID: "usr_owner", Kind: policy.Publishable},
+		"unowned": {ID: "tok_2", AccountID: "acc_1", Kind: policy.Publishable},
+		"secret":  {ID: "tok_sk", AccountID: "acc_1", Kind: policy.Secret},
 	}
 	actions := map[string]func(policy.Principal, *policy.Token) bool{
 		"see": policy.CanSee, "manage": policy.CanManage, "toggle": policy.CanToggle, "delete": policy.CanDelete,
+		"reveal": policy.CanReveal,
 	}
 	// want[principal][token] lists the actions allowed; the rest are denied.
+	all := []string{"see", "manage", "toggle", "delete"}
 	want := map[string]map[string][]string{
-		"operator":      {"owned": {"see", "manage", "toggle", "delete"}, "unowned": {"see", "manage", "toggle", "delete"}},
-		"admin":         {"owned": {"see", "toggle", "delete"}, "unowned": {"see", "manage", "toggle", "delete"}},
-		"owner":         {"owned": {"see", "manage", "toggle", "delete"}},
-		"member":        {},
-		"secret token":  {"owned": {"see", "toggle", "delete"}, "unowned": {"see", "manage", "toggle", "delete"}},
+		"operator": {"owned": append(all, "reveal"), "unowned": append(all, "reveal"), "secret": all},
+		"admin": {"owned": {"see", "toggle", "delete", "reveal"}, "unowned": append(all, "reveal"),
+			"secret": all},
+		"owner":  {"owned": append(all, "reveal")},
+		"member": {},
+		"secret token": {"owned": {"see", "toggle", "delete", "reveal"}, "unowned": append(all, "reveal"),
+			"secret": all},
 		"foreign admin": {},
 		"no one":        {},
 	}
@@ -54,6 +59,7 @@ func TestAccessRules(t *testing.T) {
 func TestAccountRules(t *testing.T) {
 	admin := policy.Principal{AccountID: "acc_1", UserID: "usr_a", Admin: true}
 	member := policy.Principal{AccountID: "acc_1", UserID: "usr_m"}
+	secretKey := policy.Principal{AccountID: "acc_1", TokenID: "tok_sk", Admin: true}
 	op := policy.OperatorPrincipal()
 	for name, tc := range map[string]struct {
 		got, want bool
@@ -72,9 +78,37 @@ func TestAccountRules(t *testing.T) {
 		"admin manages another's users":   {policy.CanManageUsers(admin, "acc_2"), false},
 		"admin deletes the secret token":  {policy.CanDeleteSecret(admin), false},
 		"operator deletes a secret token": {policy.CanDeleteSecret(op), true},
+		"user sets own password":          {policy.CanSetPassword(member, &policy.User{ID: "usr_m", AccountID: "acc_1"}), true},
+		"admin sets another's password":   {policy.CanSetPassword(admin, &policy.User{ID: "usr_m", AccountID: "acc_1"}), false},
+		"secret token sets a password":    {policy.CanSetPassword(secretKey, &policy.User{AccountID: "acc_1"}), false},
+		"admin changes a role":            {policy.CanChangeRole(admin, &policy.User{ID: "usr_m", AccountID: "acc_1"}), true},
+		"secret token changes a role":     {policy.CanChangeRole(secretKey, &policy.User{ID: "usr_m", AccountID: "acc_1"}), true},
+		"member changes a role":           {policy.CanChangeRole(member, &policy.User{ID: "usr_m", AccountID: "acc_1"}), false},
+		"admin changes another's role":    {policy.CanChangeRole(admin, &policy.User{ID: "usr_x", AccountID: "acc_2"}), false},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: got %v, want %v", name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestCheckLastAdmin(t *testing.T) {
+	admin := &policy.User{ID: "usr_a", AccountID: "acc_1", Role: policy.RoleAdmin}
+	member := &policy.User{ID: "usr_m", AccountID: "acc_1", Role: policy.RoleMember}
+	for name, tc := range map[string]struct {
+		u      *policy.User
+		role   policy.Role
+		admins int
+		want   error
+	}{
+		"demote the last admin":     {admin, policy.RoleMember, 1, policy.ErrLastAdmin},
+		"demote one of two admins":  {admin, policy.RoleMember, 2, nil},
+		"keep the last admin admin": {admin, policy.RoleAdmin, 1, nil},
+		"promote a member":          {member, policy.RoleAdmin, 1, nil},
+		"member stays member":       {member, policy.RoleMember, 1, nil},
+	} {
+		if got := policy.CheckLastAdmin(tc.u, tc.role, tc.admins); got != tc.want {
+			t.Errorf("%s: got %v, want %v", name, got, tc.want)
 		}
 	}
 }

@@ -11,8 +11,9 @@ import (
 )
 
 // Token is an API token's record: who it belongs to, what it may do and the
-// restrictions on where it may be used from. Its value is never stored; only
-// its Hash and a display Prefix are.
+// restrictions on where it may be used from. Its value is never stored in
+// clear: a Hash and a display Prefix are, and for a publishable token a
+// sealed copy when the server has an encryption key (ValueKept).
 type Token struct {
 	ID        string     `json:"id"`
 	AccountID string     `json:"account_id"`
@@ -30,6 +31,10 @@ type Token struct {
 	// SigningSecret is the sealed (encrypted) signing secret of a token
 	// that requires signed requests; never shown after it is made.
 	SigningSecret []byte `json:"-"`
+	// ValueKept reports that the store keeps the value sealed, so that it
+	// can be shown again: publishable tokens made or rolled while the
+	// server had an encryption key. Secret tokens never.
+	ValueKept bool `json:"value_kept"`
 	// PreviousExpiresAt is set after a roll with a grace period: the old
 	// value works until then.
 	PreviousExpiresAt *time.Time `json:"previous_token_expires_at,omitempty"`

@@ -28,7 +28,7 @@ func (db *DB) CreateAccount(ctx context.Context, a *policy.Account) (*policy.Tok
 		if err != nil {
 			return wrapErr("insert account", err)
 		}
-		value, err = db.insertToken(ctx, tx, secret)
+		value, err = db.insertToken(ctx, tx, secret, nil)
 		return err
 	})
 	if err != nil {

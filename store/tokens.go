@@ -114,6 +114,16 @@ const liveKey = ` AND (k.expires_at IS NULL OR k.expires_at > ?)`
 // exists nowhere else: show it to the user once. The token's ID, Prefix and
 // times are set; a missing ID or nickname gets the usual default.
 func (db *DB) CreateToken(ctx context.Context, t *policy.Token) (string, error) {
+	return db.CreateTokenSealed(ctx, t, nil)
+}
+
+// SealFunc turns a token's new value into what the store keeps of it
+// (sealed by the caller, who holds the key), or nil to keep nothing.
+type SealFunc = func(tokenID, value string) []byte
+
+// CreateTokenSealed is CreateToken keeping seal's result for the value
+// (nil seal keeps nothing), in the same transaction.
+func (db *DB) CreateTokenSealed(ctx context.Context, t *policy.Token, seal SealFunc) (string, error) {
 	if t.ID == "" {
 		def := policy.NewToken(t.AccountID, t.Kind)
 		t.ID = def.ID
@@ -130,14 +140,14 @@ func (db *DB) CreateToken(ctx context.Context, t *policy.Token) (string, error) 
 			return err
 		}
 		var err error
-		value, err = db.insertToken(ctx, tx, t)
+		value, err = db.insertToken(ctx, tx, t, seal)
 		return err
 	})
 	return value, err
 }
 
 // insertToken writes a normalized token and its first key.
-func (db *DB) insertToken(ctx context.Context, tx *sqlx.Tx, t *policy.Token) (string, error) {
+func (db *DB) insertToken(ctx context.Context, tx *sqlx.Tx, t *policy.Token, seal SealFunc) (string, error) {
 	value := policy.NewValue(t.Kind)
 	hash := policy.HashValue(value)
 	now := db.now()
@@ -157,6 +167,12 @@ func (db *DB) insertToken(ctx context.Context, tx *sqlx.Tx, t *policy.Token) (st
 	_, err = tx.ExecContext(ctx, tx.Rebind(`INSERT INTO token_keys (hash, token_id, created_at) VALUES (?, ?, ?)`), hash[:], t.ID, now)
 	if err != nil {
 		return "", wrapErr("insert token key", err)
+	}
+	if sealed := sealValue(seal, t.ID, value); sealed != nil {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE tokens SET sealed_value = ? WHERE id = ?`), sealed, t.ID); err != nil {
+			return "", wrapErr("keep token value", err)
+		}
+		t.ValueKept = true
 	}
 	return value, nil
 }
@@ -285,6 +301,8 @@ type tokenRow struct {
 	UpdatedAt      time.Time      `db:"updated_at"`
 	LastUsedAt     *time.Time     `db:"last_used_at"`
 	SigningSecret  []byte         `db:"signing_secret"`
+	// ValueKept: the sealed value itself is read only by SealedValue.
+	ValueKept bool `db:"value_kept"`
 	// PreviousExpiresAt is read, never written: see tokenColumns.
 	PreviousExpiresAt nullTime `db:"previous_expires_at"`
 }
@@ -292,7 +310,7 @@ type tokenRow struct {
 const tokenColumns = `t.id, t.account_id, t.user_id, t.kind, t.nickname, t.prefix, t.enabled, t.expires_at,
 	t.core, t.premium, t.datasets, t.allowed_apis, t.grants, t.allowed_domains, t.allowed_ips,
 	t.signed_requests, t.credit_limit, t.rate_limit_rps, t.rate_limit_burst,
-	t.created_at, t.updated_at, t.last_used_at, t.signing_secret,
+	t.created_at, t.updated_at, t.last_used_at, t.signing_secret, t.sealed_value IS NOT NULL AS value_kept,
 	(SELECT MAX(pk.expires_at) FROM token_keys pk WHERE pk.token_id = t.id) AS previous_expires_at`
 
 const tokenInsertColumns = `id, account_id, user_id, kind, nickname, prefix, enabled, expires_at,
@@ -352,7 +370,7 @@ func (r *tokenRow) token() (*policy.Token, error) {
 		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), LastUsedAt: utcPtr(r.LastUsedAt),
 	}
 	t.Core, t.Premium, t.Signed, t.CreditLimit = r.Core, r.Premium, r.Signed, r.CreditLimit
-	t.SigningSecret = r.SigningSecret
+	t.SigningSecret, t.ValueKept = r.SigningSecret, r.ValueKept
 	t.PreviousExpiresAt = utcPtr(r.PreviousExpiresAt.Time)
 	if r.RateLimitRPS != nil {
 		t.RateLimit = &policy.RateLimit{RPS: *r.RateLimitRPS}
@@ -385,6 +403,13 @@ func utcPtr(t *time.Time) *time.Time {
 // only time it is shown. The old value keeps working for grace (at once
 // stops when grace is 0), and shows as expiring meanwhile.
 func (db *DB) RollToken(ctx context.Context, id string, grace time.Duration) (*policy.Token, string, error) {
+	return db.RollTokenSealed(ctx, id, grace, nil)
+}
+
+// RollTokenSealed is RollToken keeping seal's result for the new value in
+// place of what was kept of the old one (nil seal keeps nothing), in the
+// same transaction.
+func (db *DB) RollTokenSealed(ctx context.Context, id string, grace time.Duration, seal SealFunc) (*policy.Token, string, error) {
 	if grace < 0 || grace > 30*24*time.Hour {
 		return nil, "", &policy.Error{Code: policy.EInvalid, Field: "grace_period", Message: "must be between 0 and 720h"}
 	}
@@ -413,7 +438,8 @@ func (db *DB) RollToken(ctx context.Context, id string, grace time.Duration) (*p
 			return wrapErr("roll token", err)
 		}
 		t.Prefix, t.UpdatedAt = policy.DisplayPrefix(value), now
-		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE tokens SET prefix = ?, updated_at = ? WHERE id = ?`), t.Prefix, now, id); err != nil {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE tokens SET prefix = ?, updated_at = ?, sealed_value = ? WHERE id = ?`),
+			t.Prefix, now, sealValue(seal, id, value), id); err != nil {
 			return wrapErr("roll token", err)
 		}
 		t, err = getToken(ctx, tx, id, "")
@@ -423,4 +449,22 @@ func (db *DB) RollToken(ctx context.Context, id string, grace time.Duration) (*p
 		return nil, "", err
 	}
 	return t, value, nil
+}
+
+func sealValue(seal SealFunc, id, value string) []byte {
+	if seal == nil {
+		return nil
+	}
+	return seal(id, value)
+}
+
+// SealedValue returns what is kept of the token's current value (see
+// CreateTokenSealed), nil when nothing is.
+func (db *DB) SealedValue(ctx context.Context, id string) ([]byte, error) {
+	var b []byte
+	err := db.db.GetContext(ctx, &b, db.db.Rebind(`SELECT sealed_value FROM tokens WHERE id = ?`), id)
+	if err != nil {
+		return nil, wrapErr("token "+id, err)
+	}
+	return b, nil
 }

@@ -88,6 +88,73 @@ func (db *DB) DeleteUser(ctx context.Context, id string) error {
 	return nil
 }
 
+// SetPassword replaces a user's password hash and signs out every session
+// of theirs but keep (the secret id of the session making the change; ""
+// signs them all out), in one transaction.
+func (db *DB) SetPassword(ctx context.Context, userID, hash, keep string) error {
+	return db.inTx(ctx, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE users SET password_hash = ? WHERE id = ?`), hash, userID)
+		if err != nil {
+			return wrapErr("set password", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("user %s: %w", userID, policy.ErrNotFound)
+		}
+		q, args := `DELETE FROM sessions WHERE user_id = ?`, []any{userID}
+		if keep != "" {
+			h := sha256.Sum256([]byte(keep))
+			q, args = q+` AND id_hash <> ?`, append(args, h[:])
+		}
+		_, err = tx.ExecContext(ctx, tx.Rebind(q), args...)
+		return wrapErr("end other sessions", err)
+	})
+}
+
+// SetRole gives a user a role once check allows it. check sees the user as
+// it is and how many admins the account has, read with every user of the
+// account locked (in id order, so two changes never deadlock): two admins
+// demoting each other at once cannot both pass a last-admin check.
+func (db *DB) SetRole(ctx context.Context, id string, role policy.Role, check func(u *policy.User, admins int) error) (*policy.User, error) {
+	target, err := db.User(ctx, id) // a user's account never changes
+	if err != nil {
+		return nil, err
+	}
+	var u policy.User
+	err = db.inTx(ctx, func(tx *sqlx.Tx) error {
+		var all []policy.User
+		q := `SELECT ` + userColumns + ` FROM users WHERE account_id = ? ORDER BY id` + db.forUpdate()
+		if err := tx.SelectContext(ctx, &all, tx.Rebind(q), target.AccountID); err != nil {
+			return wrapErr("lock users", err)
+		}
+		admins, found := 0, false
+		for _, x := range all {
+			if x.Role == policy.RoleAdmin {
+				admins++
+			}
+			if x.ID == id {
+				u, found = x, true
+			}
+		}
+		if !found {
+			return fmt.Errorf("user %s: %w", id, policy.ErrNotFound)
+		}
+		if err := check(&u, admins); err != nil {
+			return err
+		}
+		u.Role = role
+		if err := u.Validate(); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE users SET role = ? WHERE id = ?`), u.Role, id)
+		return wrapErr("set role", err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	u.CreatedAt = u.CreatedAt.UTC()
+	return &u, nil
+}
+
 // CreateSession stores a session under the hash of its secret id.
 func (db *DB) CreateSession(ctx context.Context, id string, s policy.Session) error {
 	h := sha256.Sum256([]byte(id))

@@ -1,6 +1,7 @@
 // The Tollgate console: sign in, then the API Tokens and Teammates pages.
 // No framework and no build step: plain modules served as they are.
 
+import { forgetUser, initAccount, showAdminControls } from './account.js';
 import { loadAlerts } from './alerts.js';
 import { api, APIError, onSessionEnd, setCSRF } from './api.js';
 import { initEditor, keepDraft, restoreDraft } from './edit.js';
@@ -27,6 +28,7 @@ function signedIn(user, admin, csrf) {
   state.admin = admin;
   setCSRF(csrf);
   $('who-email').textContent = `${user.email}${admin ? ' (admin)' : ''}`;
+  showAdminControls();
 }
 
 function showSignIn(message, { sessionEnded = false } = {}) {
@@ -41,8 +43,8 @@ function showSignIn(message, { sessionEnded = false } = {}) {
   for (const d of document.querySelectorAll('dialog[open]')) {
     d.close();
   }
-  $('reveal-slot').replaceChildren();
-  $('invite-reveal-slot').replaceChildren();
+  forgetUser({ forms: !sessionEnded });
+  showAdminControls();
   show('page-signin');
   document.title = 'Sign in — Tollgate';
   $('signin-error').textContent = kept ? `${message} Your unsaved changes will be waiting.` : (message || '');
@@ -128,6 +130,7 @@ async function start() {
   initTokens();
   initEditor({ saved: replaceToken, created: showNewToken });
   initTeammates();
+  initAccount();
   $('signin-form').addEventListener('submit', signIn);
   $('sign-out').addEventListener('click', signOut);
   window.addEventListener('hashchange', () => route(true));

@@ -1,6 +1,7 @@
 // The Teammates page: who can sign in, inviting and removing them. The
 // controls that only admins may use are hidden from members.
 
+import { showAdminControls } from './account.js';
 import { api } from './api.js';
 import { confirmDialog } from './dialogs.js';
 import { announce, h, revealPanel, showReveal, timeEl } from './dom.js';
@@ -42,10 +43,46 @@ function render() {
     }
     return h('tr', { 'data-id': u.id },
       h('th', { scope: 'row' }, u.email),
-      h('td', { 'data-label': 'Role' }, h('span', { className: `role ${u.role}` }, u.role)),
+      h('td', { 'data-label': 'Role' }, state.admin ? roleSelect(u) : h('span', { className: `role ${u.role}` }, u.role)),
       h('td', { className: 'time', 'data-label': 'Joined' }, timeEl(u.created_at)),
       actions);
   }));
+}
+
+// An admin's control for a teammate's role; the change is saved at once.
+function roleSelect(u) {
+  const select = h('select', { className: 'role-select', 'aria-label': `Role of ${u.email}`, onchange: () => changeRole(u, select) },
+    h('option', { value: 'member', selected: u.role === 'member' }, 'Member'),
+    h('option', { value: 'admin', selected: u.role === 'admin' }, 'Admin'));
+  return select;
+}
+
+async function changeRole(u, select) {
+  $('users-error').textContent = '';
+  select.disabled = true;
+  try {
+    const r = await api('PATCH', `/v1/users/${encodeURIComponent(u.id)}`, { role: select.value });
+    u.role = r.user.role;
+    if (state.user && u.id === state.user.id) {
+      state.user.role = u.role;
+    }
+    announce(`${u.email} is now ${u.role === 'admin' ? 'an admin' : 'a member'}.`);
+  } catch (err) {
+    select.value = u.role;
+    $('users-error').textContent = `${u.email}’s role was not changed: ${err.message}`;
+  } finally {
+    select.disabled = false;
+  }
+  if (state.user && u.id === state.user.id && u.role !== 'admin') {
+    // You are a member now: the admins' controls go.
+    state.admin = false;
+    $('who-email').textContent = state.user.email;
+    showAdminControls();
+    await loadTeammates();
+    $('teammates-title').focus();
+    return;
+  }
+  select.focus();
 }
 
 async function invite() {

@@ -1,5 +1,6 @@
 // The API Tokens page: the list, and create, roll and delete.
 
+import { copyControl, shownOnceNote } from './account.js';
 import { api, listTokens, tokenUsage } from './api.js';
 import { barChart, fillDays } from './chart.js';
 import { confirmDialog, findAgain, openDialog } from './dialogs.js';
@@ -194,7 +195,7 @@ function row(t) {
       status.length ? h('span', { className: 'status' }, status) : null,
       h('span', { className: 'perms' }, permissions(t))),
     h('td', { 'data-label': 'Kind' }, h('span', { className: `kind ${t.kind}` }, t.kind)),
-    h('td', { 'data-label': 'Token' }, h('code', { className: 'prefix' }, `${t.prefix}…`)),
+    h('td', { 'data-label': 'Token' }, h('code', { className: 'prefix' }, `${t.prefix}…`), copyControl(t)),
     h('td', { className: 'time', 'data-label': 'Created' }, timeEl(t.created_at)),
     h('td', { className: 'time last-used', 'data-label': 'Last used' }, timeEl(t.last_used_at, { relative: true })),
     credits,
@@ -332,10 +333,10 @@ export function showNewToken(t) {
   if (t.signing_secret) {
     items.push({ id: 'new-signing-secret', label: 'Signing secret', value: t.signing_secret });
   }
-  const panel = revealPanel(`Your new token “${t.nickname}”`, items);
+  const panel = revealPanel(`Your new token “${t.nickname}”`, items, shownOnceNote(t));
   panel.append(examples(t.token, t));
   showReveal('reveal-slot', panel);
-  announce(`Token ${t.nickname} created. Its value is shown once.`);
+  announce(`Token ${t.nickname} created. ${t.value_kept ? 'Its value can be copied again from the list.' : 'Its value is shown once.'}`);
 }
 
 function openRoll(t, opener) {
@@ -360,7 +361,7 @@ function openRoll(t, opener) {
         : 'The previous value no longer works.';
       showReveal('reveal-slot', revealPanel(`New value for “${rolled.nickname}”`,
         [{ id: 'new-token-value', label: 'Token value', value: rolled.token }],
-        `${when} Copy the new value now: it won’t be shown again.`));
+        `${when} ${shownOnceNote(rolled) || 'Copy the new value now: it won’t be shown again.'}`));
       announce(`Token ${rolled.nickname} rolled. ${when}`);
     } catch (err) {
       $('roll-error').textContent = err.message;
