@@ -24,13 +24,13 @@ mkdir -p "$out"
 if ! command -v valgrind >/dev/null 2>&1; then
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
 fi
-$GO test -c -o "$out/extauthz.test" ./extauthz
+$GO test -c -o "$out/extauthz.test" ./internal/extauthz
 
 # Valgrind 3.19 cannot run RDTSCP and trips over Go's preemption signal;
 # one P makes the interleaving of client and server the same every run.
 export GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off GOMAXPROCS=1
 instructions() { # server, checks
-	(cd extauthz && valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+	(cd internal/extauthz && valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 		"$out/extauthz.test" -test.run '^$' -test.bench "^BenchmarkCheckGRPC\$/^$1\$" -test.benchtime="$2x" 2>&1) |
 		sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }

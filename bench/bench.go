@@ -21,7 +21,7 @@ import (
 
 	_ "github.com/lib/pq" // COPY for seeding
 
-	"github.com/tollgate/tollgate/seal"
+	"github.com/tollgate/tollgate/internal/seal"
 )
 
 // Config is one benchmark run.

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tollgate/tollgate/seal"
+	"github.com/tollgate/tollgate/internal/seal"
 )
 
 // FleetConfig sizes a fleet measurement: many replicas on one Postgres,

@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/credits"
-	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/seal"
-	"github.com/tollgate/tollgate/server"
-	"github.com/tollgate/tollgate/store"
-	"github.com/tollgate/tollgate/store/storetest"
+	"github.com/tollgate/tollgate/internal/credits"
+	"github.com/tollgate/tollgate/internal/policy"
+	"github.com/tollgate/tollgate/internal/seal"
+	"github.com/tollgate/tollgate/internal/server"
+	"github.com/tollgate/tollgate/internal/store"
+	"github.com/tollgate/tollgate/internal/store/storetest"
 )
 
 // These benchmarks run the benchmarked paths in one process so that they

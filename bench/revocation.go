@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/store"
+	"github.com/tollgate/tollgate/internal/policy"
+	"github.com/tollgate/tollgate/internal/store"
 )
 
 // Revocation is how long a change took to show on every replica.

@@ -14,9 +14,9 @@ import (
 
 	"github.com/lib/pq"
 
-	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/seal"
-	"github.com/tollgate/tollgate/store"
+	"github.com/tollgate/tollgate/internal/policy"
+	"github.com/tollgate/tollgate/internal/seal"
+	"github.com/tollgate/tollgate/internal/store"
 )
 
 // The benchmark's token pools, by index. Every size of database holds the

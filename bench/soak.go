@@ -13,8 +13,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/store"
+	"github.com/tollgate/tollgate/internal/policy"
+	"github.com/tollgate/tollgate/internal/store"
 )
 
 // SoakConfig is one soak run.

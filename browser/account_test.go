@@ -12,9 +12,9 @@ import (
 	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
-	"github.com/tollgate/tollgate/manage"
-	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/server"
+	"github.com/tollgate/tollgate/internal/manage"
+	"github.com/tollgate/tollgate/internal/policy"
+	"github.com/tollgate/tollgate/internal/server"
 )
 
 // TestConsoleAccount (issue 18 items 3 and 9), at a laptop's size and a

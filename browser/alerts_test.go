@@ -8,7 +8,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/internal/policy"
 )
 
 // TestConsoleAlerts: a leak that secret scanning reported and a flag of

@@ -13,7 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/internal/policy"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "write the screenshots to docs/ (console.png, console-phone.png)")

@@ -12,7 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
-	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/internal/policy"
 )
 
 // session is a signed-in console at one screen size, on its own server.

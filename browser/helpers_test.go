@@ -23,11 +23,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/tollgate/tollgate/manage"
-	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/server"
-	"github.com/tollgate/tollgate/store"
-	"github.com/tollgate/tollgate/store/storetest"
+	"github.com/tollgate/tollgate/internal/manage"
+	"github.com/tollgate/tollgate/internal/policy"
+	"github.com/tollgate/tollgate/internal/server"
+	"github.com/tollgate/tollgate/internal/store"
+	"github.com/tollgate/tollgate/internal/store/storetest"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser.

@@ -14,7 +14,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/internal/policy"
 )
 
 // flushInterval is the replicas' --usage-flush-interval in these tests:

@@ -9,9 +9,9 @@ import (
 
 	_ "github.com/lib/pq" // plain SQL, as an operator or a migration would write it
 
-	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/store"
-	"github.com/tollgate/tollgate/store/storetest"
+	"github.com/tollgate/tollgate/internal/policy"
+	"github.com/tollgate/tollgate/internal/store"
+	"github.com/tollgate/tollgate/internal/store/storetest"
 )
 
 // postgresAddr returns the host:port of the Postgres behind databaseURL.

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/redislimit/redistest"
-	"github.com/tollgate/tollgate/store"
+	"github.com/tollgate/tollgate/internal/policy"
+	"github.com/tollgate/tollgate/internal/redislimit/redistest"
+	"github.com/tollgate/tollgate/internal/store"
 )
 
 // fleetRate is what a rate-limited token sustained, in allows a second

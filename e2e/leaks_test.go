@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/scanning"
-	"github.com/tollgate/tollgate/scanning/scanningtest"
+	"github.com/tollgate/tollgate/internal/policy"
+	"github.com/tollgate/tollgate/internal/scanning"
+	"github.com/tollgate/tollgate/internal/scanning/scanningtest"
 )
 
 // TestLeakedSecretRefusedByEveryReplica: a report signed by a test

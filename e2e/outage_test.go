@@ -6,7 +6,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/internal/policy"
 )
 
 // TestDatabaseOutage cuts the database away from running replicas (every

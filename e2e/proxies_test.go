@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/internal/policy"
 )
 
 // The addresses the shipped proxy configs name, replaced by free ports.

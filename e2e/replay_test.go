@@ -12,11 +12,11 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
-	"github.com/tollgate/tollgate/policy"
-	"github.com/tollgate/tollgate/redislimit/redistest"
-	"github.com/tollgate/tollgate/seal"
+	"github.com/tollgate/tollgate/internal/policy"
+	"github.com/tollgate/tollgate/internal/redislimit/redistest"
+	"github.com/tollgate/tollgate/internal/seal"
+	"github.com/tollgate/tollgate/internal/store"
 	"github.com/tollgate/tollgate/signing"
-	"github.com/tollgate/tollgate/store"
 )
 
 // replayKey seals the signing secrets of the replay tests' tokens; every

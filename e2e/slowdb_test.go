@@ -8,7 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/internal/policy"
 )
 
 // TestSlowDatabase puts 300 ms of latency on every answer from Postgres.

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/tollgate/tollgate/certs/certstest"
+	"github.com/tollgate/tollgate/internal/certs/certstest"
 )
 
 func dialTLS(addr string, t *serveTLS) (*grpc.ClientConn, error) {

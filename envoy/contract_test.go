@@ -8,8 +8,8 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/tollgate/tollgate/extauthz"
-	"github.com/tollgate/tollgate/policy"
+	"github.com/tollgate/tollgate/internal/extauthz"
+	"github.com/tollgate/tollgate/internal/policy"
 )
 
 // TestRouteRulesLoad reads the shipped route-rules files with Tollgate's

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/cli"
+	"github.com/tollgate/tollgate/internal/cli"
 	"github.com/tollgate/tollgate/signing"
 )
 

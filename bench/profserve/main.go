@@ -15,7 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/tollgate/tollgate/cli"
+	"github.com/tollgate/tollgate/internal/cli"
 )
 
 func main() {

@@ -8,7 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/tollgate/tollgate/cli"
+	"github.com/tollgate/tollgate/internal/cli"
 )
 
 // version is stamped in at build time with -ldflags "-X main.version=…".
