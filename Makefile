@@ -40,6 +40,11 @@ faults:
 	bash .ci/redis.sh
 	$(GO) test -count=1 ./e2e/
 
+## screenshots: the console's screenshots in docs/, desktop and phone, from a real Chromium
+screenshots:
+	bash .ci/chromium.sh
+	$(GO) test -count=1 ./browser/ -run 'TestConsole' -update-screenshot
+
 ## lint: formatting and vet
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
