@@ -51,17 +51,15 @@ func ParseNotification(s string) (Change, error) {
 	return c, err
 }
 
-// Changes returns up to limit changes logged after seq, oldest first.
-// Malformed rows (written by hand) are skipped, not fatal.
-func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, error) {
-	var rows []struct {
-		Seq    int64  `db:"seq"`
-		Change string `db:"change"`
-	}
-	err := db.db.SelectContext(ctx, &rows, db.db.Rebind(`SELECT seq, change FROM policy_changes WHERE seq > ? ORDER BY seq LIMIT ?`), after, limit)
-	if err != nil {
-		return nil, wrapErr("read changes", err)
-	}
+// changeRow is one row of the change log as read.
+type changeRow struct {
+	Seq    int64  `db:"seq"`
+	Change string `db:"change"`
+}
+
+// changesOf parses rows of the change log. Malformed rows (written by
+// hand) are skipped, not fatal.
+func changesOf(rows []changeRow) []Change {
 	out := make([]Change, 0, len(rows))
 	for _, r := range rows {
 		c, err := ParseChange(r.Change)
@@ -71,7 +69,18 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, er
 		c.Seq = r.Seq
 		out = append(out, c)
 	}
-	return out, nil
+	return out
+}
+
+// Changes returns up to limit changes logged after seq, oldest first.
+// Malformed rows (written by hand) are skipped, not fatal.
+func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, error) {
+	var rows []changeRow
+	err := db.db.SelectContext(ctx, &rows, db.db.Rebind(`SELECT seq, change FROM policy_changes WHERE seq > ? ORDER BY seq LIMIT ?`), after, limit)
+	if err != nil {
+		return nil, wrapErr("read changes", err)
+	}
+	return changesOf(rows), nil
 }
 
 // LastChange returns the sequence number of the newest logged change, or 0.

@@ -321,10 +321,7 @@ func (db *DB) changesSince(ctx context.Context, seq int64, window time.Duration)
 			WHERE seq > ? OR at > clock_timestamp() - make_interval(secs => ?) ORDER BY seq`
 		args = append(args, window.Seconds())
 	}
-	var rows []struct {
-		Seq    int64  `db:"seq"`
-		Change string `db:"change"`
-	}
+	var rows []changeRow
 	if err := db.db.SelectContext(ctx, &rows, db.db.Rebind(q), args...); err != nil {
 		return nil, false, wrapErr("read changes", err)
 	}
@@ -332,16 +329,7 @@ func (db *DB) changesSince(ctx context.Context, seq int64, window time.Duration)
 	if err := db.db.GetContext(ctx, &oldest, `SELECT COALESCE(MIN(seq), 0) FROM policy_changes`); err != nil {
 		return nil, false, wrapErr("read changes", err)
 	}
-	out := make([]Change, 0, len(rows))
-	for _, r := range rows {
-		c, err := ParseChange(r.Change)
-		if err != nil {
-			continue
-		}
-		c.Seq = r.Seq
-		out = append(out, c)
-	}
-	return out, seq > 0 && oldest > seq+1, nil
+	return changesOf(rows), seq > 0 && oldest > seq+1, nil
 }
 
 // pruneChanges deletes logged changes older than retention, and token
