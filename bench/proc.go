@@ -135,12 +135,28 @@ func (p *Proc) Tail(n int64) string {
 
 // freeAddr returns a loopback address whose port was free a moment ago.
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := freeAddrs(1)
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return addrs[0], nil
+}
+
+// freeAddrs returns n distinct loopback addresses whose ports were free a
+// moment ago. All n listeners are open at once: the kernel may offer the
+// port just closed to the next listen on port 0, which would give one
+// process the same port twice.
+func freeAddrs(n int) ([]string, error) {
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
+	}
+	return addrs, nil
 }
 
 // startServe starts "tollgate serve" on free loopback ports for gRPC, HTTP
@@ -153,13 +169,9 @@ func startServe(name, bin string, extra, env []string, logPath string) (*Proc, e
 // startServeWeb is startServe for a replica whose HTTP listeners web and
 // scheme reach (HTTPS, for one serving TLS).
 func startServeWeb(name, bin string, extra, env []string, logPath string, web *http.Client, scheme string) (*Proc, error) {
-	var addrs [3]string
-	for i := range addrs {
-		a, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		addrs[i] = a
+	addrs, err := freeAddrs(3)
+	if err != nil {
+		return nil, err
 	}
 	args := append([]string{"serve", "--grpc-addr", addrs[0], "--http-addr", addrs[1], "--metrics-addr", addrs[2]}, extra...)
 	p, err := StartProc(name, bin, args, env, logPath)

@@ -57,16 +57,35 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
+// handedOut holds every port freeAddr has returned in this process. The
+// kernel may give the port just closed to the next listen on port 0, so
+// without it one replica's gRPC and HTTP addresses can be the same port
+// (CI saw "bind: address already in use" from exactly that).
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
 // freeAddr returns a loopback address with a port that was free a moment
-// ago: listen on port 0, note the port, close.
+// ago and that no earlier call in this process returned.
 func freeAddr(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("pick a free port: %v", err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatalf("pick a free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return l.Addr().String()
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	tb.Fatal("pick a free port: the kernel kept offering ports already handed out")
+	return ""
 }
 
 // syncBuffer collects a process's output; exec writes to it from its own
