@@ -89,6 +89,7 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.IntVar(&cfg.API.SignIn.Workers, "signin-workers", cfg.API.SignIn.Workers, "password hashes run at once per replica (default: one per two cores)")
 	f.IntVar(&cfg.API.SignIn.Queue, "signin-queue", cfg.API.SignIn.Queue, "sign-ins that may wait for a hashing worker; more are answered 503 at once")
 	f.StringVar(&st.tokenSources, "token-sources", "token,api_key,authorization,x-api-key", "where tokens are looked for, in order: token and api_key query parameters, Authorization: Bearer, X-API-Key")
+	f.IntVar(&cfg.ExtAuthz.StreamWorkers, "grpc-stream-workers", cfg.ExtAuthz.StreamWorkers, "goroutines kept to serve Check streams, so that each Check does not grow a new goroutine's stack; 0 starts a goroutine per stream (default: 16 per CPU)")
 	f.IntVar(&cfg.ExtAuthz.TrustedHops, "xff-trusted-hops", 0, "proxies in front of Envoy that append to x-forwarded-for; 0 uses the TCP peer Envoy saw")
 	f.StringVar(&cfg.RouteRules, "route-rules", "", "YAML file mapping method and path templates to api/dataset/tier/action/cost, for routes without context_extensions")
 	f.BoolVar(&cfg.ExtAuthz.AllowUnmatchedRoutes, "allow-unmatched-routes", false, "let through, on the token alone, requests that neither context_extensions nor a route rule describe; this costs every limit on APIs, datasets, tiers and actions for such requests (default: deny them, route_unmatched)")

@@ -158,6 +158,7 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		"no file":            {[]string{"serve", "--config", filepath.Join(dir, "missing.yaml")}, "config file"},
 		"no metrics address": {[]string{"serve", "--metrics-addr", ""}, "the metrics listen address must be set"},
 		"bad profile":        {[]string{"serve", "--response-profile", "carto"}, `response profile "carto": want tollgate or iex`},
+		"negative workers":   {[]string{"serve", "--grpc-stream-workers", "-1"}, "the gRPC stream workers must be >= 0"},
 		"replay share above the cache": {[]string{"serve", "--replay-cache-size", "10", "--replay-per-token", "11"},
 			"one token's share of the replay memory (11) must not exceed its size (10)"},
 	} {

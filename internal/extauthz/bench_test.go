@@ -173,12 +173,14 @@ func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse,
 
 // BenchmarkCheckGRPC compares Check over a real loopback gRPC connection
 // with the no-op baseline, in the same run: Tollgate with the options its
-// server runs with, the no-op with gRPC's defaults (as cmd/noopauthz).
+// server runs with, the no-op with gRPC's defaults (as cmd/noopauthz) and
+// with Tollgate's stream workers (what the no-op would cost given them).
 //
 // tollgate-tls is the same over TLS (ECDSA P-256, TLS 1.3, the
 // connection kept): what the shared service's TLS adds to each Check.
 func BenchmarkCheckGRPC(b *testing.B) {
 	srv, req := benchServer(b, false)
+	served := extauthz.Config{StreamWorkers: extauthz.DefaultStreamWorkers()}
 	ca := certstest.NewCA(b, "bench CA")
 	leaf := ca.Issue(b, certstest.Spec{SANs: []string{"tollgate.test"}})
 	for _, c := range []struct {
@@ -186,7 +188,9 @@ func BenchmarkCheckGRPC(b *testing.B) {
 		impl authv3.AuthorizationServer
 		opts []grpc.ServerOption
 		tls  bool
-	}{{"noop", noop{}, nil, false}, {"tollgate", srv, extauthz.ServerOptions(), false}, {"tollgate-tls", srv, extauthz.ServerOptions(), true}} {
+	}{{"noop", noop{}, nil, false},
+		{"noop-workers", noop{}, []grpc.ServerOption{grpc.NumStreamWorkers(uint32(served.StreamWorkers))}, false},
+		{"tollgate", srv, extauthz.ServerOptions(served), false}, {"tollgate-tls", srv, extauthz.ServerOptions(served), true}} {
 		b.Run(c.name, func(b *testing.B) {
 			lis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {

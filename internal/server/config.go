@@ -159,6 +159,7 @@ func DefaultConfig() Config {
 			StripCredentials: true,
 			DenyLogLevel:     slog.LevelInfo,
 			CreditHeaders:    extauthz.DefaultCreditHeaders(),
+			StreamWorkers:    extauthz.DefaultStreamWorkers(),
 		},
 		Eval: EvalConfig{GrantFreeAPIs: []string{policy.APILDS}},
 		Signing: SigningConfig{Skew: 5 * time.Minute,
@@ -196,6 +197,8 @@ func (c *Config) validate() error {
 		return errors.New("the change log's resync interval must be > 0")
 	case c.ExtAuthz.TrustedHops < 0:
 		return errors.New("the trusted X-Forwarded-For hops in front of Envoy must be >= 0")
+	case c.ExtAuthz.StreamWorkers < 0:
+		return errors.New("the gRPC stream workers must be >= 0 (0: a goroutine per stream)")
 	case c.Store.MaxConns < 1:
 		return errors.New("the store's connection pool must allow at least 1 connection")
 	case c.Shutdown.Timeout <= 0:

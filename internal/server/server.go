@@ -208,7 +208,7 @@ func (s *Server) build() error {
 	decider := policy.NewDecider(s.cache, s.meter, time.Now, eval)
 	// The codec turns a CheckRequest that is not valid UTF-8 into a deny
 	// rather than a gRPC error.
-	grpcOpts := extauthz.ServerOptions()
+	grpcOpts := extauthz.ServerOptions(s.cfg.ExtAuthz)
 	lt, err := s.listenerTLS()
 	if err != nil {
 		return err
