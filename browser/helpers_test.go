@@ -46,21 +46,21 @@ type tollgate struct {
 	password string
 }
 
-// MustStartTollgate starts a server on a fresh SQLite store, with an account
-// and an admin user made through the store, its config changed by opts. It
-// stops when tb ends.
+// MustStartTollgate starts a server on a fresh SQLite store (unless opts
+// name another), with an account and an admin user made through the store,
+// its config changed by opts. It stops when tb ends.
 func MustStartTollgate(tb testing.TB, opts ...func(*server.Config)) *tollgate {
 	tb.Helper()
-	dbURL := storetest.URL(tb, store.SQLite)
 	cfg := server.DefaultConfig()
 	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Listen.Metrics = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Store.URL = dbURL
+	cfg.Store.URL = storetest.URL(tb, store.SQLite)
 	cfg.API.InsecureCookies = true
 	cfg.Store.ResyncInterval = 100 * time.Millisecond
 	cfg.Shutdown.Timeout = 5 * time.Second
 	for _, o := range opts {
 		o(&cfg)
 	}
+	dbURL := cfg.Store.URL // an option may have chosen another store
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 

@@ -83,3 +83,22 @@ func TestChangeRole(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoveLastAdmin: removing the account's only admin is refused with
+// 409 and a sentence saying what to do first (the secret token is an
+// admin that is no user, so only it, or a race between two admins, can
+// try); once another admin exists the removal goes through.
+func TestRemoveLastAdmin(t *testing.T) {
+	for _, d := range storetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			f := newFixture(t, d)
+			r := f.root.do("DELETE", "/v1/users/"+f.admin.user, nil).want(t, "the secret token removes the only admin", 409, "conflict")
+			if e, _ := r.body["error"].(map[string]any); e["message"] != policy.ErrLastAdminRemoval.Message {
+				t.Errorf("message: got %q, want %q", e["message"], policy.ErrLastAdminRemoval.Message)
+			}
+			f.admin.do("GET", "/v1/session", nil).want(t, "the refused removal kept the admin's session", 200)
+			f.admin.do("PATCH", "/v1/users/"+f.bob.user, map[string]string{"role": "admin"}).want(t, "admin promotes bob", 200)
+			f.root.do("DELETE", "/v1/users/"+f.admin.user, nil).want(t, "the secret token removes one of two admins", 204)
+		})
+	}
+}

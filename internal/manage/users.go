@@ -82,7 +82,8 @@ func (s *Service) ListUsers(ctx context.Context, p policy.Principal, accountID s
 }
 
 // DeleteUser removes a user from their account. No one removes
-// themselves, so that an account keeps an admin who can.
+// themselves, and no removal may leave the account without an admin
+// (checked under the store's lock, as ChangeRole's is).
 func (s *Service) DeleteUser(ctx context.Context, p policy.Principal, id string) error {
 	if !policy.CanManageUsers(p, p.AccountID) {
 		return ErrAdminOnly
@@ -97,7 +98,9 @@ func (s *Service) DeleteUser(ctx context.Context, p policy.Principal, id string)
 	if u.ID == p.UserID {
 		return &policy.Error{Code: policy.EConflict, Message: "you cannot remove yourself; ask another admin"}
 	}
-	return s.db.DeleteUser(ctx, id)
+	return s.db.DeleteUser(ctx, id, func(u *policy.User, admins int) error {
+		return policy.CheckRemoveUser(u, admins)
+	})
 }
 
 // hash runs HashPassword in the Service's hashing pool.

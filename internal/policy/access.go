@@ -129,6 +129,19 @@ func CheckLastAdmin(u *User, role Role, admins int) error {
 	return nil
 }
 
+// ErrLastAdminRemoval refuses removing an account's only admin.
+var ErrLastAdminRemoval = &Error{Code: EConflict,
+	Message: "this is the account's only admin: make another teammate an admin before removing them"}
+
+// CheckRemoveUser refuses removing u from the account when u is the last
+// of its admins admins: the same rule as CheckLastAdmin, for a removal.
+func CheckRemoveUser(u *User, admins int) error {
+	if CheckLastAdmin(u, "", admins) != nil {
+		return ErrLastAdminRemoval
+	}
+	return nil
+}
+
 // ErrSecretLockout refuses what would leave an account without its secret
 // token.
 var ErrSecretLockout = &Error{Code: EConflict,

@@ -113,6 +113,24 @@ func TestCheckLastAdmin(t *testing.T) {
 	}
 }
 
+func TestCheckRemoveUser(t *testing.T) {
+	admin := &policy.User{ID: "usr_a", AccountID: "acc_1", Role: policy.RoleAdmin}
+	member := &policy.User{ID: "usr_m", AccountID: "acc_1", Role: policy.RoleMember}
+	for name, tc := range map[string]struct {
+		u      *policy.User
+		admins int
+		want   error
+	}{
+		"remove the last admin":    {admin, 1, policy.ErrLastAdminRemoval},
+		"remove one of two admins": {admin, 2, nil},
+		"remove a member":          {member, 1, nil},
+	} {
+		if got := policy.CheckRemoveUser(tc.u, tc.admins); got != tc.want {
+			t.Errorf("%s: got %v, want %v", name, got, tc.want)
+		}
+	}
+}
+
 func TestCheckLockout(t *testing.T) {
 	now := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
 	past := now.Add(-time.Hour)

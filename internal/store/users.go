@@ -75,17 +75,27 @@ func (db *DB) ListUsers(ctx context.Context, accountID string) ([]*policy.User, 
 	return out, nil
 }
 
-// DeleteUser removes a user and signs them out; their tokens stay, owned
-// by the account.
-func (db *DB) DeleteUser(ctx context.Context, id string) error {
-	res, err := db.db.ExecContext(ctx, db.db.Rebind(`DELETE FROM users WHERE id = ?`), id)
+// DeleteUser removes a user once check allows it, and signs them out;
+// their tokens stay, owned by the account. check sees the user and the
+// account's number of admins under the lock SetRole takes, so that two
+// admins removing each other, or a removal racing a demotion, cannot
+// both pass a last-admin check.
+func (db *DB) DeleteUser(ctx context.Context, id string, check func(u *policy.User, admins int) error) error {
+	target, err := db.User(ctx, id) // a user's account never changes
 	if err != nil {
+		return err
+	}
+	return db.inTx(ctx, func(tx *sqlx.Tx) error {
+		u, admins, err := db.lockUsers(ctx, tx, target.AccountID, id)
+		if err != nil {
+			return err
+		}
+		if err := check(&u, admins); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, tx.Rebind(`DELETE FROM users WHERE id = ?`), id)
 		return wrapErr("delete user", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("user %s: %w", id, policy.ErrNotFound)
-	}
-	return nil
+	})
 }
 
 // SetPassword replaces a user's password hash and signs out every session
@@ -111,9 +121,8 @@ func (db *DB) SetPassword(ctx context.Context, userID, hash, keep string) error 
 }
 
 // SetRole gives a user a role once check allows it. check sees the user as
-// it is and how many admins the account has, read with every user of the
-// account locked (in id order, so two changes never deadlock): two admins
-// demoting each other at once cannot both pass a last-admin check.
+// it is and how many admins the account has, read under lockUsers: two
+// admins demoting each other at once cannot both pass a last-admin check.
 func (db *DB) SetRole(ctx context.Context, id string, role policy.Role, check func(u *policy.User, admins int) error) (*policy.User, error) {
 	target, err := db.User(ctx, id) // a user's account never changes
 	if err != nil {
@@ -121,22 +130,9 @@ func (db *DB) SetRole(ctx context.Context, id string, role policy.Role, check fu
 	}
 	var u policy.User
 	err = db.inTx(ctx, func(tx *sqlx.Tx) error {
-		var all []policy.User
-		q := `SELECT ` + userColumns + ` FROM users WHERE account_id = ? ORDER BY id` + db.forUpdate()
-		if err := tx.SelectContext(ctx, &all, tx.Rebind(q), target.AccountID); err != nil {
-			return wrapErr("lock users", err)
-		}
-		admins, found := 0, false
-		for _, x := range all {
-			if x.Role == policy.RoleAdmin {
-				admins++
-			}
-			if x.ID == id {
-				u, found = x, true
-			}
-		}
-		if !found {
-			return fmt.Errorf("user %s: %w", id, policy.ErrNotFound)
+		var admins int
+		if u, admins, err = db.lockUsers(ctx, tx, target.AccountID, id); err != nil {
+			return err
 		}
 		if err := check(&u, admins); err != nil {
 			return err
@@ -153,6 +149,33 @@ func (db *DB) SetRole(ctx context.Context, id string, role policy.Role, check fu
 	}
 	u.CreatedAt = u.CreatedAt.UTC()
 	return &u, nil
+}
+
+// lockUsers locks every user of the account (in id order, so that two
+// changes never deadlock; SQLite's immediate transaction holds the whole
+// database) and returns the user with the given id and how many admins
+// the account has. Every change that can take an admin away goes through
+// it, so last-admin checks see each other's results.
+func (db *DB) lockUsers(ctx context.Context, tx *sqlx.Tx, accountID, id string) (policy.User, int, error) {
+	var all []policy.User
+	q := `SELECT ` + userColumns + ` FROM users WHERE account_id = ? ORDER BY id` + db.forUpdate()
+	if err := tx.SelectContext(ctx, &all, tx.Rebind(q), accountID); err != nil {
+		return policy.User{}, 0, wrapErr("lock users", err)
+	}
+	var u policy.User
+	admins, found := 0, false
+	for _, x := range all {
+		if x.Role == policy.RoleAdmin {
+			admins++
+		}
+		if x.ID == id {
+			u, found = x, true
+		}
+	}
+	if !found {
+		return policy.User{}, 0, fmt.Errorf("user %s: %w", id, policy.ErrNotFound)
+	}
+	return u, admins, nil
 }
 
 // CreateSession stores a session under the hash of its secret id.

@@ -90,7 +90,7 @@ func TestEmailMigrationKeepsReferences(t *testing.T) {
 			if _, err := db.SessionByID(ctx, "session"); err != nil {
 				t.Fatalf("session after the migration: got %v, want it kept", err)
 			}
-			if err := db.DeleteUser(ctx, u.ID); err != nil {
+			if err := db.DeleteUser(ctx, u.ID, func(*policy.User, int) error { return nil }); err != nil {
 				t.Fatal(err)
 			}
 			if got, err := db.Token(ctx, tok.ID); err != nil || got.UserID != "" {
@@ -101,6 +101,50 @@ func TestEmailMigrationKeepsReferences(t *testing.T) {
 			}
 			if err := db.MigrateTo(ctx, 9); err != nil {
 				t.Errorf("down: %v", err)
+			}
+		})
+	}
+}
+
+// TestDeleteUserCheck: DeleteUser shows its check the user and the
+// account's admins, counted under the lock; a refusal removes nothing.
+func TestDeleteUserCheck(t *testing.T) {
+	for _, d := range storetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			db, _ := storetest.MustOpen(t, d)
+			ctx := context.Background()
+			a, other := MustAccount(t, db, "A"), MustAccount(t, db, "B")
+			var users []*policy.User
+			for i, role := range []policy.Role{policy.RoleAdmin, policy.RoleAdmin, policy.RoleMember} {
+				u := &policy.User{AccountID: a.ID, Email: string(rune('a'+i)) + "@example.com", Role: role}
+				if err := db.CreateUser(ctx, u); err != nil {
+					t.Fatal(err)
+				}
+				users = append(users, u)
+			}
+			// Another account's admin is not counted.
+			if err := db.CreateUser(ctx, &policy.User{AccountID: other.ID, Email: "z@example.com", Role: policy.RoleAdmin}); err != nil {
+				t.Fatal(err)
+			}
+			refuse := errors.New("refused")
+			var seen *policy.User
+			var admins int
+			err := db.DeleteUser(ctx, users[1].ID, func(u *policy.User, n int) error { seen, admins = u, n; return refuse })
+			if !errors.Is(err, refuse) || seen == nil || seen.ID != users[1].ID || seen.Role != policy.RoleAdmin || admins != 2 {
+				t.Fatalf("check saw %+v and %d admins and DeleteUser returned %v; want the admin, 2 admins and the refusal", seen, admins, err)
+			}
+			if _, err := db.User(ctx, users[1].ID); err != nil {
+				t.Fatalf("a refused removal removed the user: %v", err)
+			}
+			if err := db.DeleteUser(ctx, users[1].ID, func(*policy.User, int) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.User(ctx, users[1].ID); !errors.Is(err, policy.ErrNotFound) {
+				t.Errorf("after the removal: got %v, want not found", err)
+			}
+			if err := db.DeleteUser(ctx, users[1].ID, func(*policy.User, int) error { return nil }); !errors.Is(err, policy.ErrNotFound) {
+				t.Errorf("removing twice: got %v, want not found", err)
 			}
 		})
 	}
