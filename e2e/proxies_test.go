@@ -221,6 +221,10 @@ func checkProxyDeny(t *testing.T, tc proxyCase, resp *http.Response, body []byte
 		if resp.Header.Get("Retry-After") == "" {
 			t.Errorf("%s: no Retry-After (headers %v)", tc.name, resp.Header)
 		}
+		// The README promises a 429 carries the limit's state too.
+		if resp.Header.Get("RateLimit") == "" || resp.Header.Get("RateLimit-Policy") == "" {
+			t.Errorf("%s: no RateLimit or RateLimit-Policy (headers %v)", tc.name, resp.Header)
+		}
 	case http.StatusPaymentRequired:
 		if resp.Header.Get("X-Credits-Remaining") != "0" || resp.Header.Get("X-Credits-Limit") != "1" {
 			t.Errorf("%s: credit headers got %v, want limit 1 and 0 remaining", tc.name, resp.Header)
