@@ -3,6 +3,7 @@ package extauthz
 import (
 	"context"
 	"fmt"
+	"go.opentelemetry.io/otel/propagation"
 	"io"
 	"net/http"
 	"net/textproto"
@@ -126,7 +127,8 @@ func (r routeHeaders) repeated() (string, bool) {
 	return "", false
 }
 
-// ServeHTTP answers one authorization subrequest.
+// ServeHTTP answers one authorization subrequest, inside a span when
+// tracing is on (a path that is no dialect's makes none).
 func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	in, dia, ok := h.incoming(r)
@@ -134,9 +136,21 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if h.s.cfg.Tracing.Tracer == nil {
+		h.serve(r.Context(), w, &in, dia, start)
+		return
+	}
+	ctx, span := h.s.cfg.Tracing.start(r.Context(), propagation.HeaderCarrier(r.Header), nil)
+	defer span.End()
+	d, err := h.serve(ctx, w, &in, dia, start)
+	h.s.annotate(span, d, err)
+}
+
+// serve decides in's request and answers it in dia's way.
+func (h *HTTPHandler) serve(ctx context.Context, w http.ResponseWriter, in *incoming, dia dialect, start time.Time) (policy.Decision, error) {
 	s := h.s
 	var req policy.Request
-	d, err := s.decideHTTP(r.Context(), &in, &req)
+	d, err := s.decideHTTP(ctx, in, &req)
 	if err != nil {
 		s.observe(d, err, time.Since(start))
 		status := http.StatusServiceUnavailable
@@ -145,7 +159,7 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.Error("http authz: cannot decide", "err", err)
 		writeDeny(w, s.cfg.ResponseProfile.unavailable(status), dia)
-		return
+		return d, err
 	}
 	switch {
 	case d.Allow:
@@ -156,9 +170,10 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.deny(w, d, req.Tier, dia)
 	}
 	if !d.Allow {
-		s.logDeny(r.Context(), &req, d)
+		s.logDeny(ctx, &req, d)
 	}
 	s.observe(d, nil, time.Since(start))
+	return d, nil
 }
 
 // incoming reads which dialect r is and where its original request is.

@@ -64,20 +64,31 @@ func (metadataCarrier) Keys() []string     { return nil }
 // checkTraced is Check inside a span that is a child of the trace Envoy
 // sent, annotated with the decision.
 func (s *Server) checkTraced(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	t := s.cfg.Tracing
-	parent := t.Propagator.Extract(ctx, headerCarrier{headers{cr.GetAttributes().GetRequest().GetHttp()}})
-	if !trace.SpanContextFromContext(parent).IsValid() {
-		// The request arrived without a trace: Envoy's own ext_authz span,
-		// when its tracing is on, travels in the call's gRPC metadata.
-		md, _ := grpcmd.FromIncomingContext(ctx)
-		parent = t.Propagator.Extract(ctx, metadataCarrier(md))
-	}
-	ctx = parent
-	ctx, span := t.Tracer.Start(ctx, "tollgate.Check", trace.WithSpanKind(trace.SpanKindServer))
+	// The request may arrive without a trace: Envoy's own ext_authz span,
+	// when its tracing is on, travels in the call's gRPC metadata.
+	md, _ := grpcmd.FromIncomingContext(ctx)
+	ctx, span := s.cfg.Tracing.start(ctx, headerCarrier{headers{cr.GetAttributes().GetRequest().GetHttp()}}, metadataCarrier(md))
 	defer span.End()
 	resp, d, err := s.check(ctx, cr)
+	s.annotate(span, d, err)
+	return resp, err
+}
+
+// start opens a decision's span, continuing the trace whose context the
+// request's headers carry, else the one in fallback (nil: none).
+func (t Tracing) start(ctx context.Context, headers, fallback propagation.TextMapCarrier) (context.Context, trace.Span) {
+	parent := t.Propagator.Extract(ctx, headers)
+	if !trace.SpanContextFromContext(parent).IsValid() && fallback != nil {
+		parent = t.Propagator.Extract(ctx, fallback)
+	}
+	return t.Tracer.Start(parent, "tollgate.Check", trace.WithSpanKind(trace.SpanKindServer))
+}
+
+// annotate describes the decision d, or the error that stopped one, on
+// span: the same attributes whichever front end decided.
+func (s *Server) annotate(span trace.Span, d policy.Decision, err error) {
 	if !span.IsRecording() {
-		return resp, err
+		return
 	}
 	span.SetAttributes(decisionAttributes(d, s.cfg.DryRun)...)
 	if err != nil {
@@ -85,7 +96,6 @@ func (s *Server) checkTraced(ctx context.Context, cr *authv3.CheckRequest) (*aut
 		// a token.
 		span.SetStatus(codes.Error, err.Error())
 	}
-	return resp, err
 }
 
 // decisionAttributes describe a decision for a span.
