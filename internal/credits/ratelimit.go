@@ -64,11 +64,15 @@ func (b *bucket) take(now time.Time) (left int64, wait time.Duration, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.seen++
-	t := now.UnixNano()
-	if b.last != 0 && t > b.last {
-		b.level = math.Min(b.burst, b.level+float64(t-b.last)/1e9*b.rps)
+	// A Check reads the clock before it takes the lock, so times arrive
+	// out of order under load; the last refill only moves forward, or a
+	// late time would credit the same interval twice.
+	if t := now.UnixNano(); t > b.last {
+		if b.last != 0 {
+			b.level = math.Min(b.burst, b.level+float64(t-b.last)/1e9*b.rps)
+		}
+		b.last = t
 	}
-	b.last = t
 	if b.level >= 1 {
 		b.level--
 		return int64(b.level), 0, true
