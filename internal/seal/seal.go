@@ -16,10 +16,12 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -32,6 +34,7 @@ const KeySize = 32
 type Box struct {
 	current  cipher.AEAD
 	previous []cipher.AEAD
+	ids      []string // KeyID of the current key, then of each previous one
 }
 
 // ParseKey decodes a key given as base64 (standard or URL alphabet, padded
@@ -77,15 +80,30 @@ func NewBox(key []byte, previous ...[]byte) (*Box, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Box{current: cur}
+	b := &Box{current: cur, ids: []string{KeyID(key)}}
 	for i, k := range previous {
 		a, err := newAEAD(k)
 		if err != nil {
 			return nil, fmt.Errorf("previous key %d: %w", i+1, err)
 		}
 		b.previous = append(b.previous, a)
+		b.ids = append(b.ids, KeyID(k))
 	}
 	return b, nil
+}
+
+// KeyID names a key without revealing it: the first 6 bytes of a SHA-256
+// of it, in hex. Replicas log and export the ids of their keys, so an
+// operator can see which replicas hold which key before re-sealing.
+func KeyID(key []byte) string {
+	h := sha256.Sum256(append([]byte("tollgate seal key id\x00"), key...))
+	return hex.EncodeToString(h[:6])
+}
+
+// KeyIDs returns the KeyID of the current key, then those of the previous
+// keys in the order they are tried.
+func (b *Box) KeyIDs() (current string, previous []string) {
+	return b.ids[0], slices.Clone(b.ids[1:])
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
@@ -102,9 +120,6 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 	}
 	return aead, nil
 }
-
-// Previous returns how many previous keys the Box opens with.
-func (b *Box) Previous() int { return len(b.previous) }
 
 // Seal encrypts secret for the owner (a token id) under the current key
 // and returns the nonce followed by the ciphertext.

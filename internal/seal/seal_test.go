@@ -103,6 +103,13 @@ func TestKeyring(t *testing.T) {
 	if _, err := ring.Open("tok_a", stranger.Seal("tok_a", secret)); !errors.Is(err, seal.ErrOpen) {
 		t.Errorf("a key the ring does not hold: got %v, want ErrOpen", err)
 	}
+	cur, prev := ring.KeyIDs()
+	if cur != seal.KeyID(b) || len(prev) != 2 || prev[0] != seal.KeyID(c) || prev[1] != seal.KeyID(a) || cur == prev[1] {
+		t.Errorf("KeyIDs = %s, %v; want b's, then c's and a's", cur, prev)
+	}
+	if strings.Contains(base64.StdEncoding.EncodeToString(b)+hex.EncodeToString(b), cur) {
+		t.Error("the key id is part of the key")
+	}
 	if _, err := seal.NewBox(b, a[:16]); err == nil {
 		t.Error("NewBox took a 16-byte previous key")
 	}
