@@ -11,29 +11,30 @@ import (
 
 // encryptionKeys is where a command finds the encryption keys: serve, the
 // token commands and reseal all read them here, so that they agree on
-// which key seals and which keys open.
+// which key seals and which keys open. The zero value reads the
+// environment alone.
 type encryptionKeys struct {
 	file, previousFile string
 }
 
-// keysFromEnv is the keys' files as the environment names them, for the
-// commands that take no flags for them.
-func keysFromEnv(getenv func(string) string) encryptionKeys {
-	return encryptionKeys{file: getenv("TOLLGATE_ENCRYPTION_KEY_FILE"), previousFile: getenv("TOLLGATE_PREVIOUS_ENCRYPTION_KEYS_FILE")}
+// bind adds the keys' flags to f.
+func (k *encryptionKeys) bind(f *pflag.FlagSet) {
+	f.StringVar(&k.file, "encryption-key-file", "",
+		"file holding the key that seals signing secrets and kept token values (default: TOLLGATE_ENCRYPTION_KEY_FILE, else TOLLGATE_ENCRYPTION_KEY)")
+	f.StringVar(&k.previousFile, "previous-encryption-keys-file", "",
+		"file holding keys that open, but never seal, what an earlier key sealed, one a line, while a key is rotated (default: TOLLGATE_PREVIOUS_ENCRYPTION_KEYS_FILE, else TOLLGATE_PREVIOUS_ENCRYPTION_KEYS, comma-separated)")
 }
 
-// bind adds the keys' flags to f, with the environment's files as
-// defaults.
-func (k *encryptionKeys) bind(f *pflag.FlagSet, getenv func(string) string) {
-	f.StringVar(&k.file, "encryption-key-file", getenv("TOLLGATE_ENCRYPTION_KEY_FILE"),
-		"file holding the key that seals signing secrets and kept token values (default: TOLLGATE_ENCRYPTION_KEY)")
-	f.StringVar(&k.previousFile, "previous-encryption-keys-file", getenv("TOLLGATE_PREVIOUS_ENCRYPTION_KEYS_FILE"),
-		"file holding keys that open, but never seal, what an earlier key sealed, one a line, while a key is rotated (default: TOLLGATE_PREVIOUS_ENCRYPTION_KEYS, comma-separated)")
-}
-
-// resolve returns the current key (nil: none) and the previous ones. The
-// files win over the environment's keys.
+// resolve returns the current key (nil: none) and the previous ones. A
+// file, from its flag or else its TOLLGATE_…_FILE variable, wins over the
+// keys given in the environment.
 func (k encryptionKeys) resolve(getenv func(string) string) ([]byte, [][]byte, error) {
+	if k.file == "" {
+		k.file = getenv("TOLLGATE_ENCRYPTION_KEY_FILE")
+	}
+	if k.previousFile == "" {
+		k.previousFile = getenv("TOLLGATE_PREVIOUS_ENCRYPTION_KEYS_FILE")
+	}
 	raw, from := getenv("TOLLGATE_ENCRYPTION_KEY"), "TOLLGATE_ENCRYPTION_KEY"
 	if k.file != "" {
 		b, err := os.ReadFile(k.file)

@@ -74,7 +74,7 @@ when a value opens with no key given, and names those tokens.`,
 		},
 	}
 	f := cmd.Flags()
-	keys.bind(f, a.env.Getenv)
+	keys.bind(f)
 	f.StringVar(&keyID, "key-id", "", "id of the current key, as the replicas report it (required)")
 	f.IntVar(&batch, "batch-size", 500, "tokens read and re-sealed per transaction")
 	cmd.MarkFlagRequired("key-id")

@@ -77,7 +77,7 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.BoolVar(&cfg.Signing.AllowUnsignedPayload, "allow-unsigned-payload", false, "accept signed requests whose x-tollgate-content-sha256 is UNSIGNED-PAYLOAD")
 	f.IntVar(&cfg.Signing.Replay.Size, "replay-cache-size", cfg.Signing.Replay.Size, "signatures remembered per replica and generation (about one skew of traffic) to refuse replays; when full, signed requests are refused (signature_replay_unverifiable)")
 	f.IntVar(&cfg.Signing.Replay.PerToken, "replay-per-token", cfg.Signing.Replay.PerToken, "of replay-cache-size, the most one token may take, so that no token's traffic can crowd out another's")
-	st.keys.bind(f, func(string) string { return "" }) // envDefaults fills them, as every flag
+	st.keys.bind(f)
 	f.DurationVar(&cfg.API.SessionTTL, "session-ttl", cfg.API.SessionTTL, "how long a console sign-in lasts")
 	f.BoolVar(&cfg.API.InsecureCookies, "insecure-cookies", false, "send the console's session cookie without Secure (plain HTTP on a host other than localhost)")
 	f.IntVar(&cfg.API.TrustedHops, "api-xff-trusted-hops", 0, "proxies in front of the Tokens API and console that append to X-Forwarded-For; 0 uses the TCP peer (IP restrictions and sign-in limits use this address)")

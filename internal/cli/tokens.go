@@ -50,7 +50,7 @@ type changedToken struct {
 // the server's key, and opened with it or TOLLGATE_PREVIOUS_ENCRYPTION_KEYS
 // (or TOLLGATE_PREVIOUS_ENCRYPTION_KEYS_FILE).
 func (a *app) withTokens(ctx context.Context, fn func(*manage.Service) error) error {
-	box, err := keysFromEnv(a.env.Getenv).box(a.env.Getenv)
+	box, err := encryptionKeys{}.box(a.env.Getenv)
 	if err != nil {
 		return err
 	}
