@@ -53,7 +53,7 @@ const resealAttempts = 5
 // than overwritten. It is safe to run while replicas serve, provided each
 // of them opens with the current key.
 func Reseal(ctx context.Context, db ResealStore, box *seal.Box, batch int) (ResealReport, error) {
-	var rep ResealReport
+	rep := ResealReport{Unopenable: []Unopenable{}} // a list in JSON even when empty
 	rep.KeyID, _ = box.KeyIDs()
 	after := ""
 	for {
