@@ -2,9 +2,9 @@ package store
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/tollgate/tollgate/internal/policy"
 )
@@ -82,20 +82,23 @@ func (db *DB) SealedOf(ctx context.Context, id string) ([]policy.Sealed, error) 
 func (db *DB) Reseal(ctx context.Context, rs []policy.Resealed) ([]bool, error) {
 	written := make([]bool, len(rs))
 	err := db.inTx(ctx, func(tx *sqlx.Tx) error {
-		for i, r := range rs {
-			col, ok := sealedColumns[r.Kind]
-			if !ok {
-				return fmt.Errorf("reseal %s: unknown sealed kind %d", r.TokenID, r.Kind)
+		for kind, col := range sealedColumns {
+			var idx []int
+			for i, r := range rs {
+				if r.Kind == kind {
+					idx = append(idx, i)
+				}
 			}
-			res, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE tokens SET `+col+` = ? WHERE id = ? AND `+col+` = ?`), r.New, r.TokenID, r.Bytes)
-			if err != nil {
-				return wrapErr("reseal "+r.TokenID, err)
+			if len(idx) == 0 {
+				continue
 			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return wrapErr("reseal "+r.TokenID, err)
+			swap := db.swapEach
+			if db.dialect == Postgres {
+				swap = db.swapAll
 			}
-			written[i] = n == 1
+			if err := swap(ctx, tx, col, rs, idx, written); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -103,4 +106,44 @@ func (db *DB) Reseal(ctx context.Context, rs []policy.Resealed) ([]bool, error) 
 		return nil, err
 	}
 	return written, nil
+}
+
+// swapEach compares and sets rs[i] for each i of idx, a statement each:
+// SQLite runs them in process, so a statement costs no round trip.
+func (db *DB) swapEach(ctx context.Context, tx *sqlx.Tx, col string, rs []policy.Resealed, idx []int, written []bool) error {
+	for _, i := range idx {
+		r := rs[i]
+		res, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE tokens SET `+col+` = ? WHERE id = ? AND `+col+` = ?`), r.New, r.TokenID, r.Bytes)
+		if err != nil {
+			return wrapErr("reseal "+r.TokenID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return wrapErr("reseal "+r.TokenID, err)
+		}
+		written[i] = n == 1
+	}
+	return nil
+}
+
+// swapAll compares and sets every rs[i] of idx in one statement, so that
+// a batch costs Postgres one round trip, not one a value.
+func (db *DB) swapAll(ctx context.Context, tx *sqlx.Tx, col string, rs []policy.Resealed, idx []int, written []bool) error {
+	ids, olds, news := make([]string, len(idx)), make([][]byte, len(idx)), make([][]byte, len(idx))
+	at := make(map[string]int, len(idx))
+	for j, i := range idx {
+		ids[j], olds[j], news[j] = rs[i].TokenID, rs[i].Bytes, rs[i].New
+		at[rs[i].TokenID] = i
+	}
+	var done []string
+	err := sqlx.SelectContext(ctx, tx, &done, `UPDATE tokens AS t SET `+col+` = v.new
+		FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS v(id, old, new)
+		WHERE t.id = v.id AND t.`+col+` = v.old RETURNING t.id`, pq.Array(ids), pq.Array(olds), pq.Array(news))
+	if err != nil {
+		return wrapErr("reseal a batch", err)
+	}
+	for _, id := range done {
+		written[at[id]] = true
+	}
+	return nil
 }
