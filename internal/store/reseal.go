@@ -9,10 +9,12 @@ import (
 	"github.com/tollgate/tollgate/internal/policy"
 )
 
-// sealedColumns are the tokens' columns that hold sealed bytes, by kind.
-var sealedColumns = map[policy.SealedKind]string{
-	policy.SealedSigningSecret: "signing_secret",
-	policy.SealedValue:         "sealed_value",
+// sealedColumn is the tokens' column that holds a kind of sealed bytes.
+func sealedColumn(k policy.SealedKind) string {
+	if k == policy.SealedValue {
+		return "sealed_value"
+	}
+	return "signing_secret"
 }
 
 type sealedRow struct {
@@ -82,7 +84,8 @@ func (db *DB) SealedOf(ctx context.Context, id string) ([]policy.Sealed, error) 
 func (db *DB) Reseal(ctx context.Context, rs []policy.Resealed) ([]bool, error) {
 	written := make([]bool, len(rs))
 	err := db.inTx(ctx, func(tx *sqlx.Tx) error {
-		for kind, col := range sealedColumns {
+		for _, kind := range []policy.SealedKind{policy.SealedSigningSecret, policy.SealedValue} {
+			col := sealedColumn(kind)
 			var idx []int
 			for i, r := range rs {
 				if r.Kind == kind {
