@@ -70,6 +70,7 @@ func newRoot(env Env) *cobra.Command {
 		a.serveCmd(),
 		a.accountsCmd(),
 		a.tokensCmd(),
+		a.resealCmd(),
 		a.usersCmd(),
 		a.usageCmd(),
 		a.signCmd(),

@@ -41,6 +41,7 @@ type cli struct {
 	t   *testing.T
 	url string
 	dir string
+	env []string // added to the environment
 }
 
 // run runs tollgate with args and returns stdout, stderr and whether it
@@ -49,7 +50,7 @@ func (c *cli) run(args ...string) (string, string, bool) {
 	c.t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = c.dir
-	cmd.Env = append(os.Environ(), "TOLLGATE_DATABASE_URL="+c.url)
+	cmd.Env = append(append(os.Environ(), "TOLLGATE_DATABASE_URL="+c.url), c.env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -20,7 +20,6 @@ import (
 	"github.com/tollgate/tollgate/internal/extauthz"
 	"github.com/tollgate/tollgate/internal/manage"
 	"github.com/tollgate/tollgate/internal/policy"
-	"github.com/tollgate/tollgate/internal/seal"
 	"github.com/tollgate/tollgate/internal/server"
 	"github.com/tollgate/tollgate/internal/store"
 )
@@ -35,7 +34,7 @@ type serveSettings struct {
 	configData                                              []byte         // the config file as it was read
 	flags                                                   *pflag.FlagSet // as resolved
 	creditPeriod                                            string
-	encryptionKeyFile                                       string
+	keys                                                    encryptionKeys
 	tokenSources, grantFree, logLevel, logFormat, denyLevel string
 	responseProfile                                         string
 	clientSANs                                              string
@@ -78,7 +77,7 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.BoolVar(&cfg.Signing.AllowUnsignedPayload, "allow-unsigned-payload", false, "accept signed requests whose x-tollgate-content-sha256 is UNSIGNED-PAYLOAD")
 	f.IntVar(&cfg.Signing.Replay.Size, "replay-cache-size", cfg.Signing.Replay.Size, "signatures remembered per replica and generation (about one skew of traffic) to refuse replays; when full, signed requests are refused (signature_replay_unverifiable)")
 	f.IntVar(&cfg.Signing.Replay.PerToken, "replay-per-token", cfg.Signing.Replay.PerToken, "of replay-cache-size, the most one token may take, so that no token's traffic can crowd out another's")
-	f.StringVar(&st.encryptionKeyFile, "encryption-key-file", "", "file holding the key that seals signing secrets (default: TOLLGATE_ENCRYPTION_KEY)")
+	st.keys.bind(f)
 	f.DurationVar(&cfg.API.SessionTTL, "session-ttl", cfg.API.SessionTTL, "how long a console sign-in lasts")
 	f.BoolVar(&cfg.API.InsecureCookies, "insecure-cookies", false, "send the console's session cookie without Secure (plain HTTP on a host other than localhost)")
 	f.IntVar(&cfg.API.TrustedHops, "api-xff-trusted-hops", 0, "proxies in front of the Tokens API and console that append to X-Forwarded-For; 0 uses the TCP peer (IP restrictions and sign-in limits use this address)")
@@ -147,18 +146,8 @@ func needRestart(was, now *pflag.FlagSet) []string {
 // finish turns the settings kept as text into the config.
 func (st *serveSettings) finish(databaseURL string, getenv func(string) string) error {
 	var err error
-	rawKey := getenv("TOLLGATE_ENCRYPTION_KEY")
-	if st.encryptionKeyFile != "" {
-		b, err := os.ReadFile(st.encryptionKeyFile)
-		if err != nil {
-			return fmt.Errorf("encryption-key-file: %w", err)
-		}
-		rawKey = string(b)
-	}
-	if rawKey != "" {
-		if st.cfg.Signing.EncryptionKey, err = seal.ParseKey(rawKey); err != nil {
-			return err
-		}
+	if st.cfg.Signing.EncryptionKey, st.cfg.Signing.PreviousEncryptionKeys, err = st.keys.resolve(getenv); err != nil {
+		return err
 	}
 	if st.cfg.ExtAuthz.TokenSources, err = extauthz.ParseTokenSources(st.tokenSources); err != nil {
 		return fmt.Errorf("token-sources: %w", err)

@@ -15,14 +15,30 @@ import (
 	"time"
 )
 
-// startServe runs "tollgate serve" on free ports and returns its metrics
-// address once it serves, and the lines it logs. What it prints goes to
-// the file stdout in dir.
+// startServe runs "tollgate serve" on free ports over the embedded store in
+// dir and returns its metrics address once it serves, and the lines it
+// logs. What it prints goes to the file stdout in dir.
 func startServe(t *testing.T, dir string, args ...string) (string, <-chan string, *exec.Cmd) {
+	t.Helper()
+	s := startServeEnv(t, dir, []string{"TOLLGATE_DATABASE_URL=sqlite:" + filepath.Join(dir, "t.db")}, args...)
+	return s.Metrics, s.lines, s.cmd
+}
+
+// served is a running "tollgate serve": its addresses, as it logs them,
+// the lines it logs after, and the process.
+type served struct {
+	GRPC, HTTP, Metrics string
+	lines               <-chan string
+	cmd                 *exec.Cmd
+}
+
+// startServeEnv runs "tollgate serve" on free ports with env added to the
+// environment, and returns once it serves; it is stopped when t ends.
+func startServeEnv(t *testing.T, dir string, env []string, args ...string) *served {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "TOLLGATE_DATABASE_URL=sqlite:"+filepath.Join(dir, "t.db"))
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := os.Create(filepath.Join(dir, "stdout"))
 	if err != nil {
 		t.Fatal(err)
@@ -55,9 +71,9 @@ func startServe(t *testing.T, dir string, args ...string) (string, <-chan string
 			if !ok {
 				t.Fatal("serve exited before serving")
 			}
-			var rec struct{ Msg, Metrics string }
+			var rec struct{ Msg, GRPC, HTTP, Metrics string }
 			if json.Unmarshal([]byte(l), &rec) == nil && rec.Msg == "serving" {
-				return rec.Metrics, lines, cmd
+				return &served{GRPC: rec.GRPC, HTTP: rec.HTTP, Metrics: rec.Metrics, lines: lines, cmd: cmd}
 			}
 		case <-deadline:
 			t.Fatal("serve did not start within 20s")

@@ -16,7 +16,6 @@ import (
 
 	"github.com/tollgate/tollgate/internal/manage"
 	"github.com/tollgate/tollgate/internal/policy"
-	"github.com/tollgate/tollgate/internal/seal"
 	"github.com/tollgate/tollgate/internal/store"
 )
 
@@ -46,20 +45,16 @@ type changedToken struct {
 }
 
 // withTokens runs fn on the token service over the configured store, as
-// the operator. Signing secrets are sealed under TOLLGATE_ENCRYPTION_KEY,
-// which must be the server's key.
+// the operator. Signing secrets and kept values are sealed under
+// TOLLGATE_ENCRYPTION_KEY (or TOLLGATE_ENCRYPTION_KEY_FILE), which must be
+// the server's key, and opened with it or TOLLGATE_PREVIOUS_ENCRYPTION_KEYS
+// (or TOLLGATE_PREVIOUS_ENCRYPTION_KEYS_FILE).
 func (a *app) withTokens(ctx context.Context, fn func(*manage.Service) error) error {
-	var box *seal.Box
-	if raw := a.env.Getenv("TOLLGATE_ENCRYPTION_KEY"); raw != "" {
-		key, err := seal.ParseKey(raw)
-		if err != nil {
-			return fmt.Errorf("TOLLGATE_ENCRYPTION_KEY: %w", err)
-		}
-		if box, err = seal.NewBox(key); err != nil {
-			return fmt.Errorf("TOLLGATE_ENCRYPTION_KEY: %w", err)
-		}
+	box, err := encryptionKeys{}.box(a.env.Getenv)
+	if err != nil {
+		return err
 	}
-	err := a.withStore(ctx, func(db *store.DB) error { return fn(manage.New(db, manage.Config{Box: box})) })
+	err = a.withStore(ctx, func(db *store.DB) error { return fn(manage.New(db, manage.Config{Box: box})) })
 	switch {
 	case errors.Is(err, manage.ErrNoKey):
 		return fmt.Errorf("%w: set TOLLGATE_ENCRYPTION_KEY (32 bytes, base64) to the server's key", err)

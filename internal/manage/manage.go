@@ -55,7 +55,8 @@ type Store interface {
 // Config shapes the Service.
 type Config struct {
 	// Box seals the signing secrets of tokens with signed requests on,
-	// and the values of publishable tokens so they can be shown again;
+	// and the values of publishable tokens so they can be shown again,
+	// under its current key, and opens them with it or a previous key;
 	// nil refuses to switch signing on (ErrNoKey) and keeps no value.
 	Box *seal.Box
 	// Now is the clock; nil is time.Now.

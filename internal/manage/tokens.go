@@ -235,10 +235,11 @@ func (s *Service) RevealToken(ctx context.Context, p policy.Principal, id string
 	}
 	v, err := s.cfg.Box.Open(valueOwner(t.ID), sealed)
 	if err != nil {
-		// Another key, or a tampered row: never a value, and a roll
+		// Another key, or a tampered row: never a value. Giving the
+		// server the key it was sealed with as a previous key, or a roll,
 		// mends it.
 		return "", &policy.Error{Code: policy.EConflict, Err: err,
-			Message: "this token's kept value cannot be opened with the server's encryption key (was the key changed?): roll the token for a new value"}
+			Message: "this token's kept value cannot be opened with the server's current or previous encryption keys (was the key changed without keeping the old one as a previous key?): roll the token for a new value"}
 	}
 	return string(v), nil
 }

@@ -99,9 +99,14 @@ type EvalConfig struct {
 
 // SigningConfig is how signed requests are checked.
 type SigningConfig struct {
-	// EncryptionKey opens tokens' sealed signing secrets; without it,
-	// tokens that require signed requests cannot be checked.
+	// EncryptionKey seals and opens tokens' signing secrets and kept
+	// values; without it, tokens that require signed requests cannot be
+	// checked.
 	EncryptionKey []byte
+	// PreviousEncryptionKeys open, never seal, what was sealed before the
+	// key was rotated, until tollgate reseal has sealed it again under
+	// EncryptionKey.
+	PreviousEncryptionKeys [][]byte
 	// Skew is how far a signed request's time may be from ours.
 	Skew time.Duration
 	// AllowUnsignedPayload accepts signatures that leave the body out.
@@ -205,6 +210,10 @@ func (c *Config) validate() error {
 		return errors.New("the shutdown timeout must be > 0")
 	case c.Signing.Skew <= 0:
 		return errors.New("the signature skew must be > 0")
+	case c.Signing.EncryptionKey == nil && len(c.Signing.PreviousEncryptionKeys) > 0:
+		// Opening without sealing would serve old tokens and refuse to
+		// sign new ones: a half-rotated key, never what was meant.
+		return errors.New("previous encryption keys need a current encryption key to seal with")
 	case c.Redis.Timeout <= 0:
 		return errors.New("the Redis timeout must be > 0")
 	case c.API.TrustedHops < 0:

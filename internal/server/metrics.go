@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,7 @@ type metrics struct {
 	storeTime   prometheus.Observer
 	storeErrors prometheus.Counter
 	configInfo  *prometheus.GaugeVec
+	keyInfo     *prometheus.GaugeVec
 }
 
 // configLabels are the tunables tollgate_config_info reports.
@@ -40,6 +42,14 @@ func (m *metrics) showConfig(cfg *Config) {
 	m.configInfo.WithLabelValues(strconv.Itoa(cc.Size), cc.TTL.String(), strconv.Itoa(cc.NegativeSize),
 		cc.NegativeTTL.String(), cc.MaxStaleness.String(), cc.StoreTimeout.String(),
 		cfg.Store.ResyncInterval.String(), strconv.FormatBool(cfg.ExtAuthz.DryRun)).Set(1)
+}
+
+// showKeys makes tollgate_encryption_keys_info name the keys this replica
+// seals and opens with (seal.KeyID, never the keys), so that an operator
+// rotating the key can see every replica hold the new one before re-sealing.
+func (m *metrics) showKeys(current string, previous []string) {
+	m.keyInfo.Reset()
+	m.keyInfo.WithLabelValues(current, strings.Join(previous, ",")).Set(1)
 }
 
 func newMetrics() *metrics {
@@ -58,6 +68,10 @@ func newMetrics() *metrics {
 	m.configInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tollgate_config_info", Help: "The tunables in effect (always 1).",
 	}, configLabels)
+	m.keyInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_encryption_keys_info",
+		Help: "The ids of the encryption key this replica seals with and of the previous keys it also opens with (always 1; absent without a key).",
+	}, []string{"current", "previous"})
 	for _, c := range policy.DenyCodes() {
 		m.decisions[c] = decisions.WithLabelValues("deny", string(c))
 	}
@@ -114,6 +128,7 @@ func (m *metrics) follow(cache *policy.Cache, w *store.Watcher, cfg *Config) {
 		}),
 		counter("tollgate_change_poll_errors_total", "Failed reads of the change log.", w.PollErrors),
 		m.configInfo,
+		m.keyInfo,
 	)
 	m.showConfig(cfg)
 }

@@ -151,10 +151,13 @@ func (s *Server) build() error {
 	var box *seal.Box
 	if s.cfg.Signing.EncryptionKey != nil {
 		var err error
-		if box, err = seal.NewBox(s.cfg.Signing.EncryptionKey); err != nil {
+		if box, err = seal.NewBox(s.cfg.Signing.EncryptionKey, s.cfg.Signing.PreviousEncryptionKeys...); err != nil {
 			return fmt.Errorf("invalid config: encryption key: %w", err)
 		}
 		open = box.Open
+		cur, prev := box.KeyIDs()
+		s.log.Info("encryption keys", "current", cur, "previous", prev)
+		m.showKeys(cur, prev)
 	} else {
 		s.log.Warn("no encryption key: tokens that require signed requests cannot be checked")
 	}
