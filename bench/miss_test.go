@@ -27,9 +27,9 @@ import (
 //
 // It reports misses/s and the p99 latency of the timed part, and the CPU
 // per miss of the process (server and client: the CPU profile separates
-// them) and of Postgres (the miss queries, and the usage and sightings
-// written for the new tokens) until what the misses left to write is
-// written, waited for after the timer stops. Use a fixed count
+// them) and of Postgres (the miss queries, and the usage, minutes and
+// sightings written for the new tokens) until what the misses left to
+// write is written, waited for after the timer stops. Use a fixed count
 // (-benchtime 20000x) so that runs compare:
 //
 //	go test -run '^$' -bench ServerMisses -benchtime 20000x -count 5 -cpuprofile cpu.prof ./bench/
@@ -97,6 +97,20 @@ func BenchmarkServerMisses(b *testing.B) {
 	}
 	flushes := m1["tollgate_credits_flushes_total"]
 	waitMetric(b, p, "tollgate_credits_flushes_total", func(v float64) bool { return v >= flushes+2 })
+	// And for the anomaly recorder to write every token's minute (and its
+	// sightings, in the same transaction).
+	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		var n int
+		if err := pg.QueryRowContext(ctx, `SELECT COUNT(DISTINCT token_id) FROM usage_minutes`).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		if n >= b.N {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the usage minutes of %d tokens of %d written 10 minutes after the run", n, b.N)
+		}
+	}
 	cpu := selfCPU() - cpu0
 	pg1, err := snapshotPostgres(ctx, pg, pgName)
 	if err != nil {
