@@ -36,8 +36,8 @@ const maxBatch = 256
 // instead of the queries multiplying. Without one, each look-up is a
 // query of its own.
 //
-// The askers wait in their own goroutines: a miss costs a look-up and a
-// channel, not a goroutine of its own.
+// The askers wait in their own goroutines: with a BatchStore a miss
+// costs a look-up and a channel, not a goroutine of its own.
 type loader struct {
 	store   Store
 	batch   BatchStore // nil when the store answers one hash at a time

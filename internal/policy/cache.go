@@ -74,7 +74,6 @@ func (c CacheConfig) Validate() error {
 // filter is loaded (LoadFilter), a token it rules out is refused without a
 // query.
 type Cache struct {
-	store    Store
 	open     Opener
 	now      func() time.Time
 	cfg      atomic.Pointer[CacheConfig]
@@ -120,7 +119,7 @@ func NewCache(store Store, cfg CacheConfig, now func() time.Time, open Opener) (
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{store: store, open: open, now: now, entries: newTable(cfg.Size), negative: negative,
+	c := &Cache{open: open, now: now, entries: newTable(cfg.Size), negative: negative,
 		rebuild: make(chan struct{}, 1)}
 	c.cfg.Store(&cfg)
 	c.loads = newLoader(store, func() time.Duration { return c.cfg.Load().StoreTimeout })
