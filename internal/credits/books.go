@@ -83,17 +83,26 @@ func (m *Meter) flush(ctx context.Context, all bool) {
 	now := m.now()
 	current := m.cfg.Period.Start(now).Unix()
 	idle := now.Add(-10 * m.cfg.FlushInterval).Unix()
+	// The books are walked from a copy, so Checks meeting new subjects
+	// do not wait for the walk; a slice, since a warming replica holds a
+	// subject for every token it met in the last few flush intervals and
+	// copying them into a map cost more than the walk.
+	type book struct {
+		k subjectKey
+		s *subject
+	}
 	m.mu.Lock()
-	subjects := make(map[subjectKey]*subject, len(m.subjects))
+	books := make([]book, 0, len(m.subjects))
 	for k, s := range m.subjects {
-		subjects[k] = s
+		books = append(books, book{k, s})
 	}
 	m.mu.Unlock()
 
 	// Spending is queued afresh only once the last queue is written, so a
 	// flush never re-sorts or re-queues a backlog it cannot write yet.
 	collect := len(m.queue.spend) == 0
-	for k, s := range subjects {
+	for _, b := range books {
+		k, s := b.k, b.s
 		s.mu.Lock()
 		// A refund can leave a counted subject below zero (spent, written,
 		// then refunded): the one-by-one path handles that.

@@ -3,6 +3,7 @@ package policy_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -135,4 +136,67 @@ func TestCacheBatchesConcurrentMisses(t *testing.T) {
 	if g := s.sizes(); len(g) != 3 || g[0] != 1 || g[1] != 2 || g[2] != 3 {
 		t.Errorf("batches of %v, want [1 2 3]", g)
 	}
+}
+
+// TestCacheBatchAsksOnceForAKey: concurrent misses of one token share one
+// look-up, in a batch as without one.
+func TestCacheBatchAsksOnceForAKey(t *testing.T) {
+	s := &batchStore{fakeStore: newFakeStore(), gate: make(chan struct{})}
+	cache := mustCache(t, s, newClock())
+	first := policy.HashValue(s.add(policy.NewToken("acc_1", policy.Publishable)))
+	tok := policy.NewToken("acc_1", policy.Publishable)
+	h := policy.HashValue(s.add(tok))
+	go cache.Get(context.Background(), first) // holds the first query in flight
+	waitFor(t, "the first query", func() bool { return len(s.sizes()) == 1 })
+	results := make(chan got, 20)
+	for range 20 {
+		go func() {
+			p, err := cache.Get(context.Background(), h)
+			results <- got{p.TokenID, err}
+		}()
+	}
+	waitFor(t, "a look-up queued", func() bool { return cache.QueuedLookups() == 1 })
+	time.Sleep(50 * time.Millisecond) // let the other misses pile up on it
+	close(s.gate)
+	for range 20 {
+		if r := <-results; r.err != nil || r.id != tok.ID {
+			t.Errorf("got %q, %v; want %q", r.id, r.err, tok.ID)
+		}
+	}
+	if g := s.sizes(); len(g) != 2 || g[1] != 1 {
+		t.Errorf("batches of %v, want [1 1]: 20 misses of one token asked once", g)
+	}
+}
+
+// TestCacheMissStartsNoGoroutine: a miss waits for its look-up in its own
+// goroutine; the store is asked from one goroutine per query in flight,
+// not one per miss (a goroutine per miss was a measurable part of what a
+// warming replica spent per miss).
+func TestCacheMissStartsNoGoroutine(t *testing.T) {
+	s := &batchStore{fakeStore: newFakeStore(), gate: make(chan struct{})}
+	cache := mustCache(t, s, newClock())
+	const misses = 20
+	var hs []policy.Hash
+	for range misses {
+		hs = append(hs, policy.HashValue(s.add(policy.NewToken("acc_1", policy.Publishable))))
+	}
+	before := runtime.NumGoroutine()
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		wg.Go(func() {
+			if _, err := cache.Get(context.Background(), h); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	waitFor(t, "one query in flight and the rest queued", func() bool {
+		g := s.sizes()
+		return len(g) == 1 && g[0]+cache.QueuedLookups() == misses
+	})
+	// The askers, and the one goroutine that queries.
+	if extra := runtime.NumGoroutine() - before; extra > misses+1 {
+		t.Errorf("%d goroutines for %d misses, want at most %d", extra, misses, misses+1)
+	}
+	close(s.gate)
+	wg.Wait()
 }

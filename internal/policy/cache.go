@@ -9,7 +9,6 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	"golang.org/x/sync/singleflight"
 )
 
 // Store is what the cache needs from storage: one round trip per miss.
@@ -69,26 +68,26 @@ func (c CacheConfig) Validate() error {
 
 // Cache holds compiled policies by token hash in an LRU, with a TTL, a
 // separate negative cache for unknown tokens, one store query per key at a
-// time (singleflight) and concurrent misses for different keys batched
-// into one query (BatchStore), and eviction on notification. When the store fails,
+// time and concurrent misses for different keys batched into one query
+// (BatchStore; see loader), and eviction on notification. When the store fails,
 // it keeps serving what it has, up to MaxStaleness old. Once a membership
 // filter is loaded (LoadFilter), a token it rules out is refused without a
 // query.
 type Cache struct {
-	store    Store
 	open     Opener
 	now      func() time.Time
 	cfg      atomic.Pointer[CacheConfig]
 	entries  *table
 	negative *lru.Cache[Hash, int64]
-	// loads runs one store query per key at a time. An invalidation
-	// forgets the key (or replaces the group), so that a request arriving
-	// after a change never joins a query that began before it, which would
-	// answer with what the change replaced.
-	loads atomic.Pointer[singleflight.Group]
+	// loads runs the store look-ups, one per key at a time.
+	loads *loader
 
 	// gen counts invalidations. A load that sees it move while it queried
-	// may hold data older than the change, so it is not cached.
+	// may hold data older than the change, so it is not cached; a request
+	// that reads a later count than a load in flight does not join it
+	// (loader.start), so a request arriving after a change never joins a
+	// query that began before it, which would answer with what the change
+	// replaced.
 	gen atomic.Uint64
 
 	// filter is the membership filter in force, nil before the first load
@@ -101,9 +100,6 @@ type Cache struct {
 	filterMu         sync.Mutex
 	rebuild          chan struct{}
 	missLookups      allowance
-	// batches gathers concurrent misses into one query when the store can
-	// answer many at once; nil otherwise.
-	batches *batcher
 
 	stats struct {
 		hits, misses, negativeHits, evictions, staleServed atomic.Uint64
@@ -123,13 +119,10 @@ func NewCache(store Store, cfg CacheConfig, now func() time.Time, open Opener) (
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{store: store, open: open, now: now, entries: newTable(cfg.Size), negative: negative,
+	c := &Cache{open: open, now: now, entries: newTable(cfg.Size), negative: negative,
 		rebuild: make(chan struct{}, 1)}
 	c.cfg.Store(&cfg)
-	c.loads.Store(new(singleflight.Group))
-	if bs, ok := store.(BatchStore); ok {
-		c.batches = &batcher{store: bs, timeout: func() time.Duration { return c.cfg.Load().StoreTimeout }}
-	}
+	c.loads = newLoader(store, func() time.Duration { return c.cfg.Load().StoreTimeout })
 	return c, nil
 }
 
@@ -206,42 +199,7 @@ func (c *Cache) get(ctx context.Context, h Hash) (Policy, bool, error) {
 
 // load reads a policy from the store, once for all concurrent callers.
 func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, error) {
-	key := string(h[:])
-	loads := c.loads.Load()
-	ch := loads.DoChan(key, func() (any, error) {
-		gen := c.gen.Load()
-		// The query serves every caller waiting on it, so no one caller's
-		// cancellation may cut it short.
-		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.StoreTimeout)
-		defer cancel()
-		t, a, err := c.lookup(qctx, h)
-		now := c.now().UnixNano()
-		if errors.Is(err, ErrNotFound) {
-			if c.gen.Load() == gen {
-				c.negative.Add(h, now)
-				c.entries.remove(h)
-			}
-			return Policy{}, err
-		}
-		if err != nil {
-			return Policy{}, fmt.Errorf("load token policy: %w", err)
-		}
-		p, err := Compile(t, a, c.open)
-		if err != nil {
-			return Policy{}, &Error{Code: EInternal, Message: "compile token policy: " + err.Error(), Err: err}
-		}
-		var key string
-		if p.rules != nil {
-			key = rulesKey(t)
-		}
-		if c.gen.Load() == gen {
-			if c.entries.add(h, p, key, now) {
-				c.stats.evictions.Add(1)
-			}
-			c.negative.Remove(h)
-		}
-		return p, nil
-	})
+	l := c.loads.start(ctx, h, c.gen.Load())
 	// A stalled database may not honour the query's deadline (the driver
 	// waits for the server to acknowledge the cancel), so stop waiting at
 	// the deadline regardless, and let the next caller start a new query
@@ -249,23 +207,47 @@ func (c *Cache) load(ctx context.Context, h Hash, cfg *CacheConfig) (Policy, err
 	timer := time.NewTimer(cfg.StoreTimeout)
 	defer timer.Stop()
 	select {
-	case r := <-ch:
-		p, _ := r.Val.(Policy)
-		return p, r.Err
+	case <-l.done:
+		l.once.Do(func() { l.p, l.perr = c.settle(l) })
+		return l.p, l.perr
 	case <-timer.C:
-		loads.Forget(key)
+		c.loads.abandon(l)
 		return Policy{}, &Error{Code: EUnavailable, Message: "token look-up timed out after " + cfg.StoreTimeout.String()}
 	case <-ctx.Done():
 		return Policy{}, &Error{Code: EUnavailable, Message: "token look-up abandoned", Err: ctx.Err()}
 	}
 }
 
-// lookup reads one token from the store, in a batch when it can.
-func (c *Cache) lookup(ctx context.Context, h Hash) (*Token, *Account, error) {
-	if c.batches != nil {
-		return c.batches.get(ctx, h)
+// settle turns an answered look-up into its policy, and caches what it
+// learnt unless an invalidation came after the look-up was made.
+func (c *Cache) settle(l *lookup) (Policy, error) {
+	now := c.now().UnixNano()
+	if errors.Is(l.err, ErrNotFound) {
+		if c.gen.Load() == l.gen {
+			c.negative.Add(l.h, now)
+			c.entries.remove(l.h)
+		}
+		return Policy{}, l.err
 	}
-	return c.store.TokenByHash(ctx, h)
+	if l.err != nil {
+		return Policy{}, fmt.Errorf("load token policy: %w", l.err)
+	}
+	t, a := l.got.Token, l.got.Account
+	p, err := Compile(t, a, c.open)
+	if err != nil {
+		return Policy{}, &Error{Code: EInternal, Message: "compile token policy: " + err.Error(), Err: err}
+	}
+	var key string
+	if p.rules != nil {
+		key = rulesKey(t)
+	}
+	if c.gen.Load() == l.gen {
+		if c.entries.add(l.h, p, key, now) {
+			c.stats.evictions.Add(1)
+		}
+		c.negative.Remove(l.h)
+	}
+	return p, nil
 }
 
 // Invalidate forgets the token key with hash h, known or unknown, and
@@ -274,7 +256,6 @@ func (c *Cache) Invalidate(h Hash) {
 	c.addKey(h)
 	c.gen.Add(1)
 	c.stats.invalidations.Add(1)
-	c.loads.Load().Forget(string(h[:]))
 	c.entries.remove(h)
 	c.negative.Remove(h)
 }
@@ -283,7 +264,6 @@ func (c *Cache) Invalidate(h Hash) {
 func (c *Cache) InvalidateAccount(id string) {
 	c.gen.Add(1)
 	c.stats.invalidations.Add(1)
-	c.loads.Store(new(singleflight.Group))
 	c.entries.staleAccount(id)
 }
 
@@ -294,7 +274,6 @@ func (c *Cache) InvalidateAll() {
 	c.dropFilter()
 	c.gen.Add(1)
 	c.stats.invalidations.Add(1)
-	c.loads.Store(new(singleflight.Group))
 	c.entries.purge()
 	c.negative.Purge()
 }

@@ -39,3 +39,18 @@ func (db *DB) MigrateTo(ctx context.Context, version int64) error {
 	}
 	return err
 }
+
+// KeptSighting is a row of token_sightings.
+type KeptSighting struct {
+	TokenID  string    `db:"token_id"`
+	Kind     string    `db:"kind"`
+	Value    string    `db:"value"`
+	LastSeen time.Time `db:"last_seen"`
+}
+
+// Sightings returns every kept sighting, ordered.
+func (db *DB) Sightings(ctx context.Context) ([]KeptSighting, error) {
+	var out []KeptSighting
+	err := db.db.SelectContext(ctx, &out, `SELECT token_id, kind, value, last_seen FROM token_sightings ORDER BY token_id, kind, value`)
+	return out, err
+}

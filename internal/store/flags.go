@@ -60,23 +60,86 @@ func (db *DB) RecordMinutes(ctx context.Context, batch []policy.MinuteUsage, max
 				}
 			}
 		}
-		// A value already kept only moves last_seen; a new one is kept
-		// while the token has room. Replicas adding at once can pass the
-		// bound by what each adds in one flush.
-		sight := tx.Rebind(`INSERT INTO token_sightings (token_id, kind, value, first_seen, last_seen)
-			SELECT ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM token_sightings WHERE token_id = ? AND kind = ?) < ?
-			ON CONFLICT (token_id, kind, value) DO UPDATE SET last_seen = excluded.last_seen`)
-		for _, u := range batch {
-			for kind, values := range map[string][]string{"network": u.Networks, "site": u.Sites} {
-				for _, v := range values {
-					if _, err := tx.ExecContext(ctx, sight, u.TokenID, kind, v, now, now, u.TokenID, kind, maxSightings); err != nil {
-						return wrapErr("record sighting", err)
-					}
+		return recordSightings(ctx, tx, batch, maxSightings, now)
+	})
+}
+
+// sighting is a network range or site seen for a token.
+type sighting struct {
+	TokenID string `db:"token_id"`
+	Kind    string `db:"kind"`
+	Value   string `db:"value"`
+}
+
+// recordSightings keeps the batch's network ranges and sites: a value
+// already kept only moves last_seen, a new one is kept while its token
+// has room for its kind, and once a token is full nothing of that kind
+// moves. It reads what the batch's tokens keep and writes in one upsert
+// per minuteRows values, not one statement per value: a replica warming
+// up sees every token for the first time, and a round trip per value
+// was most of what its usage cost to write. Replicas adding at once can
+// pass the bound by what each adds in one flush.
+func recordSightings(ctx context.Context, tx *sqlx.Tx, batch []policy.MinuteUsage, maxSightings int, now time.Time) error {
+	type tokenKind struct{ token, kind string }
+	kept := map[sighting]bool{}
+	counts := map[tokenKind]int{}
+	ids := map[string]bool{}
+	for _, u := range batch {
+		if len(u.Networks)+len(u.Sites) > 0 {
+			ids[u.TokenID] = true
+		}
+	}
+	for chunk := range slices.Chunk(slices.Sorted(maps.Keys(ids)), minuteRows) {
+		q, args, err := sqlx.In(`SELECT token_id, kind, value FROM token_sightings WHERE token_id IN (?)`, chunk)
+		if err != nil {
+			return wrapErr("read sightings", err)
+		}
+		var have []sighting
+		if err := tx.SelectContext(ctx, &have, tx.Rebind(q), args...); err != nil {
+			return wrapErr("read sightings", err)
+		}
+		for _, s := range have {
+			kept[s] = true
+			counts[tokenKind{s.TokenID, s.Kind}]++
+		}
+	}
+	var write []sighting
+	writing := map[sighting]bool{}
+	for _, u := range batch {
+		for _, k := range [...]struct {
+			kind   string
+			values []string
+		}{{"network", u.Networks}, {"site", u.Sites}} {
+			for _, v := range k.values {
+				tk, s := tokenKind{u.TokenID, k.kind}, sighting{u.TokenID, k.kind, v}
+				if counts[tk] >= maxSightings || writing[s] {
+					continue
+				}
+				writing[s] = true
+				write = append(write, s)
+				if !kept[s] {
+					kept[s] = true
+					counts[tk]++
 				}
 			}
 		}
-		return nil
-	})
+	}
+	for chunk := range slices.Chunk(write, minuteRows) {
+		var values strings.Builder
+		args := make([]any, 0, 5*len(chunk))
+		for i, s := range chunk {
+			if i > 0 {
+				values.WriteString(", ")
+			}
+			values.WriteString("(?, ?, ?, ?, ?)")
+			args = append(args, s.TokenID, s.Kind, s.Value, now, now)
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO token_sightings (token_id, kind, value, first_seen, last_seen)
+			VALUES `+values.String()+` ON CONFLICT (token_id, kind, value) DO UPDATE SET last_seen = excluded.last_seen`), args...); err != nil {
+			return wrapErr("record sightings", err)
+		}
+	}
+	return nil
 }
 
 // UsageWindows sums, per token used in [from, to), the fleet's usage in

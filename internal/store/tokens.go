@@ -37,7 +37,7 @@ func (db *DB) TokensByHash(ctx context.Context, hs []policy.Hash) (map[policy.Ha
 	for i := range hs {
 		keys[i] = hs[i][:]
 	}
-	var rows []byHashRow
+	var rows *sqlx.Rows
 	switch db.dialect {
 	case Postgres:
 		// One prepared statement for every batch size.
@@ -45,7 +45,7 @@ func (db *DB) TokensByHash(ctx context.Context, hs []policy.Hash) (map[policy.Ha
 		if err != nil {
 			return nil, wrapErr("prepare tokens by hash", err)
 		}
-		if err := stmt.SelectContext(ctx, &rows, pq.ByteaArray(keys), db.now()); err != nil {
+		if rows, err = stmt.QueryxContext(ctx, pq.ByteaArray(keys), db.now()); err != nil {
 			return nil, wrapErr("tokens by hash", err)
 		}
 	default:
@@ -53,22 +53,34 @@ func (db *DB) TokensByHash(ctx context.Context, hs []policy.Hash) (map[policy.Ha
 		if err != nil {
 			return nil, wrapErr("tokens by hash", err)
 		}
-		if err := db.db.SelectContext(ctx, &rows, db.db.Rebind(q), args...); err != nil {
+		if rows, err = db.db.QueryxContext(ctx, db.db.Rebind(q), args...); err != nil {
 			return nil, wrapErr("tokens by hash", err)
 		}
 	}
-	out := make(map[policy.Hash]policy.Loaded, len(rows))
-	for i := range rows {
-		var h policy.Hash
-		if len(rows[i].Hash) != len(h) {
-			return nil, fmt.Errorf("tokens by hash: a key hash of %d bytes", len(rows[i].Hash))
+	defer rows.Close()
+	// Row by row into the answer: a batch's rows are scanned into one
+	// reused row (sqlx maps the columns once per query), never gathered
+	// into a slice that grows by reflection.
+	out := make(map[policy.Hash]policy.Loaded, len(hs))
+	var r byHashRow
+	for rows.Next() {
+		r = byHashRow{}
+		if err := rows.StructScan(&r); err != nil {
+			return nil, wrapErr("tokens by hash", err)
 		}
-		copy(h[:], rows[i].Hash)
-		l, err := rows[i].loaded()
+		var h policy.Hash
+		if len(r.Hash) != len(h) {
+			return nil, fmt.Errorf("tokens by hash: a key hash of %d bytes", len(r.Hash))
+		}
+		copy(h[:], r.Hash)
+		l, err := r.loaded()
 		if err != nil {
 			return nil, err
 		}
 		out[h] = l
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrapErr("tokens by hash", err)
 	}
 	return out, nil
 }
