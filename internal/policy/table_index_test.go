@@ -146,7 +146,7 @@ func TestSlotIndexRemoveShifts(t *testing.T) {
 		var l []string
 		for _, b := range append([]uint32{last}, 0, 1, 2, 3, 4, 5, 6, 7) {
 			if e := h.x.buckets.vals[b]; e != 0 {
-				l = append(l, fmt.Sprintf("%x", h.slots.at(int32(e-1)).hash[:2]))
+				l = append(l, fmt.Sprintf("%x", h.slots.at(int32(e - 1)).hash[:2]))
 			} else {
 				l = append(l, "-")
 			}
