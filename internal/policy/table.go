@@ -171,7 +171,7 @@ func (t *table) add(h Hash, p Policy, rulesKey string, loaded int64) (evicted bo
 	}
 	if !ok {
 		// The index reads the slot's hash, so it learns of the slot last.
-		t.index.insert(h, i, t.slots)
+		t.index.insert(h, i, t.slots, t.size)
 	}
 	t.pushFront(i)
 	return evicted
@@ -227,7 +227,7 @@ func (t *table) resize(size int) {
 	for i := last; i != noSlot; i = old.at(i).prev {
 		j := t.slots.grow()
 		*t.slots.at(j) = *old.at(i)
-		t.index.insert(old.at(i).hash, j, t.slots)
+		t.index.insert(old.at(i).hash, j, t.slots, size)
 		t.pushFront(j)
 	}
 	old.free()

@@ -36,7 +36,7 @@ func (h *indexHarness) insert(k Hash) {
 		s = h.slots.grow()
 	}
 	h.slots.at(s).hash = k
-	h.x.insert(k, s, &h.slots)
+	h.x.insert(k, s, &h.slots, len(h.want)+1)
 	h.want[k] = s
 }
 
@@ -115,7 +115,7 @@ func TestSlotIndexChurn(t *testing.T) {
 func TestSlotIndexRemoveShifts(t *testing.T) {
 	x := newSlotIndex()
 	var none pages
-	x.grow(&none) // the first buckets, for home to count in
+	x.grow(&none, 0) // the first buckets, for home to count in
 	defer x.free()
 	last := uint32(len(x.buckets.vals) - 1)
 	// Hashes for the homes below, found by trying. Inserted in this order
@@ -214,4 +214,31 @@ func runIndexOps(t *testing.T, ops []byte) {
 		}
 	}
 	h.check(tableHash(-2), tableHash(1000))
+}
+
+// The index is sized for the table's size at its first insert, so that
+// it never moves its entries while the table fills (a pause with the table
+// locked), and it doubles only past that size.
+func TestSlotIndexGrowsToTheTableSize(t *testing.T) {
+	const limit = 100_000
+	x := newSlotIndex()
+	var slots pages
+	defer func() { x.free(); slots.free() }()
+	var sizes []int
+	for i := range 2 * limit {
+		s := slots.grow()
+		slots.at(s).hash = tableHash(i)
+		x.insert(tableHash(i), s, &slots, limit)
+		if n := len(x.buckets.vals); len(sizes) == 0 || sizes[len(sizes)-1] != n {
+			sizes = append(sizes, n)
+		}
+	}
+	if got := fmt.Sprint(sizes); got != "[262144 524288]" {
+		t.Fatalf("bucket counts %s, want 262144 from the first insert, doubled past the size", got)
+	}
+	for i := 0; i < 2*limit; i += 997 {
+		if s, ok := x.find(tableHash(i), &slots); !ok || s != int32(i) {
+			t.Fatalf("find(%d) = %d, %v", i, s, ok)
+		}
+	}
 }
