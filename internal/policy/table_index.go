@@ -7,9 +7,9 @@ import "hash/maphash"
 // number plus one (0 is an empty bucket), and a hash is looked for from
 // its home bucket onwards, comparing the full hash kept in each candidate
 // slot, until an empty bucket. A bucket is 4 bytes and at most 3 in 4 are
-// used, so an entry costs 5.3–10.7 bytes, where a map[Hash]int32 costs
-// 42–85 (it keeps the 32-byte key again); its buckets live outside the
-// heap, like the slots (see region).
+// used, so in a full table an entry costs 5.3–10.7 bytes, where a
+// map[Hash]int32 costs 42–85 (it keeps the 32-byte key again); its
+// buckets live outside the heap, like the slots (see region).
 //
 // Deletion shifts the entries after the removed one back towards their
 // home buckets (backward-shift deletion), so there are no tombstones and
