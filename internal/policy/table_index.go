@@ -31,7 +31,7 @@ const minIndexBuckets = 1024
 func newSlotIndex() *slotIndex { return &slotIndex{seed: maphash.MakeSeed()} }
 
 func (x *slotIndex) home(h Hash) uint32 {
-	return uint32(maphash.Comparable(x.seed, h)) & uint32(len(x.buckets.vals)-1)
+	return uint32(maphash.Bytes(x.seed, h[:])) & uint32(len(x.buckets.vals)-1)
 }
 
 // find returns the slot that holds h.
