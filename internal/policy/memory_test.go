@@ -1,16 +1,12 @@
 package policy_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -110,7 +106,7 @@ func TestCacheRSSPerToken(t *testing.T) {
 	// What earlier tests left behind goes back to the OS first, so that
 	// the cache cannot grow into it unseen.
 	debug.FreeOSMemory()
-	rssBefore, heapBefore := residentBytes(t), liveHeap()
+	rssBefore, heapBefore := policy.ResidentBytes(t), liveHeap()
 	for i := range n {
 		if _, err := cache.Get(context.Background(), madeUpHash(i)); err != nil {
 			t.Fatal(err)
@@ -119,7 +115,7 @@ func TestCacheRSSPerToken(t *testing.T) {
 	// One collection, as the server's own would run, and no more: what the
 	// heap grew to between collections stays resident, as in the server.
 	runtime.GC()
-	rss := residentBytes(t)
+	rss := policy.ResidentBytes(t)
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	if got := cache.Stats().Entries; got != n {
@@ -149,26 +145,4 @@ func madeUpHash(i int) policy.Hash {
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], uint64(i))
 	return policy.Hash(sha256.Sum256(b[:]))
-}
-
-// residentBytes reads the process's resident set size (VmRSS) from procfs.
-func residentBytes(t *testing.T) uint64 {
-	t.Helper()
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		t.Skipf("no procfs to read the resident set size from: %v", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("read VmRSS %q: %v", rest, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("no VmRSS in /proc/self/status (%v)", sc.Err())
-	return 0
 }
