@@ -1,6 +1,9 @@
 package policy
 
-import "sync"
+import (
+	"runtime"
+	"sync"
+)
 
 // maxTokenIDLen is the longest token id a cached policy holds inline.
 // Tollgate's own ids are 20 bytes.
@@ -18,10 +21,14 @@ const noSlot = -1
 // token id is kept inline — and the few parts that do hold pointers, which
 // tokens mostly share (the account, compiled list restrictions) or few
 // have (signing keys), live on shelves that slots refer to by number.
+//
+// Having no pointers, the slots and the index need not be on the Go heap
+// at all, and are not (region): there they would count toward GOGC's
+// goal, and the process would hold about twice their size.
 type table struct {
 	mu         sync.Mutex
-	index      map[Hash]int32
-	slots      pages
+	index      *slotIndex
+	slots      *pages
 	size       int   // the most slots in use at once
 	head, tail int32 // most and least recently used
 	free       int32 // the first unused slot, chained through next
@@ -60,23 +67,55 @@ const pageSlots = 1024
 
 // pages hold the slots, numbered from 0 in the order handed out.
 type pages struct {
-	pages [][]slot
+	pages []region[slot]
 	n     int32
 }
 
-func (p *pages) at(i int32) *slot { return &p.pages[i/pageSlots][i%pageSlots] }
+func (p *pages) at(i int32) *slot { return &p.pages[i/pageSlots].vals[i%pageSlots] }
 
 // grow hands out the next slot number.
 func (p *pages) grow() int32 {
 	if int(p.n) == len(p.pages)*pageSlots {
-		p.pages = append(p.pages, make([]slot, pageSlots))
+		p.pages = append(p.pages, newRegion[slot](pageSlots))
 	}
 	p.n++
 	return p.n - 1
 }
 
+// free gives every page back; no slot may be used afterwards.
+func (p *pages) free() {
+	for i := range p.pages {
+		p.pages[i].free()
+	}
+	*p = pages{}
+}
+
+func (p *pages) mappedBytes() int {
+	n := 0
+	for i := range p.pages {
+		n += p.pages[i].mappedBytes()
+	}
+	return n
+}
+
 func newTable(size int) *table {
-	return &table{index: map[Hash]int32{}, size: size, head: noSlot, tail: noSlot, free: noSlot}
+	index, slots := newSlotIndex(), &pages{}
+	t := &table{index: index, slots: slots, size: size, head: noSlot, tail: noSlot, free: noSlot}
+	// The mapped memory is the table's to give back, also when the table
+	// is dropped without a purge (a test's cache, say): the collector
+	// frees the table but cannot see what it mapped.
+	runtime.AddCleanup(t, func(m tableMemory) {
+		m.index.free()
+		m.slots.free()
+	}, tableMemory{index, slots})
+	return t
+}
+
+// tableMemory is what a table has mapped, apart from the table itself, so
+// that a cleanup can free it once the table is unreachable.
+type tableMemory struct {
+	index *slotIndex
+	slots *pages
 }
 
 // get returns the policy cached for h, when it was loaded, and whether
@@ -84,7 +123,7 @@ func newTable(size int) *table {
 func (t *table) get(h Hash) (p Policy, loaded int64, stale, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	i, ok := t.index[h]
+	i, ok := t.index.find(h, t.slots)
 	if !ok {
 		return Policy{}, 0, false, false
 	}
@@ -108,17 +147,16 @@ func (t *table) get(h Hash) (p Policy, loaded int64, stale, ok bool) {
 func (t *table) add(h Hash, p Policy, rulesKey string, loaded int64) (evicted bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	i, ok := t.index[h]
+	i, ok := t.index.find(h, t.slots)
 	if ok {
 		t.unlink(i)
 		t.release(i)
 	} else {
-		if len(t.index) >= t.size {
+		if t.index.len() >= t.size {
 			t.drop(t.tail)
 			evicted = true
 		}
 		i = t.take()
-		t.index[h] = i
 	}
 	s := t.slots.at(i)
 	*s = slot{hash: h, loaded: loaded, terms: p.terms, rules: noSlot, signing: noSlot}
@@ -131,6 +169,10 @@ func (t *table) add(h Hash, p Policy, rulesKey string, loaded int64) (evicted bo
 	if p.signing != nil {
 		s.signing = t.signing.put("", func() *signingKey { return p.signing })
 	}
+	if !ok {
+		// The index reads the slot's hash, so it learns of the slot last.
+		t.index.insert(h, i, t.slots, t.size)
+	}
 	t.pushFront(i)
 	return evicted
 }
@@ -139,7 +181,7 @@ func (t *table) add(h Hash, p Policy, rulesKey string, loaded int64) (evicted bo
 func (t *table) remove(h Hash) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if i, ok := t.index[h]; ok {
+	if i, ok := t.index.find(h, t.slots); ok {
 		t.drop(i)
 	}
 }
@@ -157,7 +199,8 @@ func (t *table) staleAccount(id string) {
 func (t *table) purge() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.index, t.slots = map[Hash]int32{}, pages{}
+	t.index.free()
+	t.slots.free()
 	t.head, t.tail, t.free = noSlot, noSlot, noSlot
 	t.accounts, t.rules, t.signing = shelf[accountInfo]{}, shelf[*rules]{}, shelf[*signingKey]{}
 }
@@ -172,27 +215,36 @@ func (t *table) resize(size int) {
 	if int(t.slots.n) <= size {
 		return
 	}
-	for len(t.index) > size {
+	for t.index.len() > size {
 		t.drop(t.tail)
 	}
-	old, last := t.slots, t.tail
-	t.slots = pages{}
+	old, last := *t.slots, t.tail
+	*t.slots = pages{}
+	t.index.free()
 	t.head, t.tail, t.free = noSlot, noSlot, noSlot
 	// Walk from the least recently used, so that pushing each to the
 	// front rebuilds the same order.
 	for i := last; i != noSlot; i = old.at(i).prev {
 		j := t.slots.grow()
 		*t.slots.at(j) = *old.at(i)
-		t.index[old.at(i).hash] = j
+		t.index.insert(old.at(i).hash, j, t.slots, size)
 		t.pushFront(j)
 	}
+	old.free()
 }
 
 // len returns how many policies are cached.
 func (t *table) len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.index)
+	return t.index.len()
+}
+
+// mappedBytes reports how much memory the table holds outside the Go heap.
+func (t *table) mappedBytes() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.slots.mappedBytes() + t.index.buckets.mappedBytes()
 }
 
 // take returns an unused slot, growing the slice when none is free.
@@ -209,7 +261,7 @@ func (t *table) drop(i int32) {
 	t.unlink(i)
 	t.release(i)
 	s := t.slots.at(i)
-	delete(t.index, s.hash)
+	t.index.remove(s.hash, i, t.slots)
 	*s = slot{next: t.free}
 	t.free = i
 }

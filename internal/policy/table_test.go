@@ -36,8 +36,8 @@ func (t *table) order(t2 *testing.T, n int) []int {
 	for i := t.tail; i != noSlot; i = t.slots.at(i).prev {
 		back = append([]int{num[t.slots.at(i).hash]}, back...)
 	}
-	if fmt.Sprint(fwd) != fmt.Sprint(back) || len(fwd) != len(t.index) {
-		t2.Fatalf("chain forward %v, backward %v, index %d", fwd, back, len(t.index))
+	if fmt.Sprint(fwd) != fmt.Sprint(back) || len(fwd) != t.index.len() {
+		t2.Fatalf("chain forward %v, backward %v, index %d", fwd, back, t.index.len())
 	}
 	return fwd
 }
