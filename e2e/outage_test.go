@@ -123,10 +123,14 @@ func TestDatabaseOutageUnknownTokenIsUnavailable(t *testing.T) {
 func TestDatabaseOutageMadeUpTokenIsDenied(t *testing.T) {
 	t.Parallel()
 	db, dbURL := MustOpenDB(t)
-	proxy := newPGProxy(t, postgresAddr(t, dbURL))
-	r := startReplica(t, "outage-filter", proxy.url(t, dbURL), "--store-timeout", "500ms")
+	// The token exists before the replica starts, so its filter holds it:
+	// one made after could race the filter's load and be looked up past
+	// the filter, which a loaded machine can time out (a token_unknown
+	// CI once saw for this real token).
 	acc := MustCreateAccount(t, db, "Filter Co", false)
 	_, value := MustCreateToken(t, db, acc.ID, nil)
+	proxy := newPGProxy(t, postgresAddr(t, dbURL))
+	r := startReplica(t, "outage-filter", proxy.url(t, dbURL), "--store-timeout", "500ms")
 	r.waitMetric(t, "tollgate_filter_loaded", 10*time.Second, func(v float64) bool { return v == 1 }, "membership filter in force")
 	r.mustAllow(t, call{Token: value})
 
