@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tollgate/tollgate/internal/extauthz"
+	"github.com/tollgate/tollgate/internal/heapfloor"
 	"github.com/tollgate/tollgate/internal/manage"
 	"github.com/tollgate/tollgate/internal/policy"
 	"github.com/tollgate/tollgate/internal/server"
@@ -38,6 +39,7 @@ type serveSettings struct {
 	tokenSources, grantFree, logLevel, logFormat, denyLevel string
 	responseProfile                                         string
 	clientSANs                                              string
+	heapFloorMiB                                            int
 }
 
 func newServeSettings() *serveSettings { return &serveSettings{cfg: server.DefaultConfig()} }
@@ -88,6 +90,7 @@ func (st *serveSettings) bind(f *pflag.FlagSet) {
 	f.IntVar(&cfg.API.SignIn.Workers, "signin-workers", cfg.API.SignIn.Workers, "password hashes run at once per replica (default: one per two cores)")
 	f.IntVar(&cfg.API.SignIn.Queue, "signin-queue", cfg.API.SignIn.Queue, "sign-ins that may wait for a hashing worker; more are answered 503 at once")
 	f.StringVar(&st.tokenSources, "token-sources", "token,api_key,authorization,x-api-key", "where tokens are looked for, in order: token and api_key query parameters, Authorization: Bearer, X-API-Key")
+	f.IntVar(&st.heapFloorMiB, "gc-heap-floor-mib", 32, "let the heap grow to this many MiB before the garbage collector runs, however small the live heap (memory for CPU: garbage up to it stays resident between collections; GOMEMLIMIT still applies); 0 leaves GOGC alone")
 	f.IntVar(&cfg.ExtAuthz.StreamWorkers, "grpc-stream-workers", cfg.ExtAuthz.StreamWorkers, "goroutines kept to serve Check streams, so that each Check does not grow a new goroutine's stack; 0 starts a goroutine per stream (default: 16 per CPU)")
 	f.IntVar(&cfg.ExtAuthz.TrustedHops, "xff-trusted-hops", 0, "proxies in front of Envoy that append to x-forwarded-for; 0 uses the TCP peer Envoy saw")
 	f.StringVar(&cfg.RouteRules, "route-rules", "", "YAML file mapping method and path templates to api/dataset/tier/action/cost, for routes without context_extensions")
@@ -164,6 +167,9 @@ func (st *serveSettings) finish(databaseURL string, getenv func(string) string) 
 		return err
 	}
 	st.cfg.Store.URL = databaseURL
+	if st.heapFloorMiB < 0 {
+		return fmt.Errorf("gc-heap-floor-mib: %d is negative; 0 leaves the garbage collector's pacing alone", st.heapFloorMiB)
+	}
 	return st.cfg.Validate()
 }
 
@@ -246,6 +252,7 @@ func (a *app) serve(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	defer heapfloor.Keep(int64(st.heapFloorMiB) << 20)()
 	go a.reloadLoop(ctx, cmd.Flags(), st, s, log)
 	return s.Run(ctx)
 }

@@ -168,13 +168,14 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		args []string
 		want string
 	}{
-		"unknown key":        {[]string{"serve", "--config", conf}, `unknown setting "cache-sizee"`},
-		"zero ttl":           {[]string{"serve", "--cache-ttl", "0s"}, "the cache TTL must be > 0"},
-		"bad source":         {[]string{"serve", "--token-sources", "cookie"}, "token source"},
-		"no file":            {[]string{"serve", "--config", filepath.Join(dir, "missing.yaml")}, "config file"},
-		"no metrics address": {[]string{"serve", "--metrics-addr", ""}, "the metrics listen address must be set"},
-		"bad profile":        {[]string{"serve", "--response-profile", "carto"}, `response profile "carto": want tollgate or iex`},
-		"negative workers":   {[]string{"serve", "--grpc-stream-workers", "-1"}, "the gRPC stream workers must be >= 0"},
+		"unknown key":         {[]string{"serve", "--config", conf}, `unknown setting "cache-sizee"`},
+		"zero ttl":            {[]string{"serve", "--cache-ttl", "0s"}, "the cache TTL must be > 0"},
+		"bad source":          {[]string{"serve", "--token-sources", "cookie"}, "token source"},
+		"no file":             {[]string{"serve", "--config", filepath.Join(dir, "missing.yaml")}, "config file"},
+		"no metrics address":  {[]string{"serve", "--metrics-addr", ""}, "the metrics listen address must be set"},
+		"bad profile":         {[]string{"serve", "--response-profile", "carto"}, `response profile "carto": want tollgate or iex`},
+		"negative workers":    {[]string{"serve", "--grpc-stream-workers", "-1"}, "the gRPC stream workers must be >= 0"},
+		"negative heap floor": {[]string{"serve", "--gc-heap-floor-mib", "-1"}, "gc-heap-floor-mib: -1 is negative"},
 		"replay share above the cache": {[]string{"serve", "--replay-cache-size", "10", "--replay-per-token", "11"},
 			"one token's share of the replay memory (11) must not exceed its size (10)"},
 	} {
