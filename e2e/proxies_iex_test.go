@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,14 +45,7 @@ type iexCase struct {
 // denies alike.
 func TestProxiesIEX(t *testing.T) {
 	t.Parallel()
-	for _, proxy := range []string{"nginx", "caddy"} {
-		t.Run(proxy, func(t *testing.T) {
-			if _, err := exec.LookPath(proxy); err != nil {
-				t.Skipf("%s is not installed (bash .ci/proxies.sh installs it)", proxy)
-			}
-			testProxyIEX(t, proxy)
-		})
-	}
+	eachProxy(t, testProxyIEX)
 }
 
 func testProxyIEX(t *testing.T, proxy string) {

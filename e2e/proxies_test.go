@@ -83,12 +83,17 @@ type proxyCase struct {
 // with the shipped config in front of an upstream and a real tollgate.
 func TestProxies(t *testing.T) {
 	t.Parallel()
+	eachProxy(t, testProxy)
+}
+
+// eachProxy runs test as a subtest for nginx and for Caddy.
+func eachProxy(t *testing.T, test func(t *testing.T, proxy string)) {
 	for _, proxy := range []string{"nginx", "caddy"} {
 		t.Run(proxy, func(t *testing.T) {
 			if _, err := exec.LookPath(proxy); err != nil {
 				t.Skipf("%s is not installed (bash .ci/proxies.sh installs it)", proxy)
 			}
-			testProxy(t, proxy)
+			test(t, proxy)
 		})
 	}
 }
