@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -36,7 +37,9 @@ import (
 //
 // The database holds the same number of tokens for every b.N up to
 // missSeed, so that two runs under callgrind (N and 2N misses) differ by
-// the misses alone.
+// the misses alone. BENCH_ANOMALY=off runs the server without anomaly
+// flags (and does not wait for their minutes), to show what the anomaly
+// recorder's writes add per miss.
 func BenchmarkServerMisses(b *testing.B) {
 	u, toks := seedForProfile(b, max(b.N, missSeed)+signedEnd)
 	pool := plainValues(toks, b.N)
@@ -47,6 +50,7 @@ func BenchmarkServerMisses(b *testing.B) {
 	// The usage minutes and sightings of the misses are written within
 	// the wait below (the default writes every 10 s).
 	cfg.Anomaly.Recorder.FlushInterval = time.Second
+	cfg.Anomaly.On = os.Getenv("BENCH_ANOMALY") != "off"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s, err := server.New(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
@@ -99,7 +103,7 @@ func BenchmarkServerMisses(b *testing.B) {
 	waitMetric(b, p, "tollgate_credits_flushes_total", func(v float64) bool { return v >= flushes+2 })
 	// And for the anomaly recorder to write every token's minute (and its
 	// sightings, in the same transaction).
-	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Minute); os.Getenv("BENCH_ANOMALY") != "off"; time.Sleep(250 * time.Millisecond) {
 		var n int
 		if err := pg.QueryRowContext(ctx, `SELECT COUNT(DISTINCT token_id) FROM usage_minutes`).Scan(&n); err != nil {
 			b.Fatal(err)
