@@ -13,10 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/internal/credits"
 	"github.com/tollgate/tollgate/internal/policy"
 	"github.com/tollgate/tollgate/internal/server"
-	"github.com/tollgate/tollgate/internal/store"
 )
 
 // BenchmarkServerMisses is the cold path through the whole server in
@@ -138,25 +136,7 @@ func BenchmarkColdDecides(b *testing.B) {
 	u, toks := seedForProfile(b, b.N+signedEnd)
 	pool := plainValues(toks, b.N)
 	ctx := context.Background()
-	st, err := store.Open(ctx, u, store.Options{MaxConns: 10})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	cache, err := policy.NewCache(st, policy.CacheConfig{Size: max(b.N, 1000), TTL: time.Hour, NegativeSize: 1000,
-		NegativeTTL: time.Minute, MaxStaleness: time.Hour, StoreTimeout: 2 * time.Second}, time.Now, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	meter, err := credits.New(st, credits.DefaultConfig(), time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	mctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { meter.Run(mctx); close(done) }()
-	defer func() { stop(); <-done }()
-	d := policy.NewDecider(cache, meter, time.Now, policy.EvalOptions{})
+	d, cache := coldDecider(b, u, max(b.N, 1000))
 	clientIP := netip.MustParseAddr("203.0.113.7") // within the IP-restricted tokens' range
 	reqs := make([]policy.Request, len(pool))
 	for i, v := range pool {

@@ -126,25 +126,7 @@ func BenchmarkColdDecide(b *testing.B) {
 	n := max(b.N, 1000)
 	u, toks := seedForProfile(b, min(n+n/2, 300_000))
 	ctx := context.Background()
-	st, err := store.Open(ctx, u, store.Options{MaxConns: 10})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	cache, err := policy.NewCache(st, policy.CacheConfig{Size: 1_000_000, TTL: time.Hour, NegativeSize: 1000,
-		NegativeTTL: time.Minute, MaxStaleness: time.Hour, StoreTimeout: 2 * time.Second}, time.Now, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	meter, err := credits.New(st, credits.DefaultConfig(), time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	mctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { meter.Run(mctx); close(done) }()
-	defer func() { stop(); <-done }()
-	d := policy.NewDecider(cache, meter, time.Now, policy.EvalOptions{})
+	d, _ := coldDecider(b, u, 1_000_000)
 	var plain []Token
 	for _, t := range toks {
 		if t.Class == classWeb {
@@ -161,4 +143,29 @@ func BenchmarkColdDecide(b *testing.B) {
 			b.Fatalf("decide: %+v %v", dec, err)
 		}
 	}
+}
+
+// coldDecider is a Decider as tollgate serve makes one, over the Postgres
+// at u, and its cache: size policies, and the meter running until b ends.
+func coldDecider(b *testing.B, u string, size int) (*policy.Decider, *policy.Cache) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, u, store.Options{MaxConns: 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	cache, err := policy.NewCache(st, policy.CacheConfig{Size: size, TTL: time.Hour, NegativeSize: 1000,
+		NegativeTTL: time.Minute, MaxStaleness: time.Hour, StoreTimeout: 2 * time.Second}, time.Now, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	meter, err := credits.New(st, credits.DefaultConfig(), time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { meter.Run(mctx); close(done) }()
+	b.Cleanup(func() { stop(); <-done })
+	return policy.NewDecider(cache, meter, time.Now, policy.EvalOptions{}), cache
 }
