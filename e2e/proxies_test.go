@@ -217,19 +217,8 @@ func checkProxyDeny(t *testing.T, tc proxyCase, resp *http.Response, body []byte
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("%s: Content-Type got %q, want application/json", tc.name, ct)
 	}
+	checkDenyHeaders(t, tc.name, tc.status, resp.Header)
 	switch tc.status {
-	case http.StatusUnauthorized:
-		if v := resp.Header.Values("Www-Authenticate"); len(v) != 1 || !strings.HasPrefix(v[0], "Bearer ") {
-			t.Errorf("%s: WWW-Authenticate got %q, want one Bearer challenge", tc.name, v)
-		}
-	case http.StatusTooManyRequests:
-		if resp.Header.Get("Retry-After") == "" {
-			t.Errorf("%s: no Retry-After (headers %v)", tc.name, resp.Header)
-		}
-		// The README promises a 429 carries the limit's state too.
-		if resp.Header.Get("RateLimit") == "" || resp.Header.Get("RateLimit-Policy") == "" {
-			t.Errorf("%s: no RateLimit or RateLimit-Policy (headers %v)", tc.name, resp.Header)
-		}
 	case http.StatusPaymentRequired:
 		if resp.Header.Get("X-Credits-Remaining") != "0" || resp.Header.Get("X-Credits-Limit") != "1" {
 			t.Errorf("%s: credit headers got %v, want limit 1 and 0 remaining", tc.name, resp.Header)
@@ -324,5 +313,25 @@ func startProxy(tb testing.TB, listen, name string, args ...string) {
 			tb.Fatalf("%s not listening on %s after 20s:\n%s", name, listen, out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkDenyHeaders checks what a deny of status must tell the caller
+// whichever response profile answered: a 401's Bearer challenge, a 429's
+// Retry-After and the limit's state (as the README promises).
+func checkDenyHeaders(t *testing.T, name string, status int, h http.Header) {
+	t.Helper()
+	switch status {
+	case http.StatusUnauthorized:
+		if v := h.Values("Www-Authenticate"); len(v) != 1 || !strings.HasPrefix(v[0], "Bearer ") {
+			t.Errorf("%s: WWW-Authenticate got %q, want one Bearer challenge", name, v)
+		}
+	case http.StatusTooManyRequests:
+		if h.Get("Retry-After") == "" {
+			t.Errorf("%s: no Retry-After (headers %v)", name, h)
+		}
+		if h.Get("RateLimit") == "" || h.Get("RateLimit-Policy") == "" {
+			t.Errorf("%s: no RateLimit or RateLimit-Policy (headers %v)", name, h)
+		}
 	}
 }
