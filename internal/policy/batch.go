@@ -163,22 +163,14 @@ func (b *loader) query(batch []*lookup) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), b.timeout())
 	found, err := b.batch.TokensByHash(ctx, hs)
 	cancel()
-	b.mu.Lock()
-	for _, l := range batch {
-		if b.pending[l.h] == l {
-			delete(b.pending, l.h)
-		}
-	}
-	b.mu.Unlock()
 	for _, l := range batch {
 		switch got, ok := found[l.h]; {
 		case err != nil:
-			l.err = err
+			b.answer(l, Loaded{}, err)
 		case ok:
-			l.got = got
+			b.answer(l, got, nil)
 		default:
-			l.err = ErrNotFound
+			b.answer(l, Loaded{}, ErrNotFound)
 		}
-		close(l.done)
 	}
 }
