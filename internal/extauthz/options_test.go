@@ -1,8 +1,11 @@
 package extauthz_test
 
 import (
+	"bytes"
 	"runtime"
+	"runtime/pprof"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -13,15 +16,38 @@ import (
 // the configured workers waiting for streams, and none when told 0.
 func TestServerOptionsStartStreamWorkers(t *testing.T) {
 	for _, workers := range []int{0, 40} {
-		before := runtime.NumGoroutine()
+		// Counted by their stacks, not as a change in the process's
+		// goroutine total, which other tests' goroutines move; waited
+		// for, since workers start and stop asynchronously.
+		if got := waitStreamWorkers(t, 0); got != 0 {
+			t.Fatalf("%d workers of an earlier server still running", got)
+		}
 		gs := grpc.NewServer(extauthz.ServerOptions(extauthz.Config{StreamWorkers: workers})...)
-		added := runtime.NumGoroutine() - before
+		got := waitStreamWorkers(t, workers)
 		gs.Stop()
-		if added < workers || (workers == 0 && added > 0) {
-			t.Errorf("StreamWorkers %d: %d goroutines started, want %d", workers, added, workers)
+		if got != workers {
+			t.Errorf("StreamWorkers %d: %d workers waiting, want %d", workers, got, workers)
 		}
 	}
 	if extauthz.DefaultStreamWorkers() < runtime.GOMAXPROCS(0) {
 		t.Errorf("DefaultStreamWorkers %d: fewer than one per CPU", extauthz.DefaultStreamWorkers())
 	}
+}
+
+// waitStreamWorkers counts goroutines in grpc-go's stream worker loop
+// until there are want of them or five seconds pass, and returns the last
+// count.
+func waitStreamWorkers(t *testing.T, want int) int {
+	t.Helper()
+	var got int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var buf bytes.Buffer
+		if err := pprof.Lookup("goroutine").WriteTo(&buf, 2); err != nil {
+			t.Fatal(err)
+		}
+		if got = bytes.Count(buf.Bytes(), []byte("grpc.(*Server).serverWorker(")); got == want {
+			break
+		}
+	}
+	return got
 }
