@@ -147,3 +147,48 @@ func TestReseal(t *testing.T) {
 		}
 	})
 }
+
+// TestResealedValueIsNotAnnounced: re-sealing a kept publishable value
+// (which no policy holds) sends no change to the replicas, on either
+// store, so rotating the key does not empty every replica's cache; a roll
+// of the same token still does.
+func TestResealedValueIsNotAnnounced(t *testing.T) {
+	eachDialect(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		a, _, _ := mustAccount(t, db)
+		tok := policy.NewToken(a.ID, policy.Publishable)
+		v, err := db.CreateTokenSealed(ctx, tok, func(id, v string) []byte { return []byte("old:" + id) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		announced := func(since int64) bool {
+			t.Helper()
+			changes, err := db.Changes(ctx, since, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return slices.ContainsFunc(changes, func(c store.Change) bool { return c.Hash == policy.HashValue(v) })
+		}
+		last, err := db.LastChange(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, err := db.SealedOf(ctx, tok.ID)
+		if err != nil || len(sealed) != 1 {
+			t.Fatalf("SealedOf: %+v, %v", sealed, err)
+		}
+		written, err := db.Reseal(ctx, []policy.Resealed{{Sealed: sealed[0], New: []byte("new:" + tok.ID)}})
+		if err != nil || !written[0] {
+			t.Fatalf("Reseal: %v, %v", written, err)
+		}
+		if announced(last) {
+			t.Error("re-sealing the kept value was announced to the replicas")
+		}
+		if _, _, err := db.RollTokenSealed(ctx, tok.ID, 0, func(id, v string) []byte { return []byte("rolled:" + id) }); err != nil {
+			t.Fatal(err)
+		}
+		if !announced(last) {
+			t.Error("rolling the token was not announced")
+		}
+	})
+}
