@@ -27,6 +27,7 @@ type Report struct {
 	TLS                   []TLSRow
 	Cold                  []ColdRow
 	Warm                  []WarmRow
+	Flood                 []FloodRow
 	Scale                 []ScaleRow
 	Memory                []MemRow
 	GC                    []GCSummary
@@ -377,6 +378,20 @@ func (r *Report) Markdown() string {
 			w("\nWarming plain tokens %d to %d of the %d-token database into the cache, closed loop: %d requests in %s, %.0f misses/s, p50 %s, p99 %s; Tollgate CPU %s and Postgres CPU %s per miss.\n",
 				wr.From, wr.To, wr.Tokens, wr.Res.Requests, wr.Took.Round(time.Second), wr.Res.RPS(), lat(wr.Res.Pct(50)), lat(wr.Res.Pct(99)),
 				us(wr.Res.CPUPerRequest()), us(wr.PGCPU/time.Duration(max(wr.Res.Requests, 1))))
+		}
+		w("\n")
+	}
+
+	if len(r.Flood) > 0 {
+		w("### Made-up tokens: cold misses during a flood, with and without the membership filter\n\nA fresh replica per row; legitimate tokens not yet cached at %.0f rps while other clients send made-up (well-formed, unknown, each new) tokens at %d rps. Store queries are the replica's token look-ups during the legitimate run (concurrent misses share a query); Postgres CPU is the database's backends' over the same window.\n\n| flood | legitimate requests | p50 | p90 | p99 | max | store queries/s | Postgres CPU (share of a core) | made-up tokens refused by the filter/s | flood sent |\n|---|---|---|---|---|---|---|---|---|---|\n", r.Config.ColdRate, floodRate)
+		for _, f := range r.Flood {
+			secs := f.Legit.Elapsed.Seconds()
+			sent := "—"
+			if f.Flood != nil {
+				sent = fmt.Sprintf("%.0f rps", f.Flood.RPS())
+			}
+			w("| %s | %d | %s | %s | %s | %s | %.0f | %.0f%% | %.0f | %s |\n", f.Kind, f.Legit.Requests, lat(f.Legit.Pct(50)), lat(f.Legit.Pct(90)), lat(f.Legit.Pct(99)), lat(f.Legit.Pct(100)),
+				f.Queries/secs, 100*f.PGCPU.Seconds()/secs, f.Refusals/secs, sent)
 		}
 		w("\n")
 	}

@@ -8,7 +8,8 @@ import (
 
 // firstStage runs everything that needs only a small database: the
 // comparisons with the no-op server on the cache-hit mix, credits and
-// signatures, the cold path, the ghz cross-check and revocation.
+// signatures, the cold path (alone and beside a flood of made-up tokens),
+// the ghz cross-check and revocation.
 func (b *bench) firstStage(n int) error {
 	if err := b.restartTollgate(n); err != nil {
 		return err
@@ -76,6 +77,9 @@ func (b *bench) firstStage(n int) error {
 		return err
 	}
 	if err := b.coldMissOnly(n); err != nil {
+		return err
+	}
+	if err := b.floodRows(n); err != nil {
 		return err
 	}
 	// Latency over every token of the database (all cached now).
