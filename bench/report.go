@@ -452,7 +452,7 @@ func (r *Report) Markdown() string {
 		w("\n\n")
 	}
 	if len(r.Seeding) > 0 {
-		w("Seeding (COPY, triggers off):")
+		w("Seeding (COPY, triggers off, then VACUUM (ANALYZE)):")
 		for _, s := range r.Seeding {
 			w(" %d tokens in %s;", s.Tokens, s.Took.Round(100*time.Millisecond))
 		}
