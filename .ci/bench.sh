@@ -12,6 +12,9 @@
 #   BENCH_GHZ=0     skip the ghz cross-check (ghz is go-installed otherwise)
 #   BENCH_OPA=0     skip the OPA row (bench/opa, a module of its own, is
 #                   built otherwise)
+#   BENCH_REDIS=0   skip the rate-limit row with Redis (Redis is started
+#                   by .ci/redis.sh otherwise; TOLLGATE_TEST_REDIS_URL
+#                   names another)
 #   BENCH_OUT=DIR   logs and reports (default ${TMPDIR:-/tmp}/tollgate-bench)
 #   TOLLGATE_TEST_DATABASE_URL  Postgres to use (default: the local one)
 set -euo pipefail
@@ -44,6 +47,12 @@ if [ "${BENCH_OPA:-1}" != 0 ]; then
 	else
 		echo "bench: bench/opa could not be built; running without the OPA row" >&2
 	fi
+fi
+if [ "${BENCH_REDIS:-1}" != 0 ]; then
+	# The rate-limit row with fleet-wide limits: every rate-limited Check
+	# is a round trip to this Redis.
+	bash .ci/redis.sh
+	args+=(-redis-url "${TOLLGATE_TEST_REDIS_URL:-redis://127.0.0.1:6379}")
 fi
 if [ -n "${BENCH_SIZES:-}" ]; then
 	args+=(-sizes "$BENCH_SIZES")

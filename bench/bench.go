@@ -31,6 +31,9 @@ type Config struct {
 	// OPA is the bench/opa binary, to compare with OPA evaluating the
 	// same token check; "" leaves OPA out.
 	OPA string
+	// RedisURL is a Redis for the rate-limit row with fleet-wide limits;
+	// "" leaves the row out.
+	RedisURL string
 	// Ghz is the ghz binary for a cross-check of the closed-loop figures;
 	// "" skips it.
 	Ghz string

@@ -75,6 +75,10 @@ type Pair struct {
 type FeatureRow struct {
 	Rate                   float64
 	Plain, Credits, Signed *Result
+	// Rated is a rate-limited token on a replica enforcing its share of
+	// the limit; RatedRedis the same on a replica with Redis (nil when the
+	// run had none).
+	Rated, RatedRedis *Result
 }
 
 // TLSRow is one load against the no-op server, Tollgate in plaintext and
@@ -341,12 +345,16 @@ func (r *Report) Markdown() string {
 	}
 
 	if len(r.Features) > 0 {
-		w("### Credits and signed requests (Tollgate, cache hits)\n\n| load | tokens | RPS | p50 | p99 | server CPU / req | ÷ plain |\n|---|---|---|---|---|---|---|\n")
+		w("### Credits, signed requests and rate limits (Tollgate, cache hits)\n\nRate-limited tokens have the highest limit a token may have (1,000,000 rps), so every Check runs the limiter and none is refused: on a replica without Redis, which enforces its share of the limit in memory, and on one with `--redis-url`, where each such Check is a round trip to Redis (the fleet-wide limit).\n\n| load | tokens | RPS | p50 | p99 | server CPU / req | ÷ plain |\n|---|---|---|---|---|---|---|\n")
 		for _, f := range r.Features {
 			for _, c := range []struct {
 				name string
 				r    *Result
-			}{{"plain (counted, no limit)", f.Plain}, {"credit limit", f.Credits}, {"signed requests", f.Signed}} {
+			}{{"plain (counted, no limit)", f.Plain}, {"credit limit", f.Credits}, {"signed requests", f.Signed},
+				{"rate limit, each replica's share", f.Rated}, {"rate limit, Redis", f.RatedRedis}} {
+				if c.r == nil {
+					continue
+				}
 				w("| %s | %s | %.0f | %s | %s | %s | %.2f |\n", loadName(f.Rate), c.name, c.r.RPS(), lat(c.r.Pct(50)), lat(c.r.Pct(99)),
 					us(c.r.CPUPerRequest()), ratio(c.r.CPUPerRequest(), f.Plain.CPUPerRequest()))
 			}

@@ -25,7 +25,8 @@ const (
 	hotEnd     = 100  // [0,100): the cache-hit mix
 	creditsEnd = 200  // [100,200): a credit limit
 	signedEnd  = 300  // [200,300): signed requests required
-	generalAt  = 300  // [300,…): everything else (cold path, revocation)
+	ratedEnd   = 400  // [300,400): a rate limit
+	generalAt  = 400  // [400,…): everything else (cold path, revocation)
 	perAccount = 1000 // tokens per account
 )
 
@@ -37,6 +38,7 @@ const (
 	classWebIP                // the same, and allowed IP ranges
 	classCredits              // web, with a credit limit
 	classSigned               // web, requiring signed requests
+	classRated                // web, with a rate limit
 )
 
 func classOf(i int) class {
@@ -45,6 +47,8 @@ func classOf(i int) class {
 		return classCredits
 	case i >= creditsEnd && i < signedEnd:
 		return classSigned
+	case i >= signedEnd && i < ratedEnd:
+		return classRated
 	case i%2 == 1:
 		return classWebIP
 	}
@@ -64,7 +68,7 @@ type Token struct {
 // exactly as the store writes them).
 type row struct {
 	datasets, apis, grants, domains, ips string
-	creditLimit                          any
+	creditLimit, rateRPS, rateBurst      any
 	signed                               bool
 }
 
@@ -72,7 +76,7 @@ type row struct {
 // seeded rows are what the store itself would write.
 func rowsByClass() (map[class]row, error) {
 	out := map[class]row{}
-	for _, c := range []class{classWeb, classWebIP, classCredits, classSigned} {
+	for _, c := range []class{classWeb, classWebIP, classCredits, classSigned, classRated} {
 		t := policy.NewToken("acc_bench", policy.Publishable)
 		t.Domains = []string{"app.example.com", "*.example.org"}
 		t.Datasets = map[string]policy.Actions{"prices": policy.Actions(policy.Read), "sales.*": policy.Actions(policy.Read)}
@@ -89,6 +93,11 @@ func rowsByClass() (map[class]row, error) {
 			t.Signed = true
 			t.SigningSecret = []byte("sealed per token when seeded")
 			r.signed = true
+		case classRated:
+			// The most a token may have: no benchmark load reaches it, so
+			// every Check pays the limiter and none is refused.
+			t.RateLimit = &policy.RateLimit{RPS: 1_000_000, Burst: 10_000_000}
+			r.rateRPS, r.rateBurst = t.RateLimit.RPS, t.RateLimit.Burst
 		}
 		if err := t.Normalize(); err != nil {
 			return nil, fmt.Errorf("normalize %v: %w", c, err)
@@ -186,7 +195,7 @@ func Seed(ctx context.Context, db *sql.DB, toks []Token, sealed [][]byte) error 
 	}
 	cols := []string{"id", "account_id", "kind", "nickname", "prefix", "enabled", "core", "premium", "datasets",
 		"allowed_apis", "grants", "allowed_domains", "allowed_ips", "signed_requests", "credit_limit",
-		"created_at", "updated_at", "signing_secret"}
+		"rate_limit_rps", "rate_limit_burst", "created_at", "updated_at", "signing_secret"}
 	if err := copyRows(ctx, tx, "tokens", cols, func(put func(...any) error) error {
 		for i, t := range toks {
 			r := classes[t.Class]
@@ -195,7 +204,7 @@ func Seed(ctx context.Context, db *sql.DB, toks []Token, sealed [][]byte) error 
 				secret = sealed[i]
 			}
 			if err := put(t.ID, t.AccountID, "publishable", "bench-"+t.ID[4:12], policy.DisplayPrefix(t.Value), true, true, false,
-				r.datasets, r.apis, r.grants, r.domains, r.ips, r.signed, r.creditLimit, now, now, secret); err != nil {
+				r.datasets, r.apis, r.grants, r.domains, r.ips, r.signed, r.creditLimit, r.rateRPS, r.rateBurst, now, now, secret); err != nil {
 				return err
 			}
 		}

@@ -8,7 +8,7 @@ import (
 
 // firstStage runs everything that needs only a small database: the
 // comparisons with the no-op server on the cache-hit mix, credits and
-// signatures, the cold path (alone and beside a flood of made-up tokens),
+// signatures and rate limits, the cold path (alone and beside a flood of made-up tokens),
 // the ghz cross-check and revocation.
 func (b *bench) firstStage(n int) error {
 	if err := b.restartTollgate(n); err != nil {
@@ -53,12 +53,13 @@ func (b *bench) firstStage(n int) error {
 	}
 	signed := NewMix(vals, b.unknown, b.bad)
 	signed.sign = (&signer{tokens: signedToks}).build
+	rated := NewMix(b.pool(signedEnd, ratedEnd, classRated), b.unknown, b.bad)
 	for _, rate := range []float64{0, b.cfg.Rates[0]} {
 		row := FeatureRow{Rate: rate}
 		for _, c := range []struct {
 			dst **Result
 			src Source
-		}{{&row.Plain, hot}, {&row.Credits, credits}, {&row.Signed, signed}} {
+		}{{&row.Plain, hot}, {&row.Credits, credits}, {&row.Signed, signed}, {&row.Rated, rated}} {
 			r, err := b.measure(b.tgT, b.tg, c.src, rate, b.cfg.Phase, true)
 			if err != nil {
 				return err
@@ -66,6 +67,9 @@ func (b *bench) firstStage(n int) error {
 			*c.dst = r
 		}
 		b.rep.Features = append(b.rep.Features, row)
+	}
+	if err := b.redisRows(n, rated); err != nil {
+		return err
 	}
 	if err := b.tlsRows(n, hot); err != nil {
 		return err
@@ -101,6 +105,29 @@ func (b *bench) firstStage(n int) error {
 		}
 	}
 	return b.revocation()
+}
+
+// redisRows measures the rate-limited mix on a replica with Redis, at the
+// features' loads, and adds it to their rows.
+func (b *bench) redisRows(n int, rated Source) error {
+	if b.cfg.RedisURL == "" {
+		return nil
+	}
+	p, t, err := b.startTollgate("tollgate-redis", max(500_000, n+n/10), "--redis-url", b.cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		t.Close()
+		p.Stop(60 * time.Second)
+	}()
+	for i := range b.rep.Features {
+		row := &b.rep.Features[i]
+		if row.RatedRedis, err = b.measure(t, p, rated, row.Rate, b.cfg.Phase, true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // cold sends each token of [from, to) once (at most ColdN of them) at

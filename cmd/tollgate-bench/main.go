@@ -37,6 +37,7 @@ func run(ctx context.Context, args []string) error {
 	noop := fs.String("noop", "bin/noopauthz", "the no-op ext_authz binary")
 	ghz := fs.String("ghz", "", "a ghz binary, for a closed-loop cross-check (bench)")
 	opa := fs.String("opa", "", "a bench/opa binary, to compare with OPA (bench)")
+	redisURL := fs.String("redis-url", "", "Redis for the fleet-wide rate-limit row (bench); without it the row is left out")
 	admin := fs.String("admin-url", cmp.Or(os.Getenv("TOLLGATE_TEST_DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
 		"Postgres URL of a user that may create databases")
 	work := fs.String("work-dir", "bench-out", "where server logs and reports go")
@@ -62,7 +63,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	switch *mode {
 	case "bench":
-		cfg := bench.Config{Tollgate: *tollgate, Noop: *noop, Ghz: *ghz, OPA: *opa, AdminURL: *admin, WorkDir: *work,
+		cfg := bench.Config{Tollgate: *tollgate, Noop: *noop, Ghz: *ghz, OPA: *opa, RedisURL: *redisURL, AdminURL: *admin, WorkDir: *work,
 			Rates: []float64{2000, 5000}, ColdRate: 200, KeepDB: *keep, Log: os.Stderr}
 		if *quick {
 			cfg = bench.Quick(cfg)
