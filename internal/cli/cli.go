@@ -5,6 +5,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -25,7 +26,13 @@ type Env struct {
 func Run(ctx context.Context, args []string, env Env) error {
 	root := newRoot(env)
 	root.SetArgs(args)
-	return root.ExecuteContext(ctx)
+	err := root.ExecuteContext(ctx)
+	if errors.Is(err, store.ErrSchemaBehind) {
+		// Advice in the command line's terms, for every command that opens
+		// the store.
+		err = fmt.Errorf("%w (run 'tollgate migrate', or serve with --migrate)", err)
+	}
+	return err
 }
 
 // app holds the settings every command shares.

@@ -117,6 +117,9 @@ func TestCLI(t *testing.T) {
 				if msg := c.fails("accounts", "list"); !strings.Contains(msg, "tollgate migrate") {
 					t.Errorf("unmigrated database: stderr %q, want advice to run tollgate migrate", msg)
 				}
+				if msg := c.fails("serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"); !strings.Contains(msg, "--migrate") {
+					t.Errorf("serve on an unmigrated database: stderr %q, want advice to serve with --migrate", msg)
+				}
 			}
 			var mig struct{ Version int64 }
 			c.json(&mig, "migrate")

@@ -1,14 +1,15 @@
 package store
 
 import (
-	"github.com/tollgate/tollgate/internal/policy"
-
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 
 	"github.com/pressly/goose/v3"
+
+	"github.com/tollgate/tollgate/internal/policy"
 )
 
 //go:embed migrations
@@ -66,6 +67,10 @@ func (db *DB) migrator() (*goose.Provider, error) {
 	return p, nil
 }
 
+// ErrSchemaBehind is why OpenReady refuses a Postgres schema older than
+// this binary; the command line names the commands that migrate it.
+var ErrSchemaBehind = errors.New("database schema behind this binary")
+
 // OpenReady opens the store at rawURL ready for use by the server and the
 // command line alike: the embedded SQLite store is migrated (it has no
 // separate step), and so is Postgres when migrate is set; a Postgres schema
@@ -89,8 +94,8 @@ func OpenReady(ctx context.Context, rawURL string, opt Options, migrate bool) (*
 	}
 	if cur < latest {
 		db.Close()
-		return nil, policy.Errorf(policy.EUnavailable,
-			"the database schema is at version %d and this tollgate needs %d: run 'tollgate migrate' (or serve with --migrate)", cur, latest)
+		return nil, &policy.Error{Code: policy.EUnavailable, Err: ErrSchemaBehind,
+			Message: fmt.Sprintf("the database schema is at version %d and this tollgate needs %d: migrate it first", cur, latest)}
 	}
 	return db, nil
 }
