@@ -65,11 +65,6 @@ func (b *bench) flood(name, kind string, flood bool, filter string, n int, pool 
 		t.Close()
 		p.Stop(60 * time.Second)
 	}()
-	if filter == "--membership-filter=true" {
-		if err := p.WaitMetric(b.ctx, "tollgate_filter_loaded", 30*time.Second, func(v float64) bool { return v == 1 }); err != nil {
-			return row, err
-		}
-	}
 	var wg sync.WaitGroup
 	var floodErr error
 	if flood {
