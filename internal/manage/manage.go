@@ -41,15 +41,15 @@ type Store interface {
 	CreateUser(ctx context.Context, u *policy.User) error
 	User(ctx context.Context, id string) (*policy.User, error)
 	ListUsers(ctx context.Context, accountID string) ([]*policy.User, error)
-	// DeleteUser removes the user once check, seeing the user and the
-	// account's number of admins under the lock SetRole takes, allows it.
-	DeleteUser(ctx context.Context, id string, check func(u *policy.User, admins int) error) error
+	// DeleteUser removes the user once check, seeing the user and every
+	// user of the account under the lock SetRole takes, allows it.
+	DeleteUser(ctx context.Context, id string, check func(u *policy.User, account []policy.User) error) error
 	// SetPassword replaces the user's password hash and ends every session
 	// of theirs but keep (a session's secret id).
 	SetPassword(ctx context.Context, userID, hash, keep string) error
-	// SetRole gives the user the role once check, seeing the user and the
-	// account's number of admins under lock, allows it.
-	SetRole(ctx context.Context, id string, role policy.Role, check func(u *policy.User, admins int) error) (*policy.User, error)
+	// SetRole gives the user the role once check, seeing the user and every
+	// user of the account under lock, allows it.
+	SetRole(ctx context.Context, id string, role policy.Role, check func(u *policy.User, account []policy.User) error) (*policy.User, error)
 }
 
 // Config shapes the Service.

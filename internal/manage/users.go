@@ -98,8 +98,11 @@ func (s *Service) DeleteUser(ctx context.Context, p policy.Principal, id string)
 	if u.ID == p.UserID {
 		return &policy.Error{Code: policy.EConflict, Message: "you cannot remove yourself; ask another admin"}
 	}
-	return s.db.DeleteUser(ctx, id, func(u *policy.User, admins int) error {
-		return policy.CheckRemoveUser(u, admins)
+	return s.db.DeleteUser(ctx, id, func(u *policy.User, account []policy.User) error {
+		if !policy.StillManagesUsers(p, account) {
+			return ErrAdminOnly
+		}
+		return policy.CheckRemoveUser(u, policy.Admins(account))
 	})
 }
 
@@ -171,7 +174,10 @@ func (s *Service) ChangeRole(ctx context.Context, p policy.Principal, userID str
 	if err := probe.Validate(); err != nil {
 		return nil, err
 	}
-	return s.db.SetRole(ctx, u.ID, role, func(u *policy.User, admins int) error {
-		return policy.CheckLastAdmin(u, role, admins)
+	return s.db.SetRole(ctx, u.ID, role, func(u *policy.User, account []policy.User) error {
+		if !policy.StillManagesUsers(p, account) {
+			return ErrAdminOnly
+		}
+		return policy.CheckLastAdmin(u, role, policy.Admins(account))
 	})
 }

@@ -67,11 +67,42 @@ func TestDeleteUserRacesDemotion(t *testing.T) {
 					func() error { return f.svc.DeleteUser(ctx, a, b.UserID) },
 					func() error { _, err := f.svc.ChangeRole(ctx, b, a.UserID, policy.RoleMember); return err })
 				wantOneAdmin(t, f, round, errs)
+				// Demoted first, a is no admin when its removal runs under
+				// the lock: refused as such, not by the last-admin rule.
 				for _, err := range errs {
-					if err != nil && !errors.Is(err, policy.ErrLastAdmin) && !errors.Is(err, policy.ErrLastAdminRemoval) {
-						t.Errorf("round %d: refused with %v, want a last-admin refusal", round, err)
+					if err != nil && !errors.Is(err, policy.ErrLastAdmin) && !errors.Is(err, policy.ErrLastAdminRemoval) && !errors.Is(err, manage.ErrAdminOnly) {
+						t.Errorf("round %d: refused with %v, want a last-admin or admin-only refusal", round, err)
 					}
 				}
+			}
+		})
+	}
+}
+
+// An admin demoted after their request read their role (the principal
+// still says admin) can neither remove a teammate nor change a role: the
+// role is checked again under the users' lock.
+func TestDemotedAdminRefusedUnderLock(t *testing.T) {
+	for _, d := range storetest.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			ctx := context.Background()
+			f := mustFixture(t, d, nil)
+			stale := mustAdmin(t, f)
+			if _, err := f.svc.ChangeRole(ctx, policy.OperatorPrincipal(), stale.UserID, policy.RoleMember); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.ChangeRole(ctx, stale, f.bob.UserID, policy.RoleAdmin); !errors.Is(err, manage.ErrAdminOnly) {
+				t.Errorf("a demoted admin's role change: got %v, want ErrAdminOnly", err)
+			}
+			if err := f.svc.DeleteUser(ctx, stale, f.bob.UserID); !errors.Is(err, manage.ErrAdminOnly) {
+				t.Errorf("a demoted admin's removal: got %v, want ErrAdminOnly", err)
+			}
+			if u, err := f.db.User(ctx, f.bob.UserID); err != nil || u.Role != policy.RoleMember {
+				t.Errorf("the teammate afterwards: %+v, %v; want kept, a member", u, err)
+			}
+			// A current admin still may.
+			if _, err := f.svc.ChangeRole(ctx, f.admin, f.bob.UserID, policy.RoleAdmin); err != nil {
+				t.Errorf("a current admin's role change: %v", err)
 			}
 		})
 	}

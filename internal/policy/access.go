@@ -96,6 +96,34 @@ func CanManageUsers(p Principal, accountID string) bool {
 	return p.Operator || (p.Admin && accountID == p.AccountID)
 }
 
+// StillManagesUsers reports whether p may still manage the account's
+// users as account (every user of it, read under the users' lock) has
+// them. A principal's Admin was read when its request began; a user
+// demoted since is no longer one. The operator and a secret token hold
+// their standing outside the users table.
+func StillManagesUsers(p Principal, account []User) bool {
+	if p.Operator || p.UserID == "" {
+		return p.Operator || p.Admin
+	}
+	for _, u := range account {
+		if u.ID == p.UserID {
+			return u.Role == RoleAdmin
+		}
+	}
+	return false
+}
+
+// Admins counts the admins among users.
+func Admins(users []User) int {
+	n := 0
+	for _, u := range users {
+		if u.Role == RoleAdmin {
+			n++
+		}
+	}
+	return n
+}
+
 // CanReadAudit reports whether p may read the account's audit log: its
 // admins.
 func CanReadAudit(p Principal, accountID string) bool { return CanManageUsers(p, accountID) }

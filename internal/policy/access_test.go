@@ -171,3 +171,27 @@ func TestCheckLockout(t *testing.T) {
 		}
 	}
 }
+
+func TestStillManagesUsers(t *testing.T) {
+	account := []policy.User{{ID: "usr_admin", Role: policy.RoleAdmin}, {ID: "usr_member", Role: policy.RoleMember}}
+	for _, tc := range []struct {
+		name string
+		p    policy.Principal
+		want bool
+	}{
+		{"operator", policy.OperatorPrincipal(), true},
+		{"the account's secret token", policy.Principal{AccountID: "acc", TokenID: "tok", Admin: true}, true},
+		{"an admin who still is one", policy.Principal{AccountID: "acc", UserID: "usr_admin", Admin: true}, true},
+		{"an admin demoted since the request began", policy.Principal{AccountID: "acc", UserID: "usr_member", Admin: true}, false},
+		{"an admin removed since the request began", policy.Principal{AccountID: "acc", UserID: "usr_gone", Admin: true}, false},
+		{"a member", policy.Principal{AccountID: "acc", UserID: "usr_member"}, false},
+		{"a token that is no admin", policy.Principal{AccountID: "acc", TokenID: "tok"}, false},
+	} {
+		if got := policy.StillManagesUsers(tc.p, account); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if n := policy.Admins(account); n != 1 {
+		t.Errorf("Admins: got %d, want 1", n)
+	}
+}

@@ -80,17 +80,17 @@ func (db *DB) ListUsers(ctx context.Context, accountID string) ([]*policy.User, 
 // account's number of admins under the lock SetRole takes, so that two
 // admins removing each other, or a removal racing a demotion, cannot
 // both pass a last-admin check.
-func (db *DB) DeleteUser(ctx context.Context, id string, check func(u *policy.User, admins int) error) error {
+func (db *DB) DeleteUser(ctx context.Context, id string, check func(u *policy.User, account []policy.User) error) error {
 	target, err := db.User(ctx, id) // a user's account never changes
 	if err != nil {
 		return err
 	}
 	return db.inTx(ctx, func(tx *sqlx.Tx) error {
-		u, admins, err := db.lockUsers(ctx, tx, target.AccountID, id)
+		u, account, err := db.lockUsers(ctx, tx, target.AccountID, id)
 		if err != nil {
 			return err
 		}
-		if err := check(&u, admins); err != nil {
+		if err := check(&u, account); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, tx.Rebind(`DELETE FROM users WHERE id = ?`), id)
@@ -121,20 +121,20 @@ func (db *DB) SetPassword(ctx context.Context, userID, hash, keep string) error 
 }
 
 // SetRole gives a user a role once check allows it. check sees the user as
-// it is and how many admins the account has, read under lockUsers: two
-// admins demoting each other at once cannot both pass a last-admin check.
-func (db *DB) SetRole(ctx context.Context, id string, role policy.Role, check func(u *policy.User, admins int) error) (*policy.User, error) {
+// it is and every user of the account, read under lockUsers: two admins
+// demoting each other at once cannot both pass a last-admin check.
+func (db *DB) SetRole(ctx context.Context, id string, role policy.Role, check func(u *policy.User, account []policy.User) error) (*policy.User, error) {
 	target, err := db.User(ctx, id) // a user's account never changes
 	if err != nil {
 		return nil, err
 	}
 	var u policy.User
 	err = db.inTx(ctx, func(tx *sqlx.Tx) error {
-		var admins int
-		if u, admins, err = db.lockUsers(ctx, tx, target.AccountID, id); err != nil {
+		var account []policy.User
+		if u, account, err = db.lockUsers(ctx, tx, target.AccountID, id); err != nil {
 			return err
 		}
-		if err := check(&u, admins); err != nil {
+		if err := check(&u, account); err != nil {
 			return err
 		}
 		u.Role = role
@@ -153,29 +153,22 @@ func (db *DB) SetRole(ctx context.Context, id string, role policy.Role, check fu
 
 // lockUsers locks every user of the account (in id order, so that two
 // changes never deadlock; SQLite's immediate transaction holds the whole
-// database) and returns the user with the given id and how many admins
-// the account has. Every change that can take an admin away goes through
-// it, so last-admin checks see each other's results.
-func (db *DB) lockUsers(ctx context.Context, tx *sqlx.Tx, accountID, id string) (policy.User, int, error) {
+// database) and returns the user with the given id and every user of the
+// account. Every change that can take an admin away goes through it, so
+// last-admin checks see each other's results, and an admin demoted
+// meanwhile is seen as demoted.
+func (db *DB) lockUsers(ctx context.Context, tx *sqlx.Tx, accountID, id string) (policy.User, []policy.User, error) {
 	var all []policy.User
 	q := `SELECT ` + userColumns + ` FROM users WHERE account_id = ? ORDER BY id` + db.forUpdate()
 	if err := tx.SelectContext(ctx, &all, tx.Rebind(q), accountID); err != nil {
-		return policy.User{}, 0, wrapErr("lock users", err)
+		return policy.User{}, nil, wrapErr("lock users", err)
 	}
-	var u policy.User
-	admins, found := 0, false
 	for _, x := range all {
-		if x.Role == policy.RoleAdmin {
-			admins++
-		}
 		if x.ID == id {
-			u, found = x, true
+			return x, all, nil
 		}
 	}
-	if !found {
-		return policy.User{}, 0, fmt.Errorf("user %s: %w", id, policy.ErrNotFound)
-	}
-	return u, admins, nil
+	return policy.User{}, nil, fmt.Errorf("user %s: %w", id, policy.ErrNotFound)
 }
 
 // CreateSession stores a session under the hash of its secret id.

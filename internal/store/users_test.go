@@ -90,7 +90,7 @@ func TestEmailMigrationKeepsReferences(t *testing.T) {
 			if _, err := db.SessionByID(ctx, "session"); err != nil {
 				t.Fatalf("session after the migration: got %v, want it kept", err)
 			}
-			if err := db.DeleteUser(ctx, u.ID, func(*policy.User, int) error { return nil }); err != nil {
+			if err := db.DeleteUser(ctx, u.ID, func(*policy.User, []policy.User) error { return nil }); err != nil {
 				t.Fatal(err)
 			}
 			if got, err := db.Token(ctx, tok.ID); err != nil || got.UserID != "" {
@@ -107,7 +107,7 @@ func TestEmailMigrationKeepsReferences(t *testing.T) {
 }
 
 // TestDeleteUserCheck: DeleteUser shows its check the user and the
-// account's admins, counted under the lock; a refusal removes nothing.
+// account's users, read under the lock; a refusal removes nothing.
 func TestDeleteUserCheck(t *testing.T) {
 	for _, d := range storetest.Dialects() {
 		t.Run(string(d), func(t *testing.T) {
@@ -130,20 +130,24 @@ func TestDeleteUserCheck(t *testing.T) {
 			refuse := errors.New("refused")
 			var seen *policy.User
 			var admins int
-			err := db.DeleteUser(ctx, users[1].ID, func(u *policy.User, n int) error { seen, admins = u, n; return refuse })
-			if !errors.Is(err, refuse) || seen == nil || seen.ID != users[1].ID || seen.Role != policy.RoleAdmin || admins != 2 {
-				t.Fatalf("check saw %+v and %d admins and DeleteUser returned %v; want the admin, 2 admins and the refusal", seen, admins, err)
+			var account []policy.User
+			err := db.DeleteUser(ctx, users[1].ID, func(u *policy.User, all []policy.User) error {
+				seen, account, admins = u, all, policy.Admins(all)
+				return refuse
+			})
+			if !errors.Is(err, refuse) || seen == nil || seen.ID != users[1].ID || seen.Role != policy.RoleAdmin || admins != 2 || len(account) != 3 {
+				t.Fatalf("check saw %+v and %d users (%d admins) and DeleteUser returned %v; want the admin, the account's 3 users (2 admins) and the refusal", seen, len(account), admins, err)
 			}
 			if _, err := db.User(ctx, users[1].ID); err != nil {
 				t.Fatalf("a refused removal removed the user: %v", err)
 			}
-			if err := db.DeleteUser(ctx, users[1].ID, func(*policy.User, int) error { return nil }); err != nil {
+			if err := db.DeleteUser(ctx, users[1].ID, func(*policy.User, []policy.User) error { return nil }); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := db.User(ctx, users[1].ID); !errors.Is(err, policy.ErrNotFound) {
 				t.Errorf("after the removal: got %v, want not found", err)
 			}
-			if err := db.DeleteUser(ctx, users[1].ID, func(*policy.User, int) error { return nil }); !errors.Is(err, policy.ErrNotFound) {
+			if err := db.DeleteUser(ctx, users[1].ID, func(*policy.User, []policy.User) error { return nil }); !errors.Is(err, policy.ErrNotFound) {
 				t.Errorf("removing twice: got %v, want not found", err)
 			}
 		})
