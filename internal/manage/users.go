@@ -98,11 +98,15 @@ func (s *Service) DeleteUser(ctx context.Context, p policy.Principal, id string)
 	if u.ID == p.UserID {
 		return &policy.Error{Code: policy.EConflict, Message: "you cannot remove yourself; ask another admin"}
 	}
+	// The last-admin rule first: when both refuse, it says more.
 	return s.db.DeleteUser(ctx, id, func(u *policy.User, account []policy.User) error {
+		if err := policy.CheckRemoveUser(u, policy.Admins(account)); err != nil {
+			return err
+		}
 		if !policy.StillManagesUsers(p, account) {
 			return ErrAdminOnly
 		}
-		return policy.CheckRemoveUser(u, policy.Admins(account))
+		return nil
 	})
 }
 
@@ -175,9 +179,12 @@ func (s *Service) ChangeRole(ctx context.Context, p policy.Principal, userID str
 		return nil, err
 	}
 	return s.db.SetRole(ctx, u.ID, role, func(u *policy.User, account []policy.User) error {
+		if err := policy.CheckLastAdmin(u, role, policy.Admins(account)); err != nil {
+			return err
+		}
 		if !policy.StillManagesUsers(p, account) {
 			return ErrAdminOnly
 		}
-		return policy.CheckLastAdmin(u, role, policy.Admins(account))
+		return nil
 	})
 }
