@@ -98,16 +98,23 @@ func (s *Service) DeleteUser(ctx context.Context, p policy.Principal, id string)
 	if u.ID == p.UserID {
 		return &policy.Error{Code: policy.EConflict, Message: "you cannot remove yourself; ask another admin"}
 	}
-	// The last-admin rule first: when both refuse, it says more.
-	return s.db.DeleteUser(ctx, id, func(u *policy.User, account []policy.User) error {
-		if err := policy.CheckRemoveUser(u, policy.Admins(account)); err != nil {
+	return s.db.DeleteUser(ctx, id, underLock(p, policy.CheckRemoveUser))
+}
+
+// underLock is the check a change that can take an admin away runs on the
+// account's users as read under their lock: the last-admin rule, then the
+// acting principal's own role read again (the rule first: when both
+// refuse, it says more).
+func underLock(p policy.Principal, lastAdmin func(u *policy.User, admins int) error) func(*policy.User, []policy.User) error {
+	return func(u *policy.User, account []policy.User) error {
+		if err := lastAdmin(u, policy.Admins(account)); err != nil {
 			return err
 		}
 		if !policy.StillManagesUsers(p, account) {
 			return ErrAdminOnly
 		}
 		return nil
-	})
+	}
 }
 
 // hash runs HashPassword in the Service's hashing pool.
@@ -178,13 +185,7 @@ func (s *Service) ChangeRole(ctx context.Context, p policy.Principal, userID str
 	if err := probe.Validate(); err != nil {
 		return nil, err
 	}
-	return s.db.SetRole(ctx, u.ID, role, func(u *policy.User, account []policy.User) error {
-		if err := policy.CheckLastAdmin(u, role, policy.Admins(account)); err != nil {
-			return err
-		}
-		if !policy.StillManagesUsers(p, account) {
-			return ErrAdminOnly
-		}
-		return nil
-	})
+	return s.db.SetRole(ctx, u.ID, role, underLock(p, func(u *policy.User, admins int) error {
+		return policy.CheckLastAdmin(u, role, admins)
+	}))
 }

@@ -76,8 +76,8 @@ func (db *DB) ListUsers(ctx context.Context, accountID string) ([]*policy.User, 
 }
 
 // DeleteUser removes a user once check allows it, and signs them out;
-// their tokens stay, owned by the account. check sees the user and the
-// account's number of admins under the lock SetRole takes, so that two
+// their tokens stay, owned by the account. check sees the user and every
+// user of the account under the lock SetRole takes, so that two
 // admins removing each other, or a removal racing a demotion, cannot
 // both pass a last-admin check.
 func (db *DB) DeleteUser(ctx context.Context, id string, check func(u *policy.User, account []policy.User) error) error {
